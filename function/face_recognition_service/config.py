@@ -1,0 +1,110 @@
+"""One settings object, read from the environment and ``.env``.
+
+Names follow the seed's Configuration section (no prefix), plus the few the
+seed left implicit (where models live, detector input size, threads).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Device(StrEnum):
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+def _default_model_dir() -> Path:
+    # InsightFace's own cache, so a pack a user already downloaded is found.
+    return Path.home() / ".insightface" / "models"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        protected_namespaces=(),
+    )
+
+    # API
+    app_name: str = "Face Recognition Service"
+    debug: bool = False
+    log_level: str = "info"
+
+    # Server (plain-server mode only)
+    host: str = "0.0.0.0"
+    port: int = 8000
+    workers: int = Field(default=1, ge=1)
+
+    # Model
+    model_name: str = "buffalo_sc"
+    model_dir: Path = Field(default_factory=_default_model_dir)
+    detection_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    device: Device = Device.CPU
+    # Longest side of the detector input. 640 is InsightFace's default.
+    det_size: int = Field(default=640, ge=64, le=2048)
+    # Second, smaller detector pass when the first finds nothing: faces that
+    # fill the frame are too big for the detector's anchors at 640. 0 disables.
+    det_retry_size: int = Field(default=160, ge=0, le=2048)
+    # ONNX Runtime intra-op threads; 0 means one per available CPU.
+    ort_threads: int = Field(default=0, ge=0)
+
+    # Image processing
+    max_image_size: int = Field(default=10 * 1024 * 1024, gt=0)  # bytes, after base64
+    max_image_pixels: int = Field(default=40_000_000, gt=0)  # decompression-bomb guard
+
+    # CORS
+    cors_enabled: bool = True
+    cors_origins: Annotated[list[str], NoDecode] = ["*"]
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError(f"unknown log level {value!r}")
+        return level
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _lower_device(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        # Accept the seed's JSON list (["*"]) and the plain comma list that is
+        # easier to pass through a SAM parameter (https://a.example,https://b.example).
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                return json.loads(text)
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @property
+    def model_path(self) -> Path:
+        return self.model_dir.expanduser() / self.model_name
+
+    @property
+    def threads(self) -> int:
+        if self.ort_threads:
+            return self.ort_threads
+        try:
+            return len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            return os.cpu_count() or 1
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, built once. Tests build their own ``Settings``."""
+    return Settings()

@@ -1,0 +1,66 @@
+"""The service's error vocabulary: one enum, one exception, one status map.
+
+Every error a caller can see is an ``ErrorCode``; the HTTP status that goes with
+each code is decided here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    INVALID_IMAGE = "INVALID_IMAGE"
+    NO_FACE_DETECTED = "NO_FACE_DETECTED"
+    MULTIPLE_FACES_DETECTED = "MULTIPLE_FACES_DETECTED"
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+    UNSUPPORTED_FORMAT = "UNSUPPORTED_FORMAT"
+    MODEL_NOT_LOADED = "MODEL_NOT_LOADED"
+    INVALID_EMBEDDING = "INVALID_EMBEDDING"
+    PROCESSING_ERROR = "PROCESSING_ERROR"
+    # Transport-level codes: not in the seed's list because they are not about
+    # images or embeddings, but they keep the one error shape for every answer.
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+
+
+HTTP_STATUS: dict[ErrorCode, int] = {
+    # The request body is not a usable image (bad base64, corrupt data).
+    ErrorCode.INVALID_IMAGE: 400,
+    # A well-formed image the service understood, but it cannot give one face:
+    # 422 says "valid syntax, unprocessable content", which is what the caller fixes.
+    ErrorCode.NO_FACE_DETECTED: 422,
+    ErrorCode.MULTIPLE_FACES_DETECTED: 422,
+    ErrorCode.IMAGE_TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_FORMAT: 415,
+    ErrorCode.MODEL_NOT_LOADED: 503,
+    ErrorCode.INVALID_EMBEDDING: 422,
+    ErrorCode.PROCESSING_ERROR: 500,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+}
+
+
+class ServiceError(Exception):
+    """An error with a code the caller can act on.
+
+    ``message`` is the human-readable summary; ``detail`` may say more but never
+    echoes what the caller sent (no image bytes, no embedding values).
+    """
+
+    def __init__(
+        self, code: ErrorCode, message: str, detail: str | None = None, *, faces: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.detail = detail
+        # How many faces the detector found, for metrics; never sent to the caller.
+        self.faces = faces
+
+    @property
+    def status(self) -> int:
+        return HTTP_STATUS[self.code]
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"error": self.message, "error_code": self.code.value, "detail": self.detail}

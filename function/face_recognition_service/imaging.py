@@ -1,0 +1,238 @@
+"""Caller's bytes to a validated BGR image.
+
+Order matters for safety: the size limit is checked on the encoded bytes, the
+pixel limit on the header's dimensions, and only then is anything decoded.
+Nothing here touches the disk.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import struct
+from dataclasses import dataclass
+from enum import StrEnum
+
+# OpenCV's own guard against huge images, set before cv2 is first imported, as a
+# second line behind the header check below (a file can lie in its header).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(2**27))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .errors import ErrorCode, ServiceError  # noqa: E402
+
+
+class ImageFormat(StrEnum):
+    JPEG = "jpeg"
+    PNG = "png"
+    WEBP = "webp"
+    BMP = "bmp"
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: ImageFormat
+    width: int
+    height: int
+    has_alpha: bool
+
+
+# Containers we recognise but do not decode: the caller gets UNSUPPORTED_FORMAT
+# (convert and retry) rather than INVALID_IMAGE (the data is broken).
+_UNSUPPORTED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"%PDF", "PDF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+)
+_ISO_BMFF_BRANDS = {
+    b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF",
+    b"avif": "AVIF", b"avis": "AVIF",
+}
+SUPPORTED_FORMATS = "JPEG, PNG, WebP, BMP"
+
+
+def _invalid(message: str) -> ServiceError:
+    return ServiceError(ErrorCode.INVALID_IMAGE, message)
+
+
+def decode_base64_image(text: str, max_bytes: int) -> bytes:
+    """Bytes of a data URI or bare base64 string, with the size limit applied."""
+    payload = text
+    if payload[:5].lower() == "data:":
+        header, sep, payload = payload.partition(",")
+        if not sep or ";base64" not in header.lower():
+            raise _invalid("Data URI must be base64-encoded ('data:image/...;base64,...').")
+    # Cheap bound before decoding anything: 4 base64 characters carry 3 bytes.
+    # The slack allows line breaks that some encoders insert.
+    if len(payload) > (max_bytes + 2) // 3 * 4 * 1.05 + 16:
+        raise _too_large(max_bytes)
+    if not payload:
+        raise _invalid("The image is empty.")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        data = _decode_lenient(payload)
+    if len(data) > max_bytes:
+        raise _too_large(max_bytes)
+    if not data:
+        raise _invalid("The image is empty.")
+    return data
+
+
+def _decode_lenient(payload: str) -> bytes:
+    # Line-wrapped, URL-safe or unpadded base64 are all common in the wild;
+    # anything else is refused rather than silently skipped.
+    compact = "".join(payload.split()).replace("-", "+").replace("_", "/")
+    compact += "=" * (-len(compact) % 4)
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise _invalid("The image is not valid base64.") from None
+
+
+def _too_large(max_bytes: int) -> ServiceError:
+    return ServiceError(
+        ErrorCode.IMAGE_TOO_LARGE,
+        "The image exceeds the maximum size.",
+        f"Maximum image size is {max_bytes} bytes (after base64 decoding).",
+    )
+
+
+def probe(data: bytes) -> ImageInfo:
+    """Format and dimensions from the header alone, without decoding pixels."""
+    if data[:3] == b"\xff\xd8\xff":
+        return _probe_jpeg(data)
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return _probe_png(data)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _probe_webp(data)
+    if data[:2] == b"BM":
+        return _probe_bmp(data)
+    for signature, name in _UNSUPPORTED_SIGNATURES:
+        if data.startswith(signature):
+            raise _unsupported(name)
+    if data[4:8] == b"ftyp" and data[8:12] in _ISO_BMFF_BRANDS:
+        raise _unsupported(_ISO_BMFF_BRANDS[data[8:12]])
+    raise _invalid("The data is not a recognisable image.")
+
+
+def _unsupported(name: str) -> ServiceError:
+    return ServiceError(
+        ErrorCode.UNSUPPORTED_FORMAT,
+        f"{name} images are not supported.",
+        f"Supported formats: {SUPPORTED_FORMATS}.",
+    )
+
+
+_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _probe_jpeg(data: bytes) -> ImageInfo:
+    pos, end = 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            break
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
+            break
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker in _JPEG_SOF:
+            if pos + 9 > end:
+                break
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return _checked(ImageFormat.JPEG, width, height, False)
+        pos += 2 + length
+    raise _invalid("The JPEG data is truncated or corrupt.")
+
+
+def _probe_png(data: bytes) -> ImageInfo:
+    if len(data) < 26 or data[12:16] != b"IHDR":
+        raise _invalid("The PNG data is truncated or corrupt.")
+    width, height = struct.unpack(">II", data[16:24])
+    color_type = data[25]
+    return _checked(ImageFormat.PNG, width, height, color_type in (4, 6))
+
+
+def _probe_webp(data: bytes) -> ImageInfo:
+    chunk = data[12:16]
+    if chunk == b"VP8 " and len(data) >= 30 and data[23:26] == b"\x9d\x01\x2a":
+        width, height = struct.unpack("<HH", data[26:30])
+        return _checked(ImageFormat.WEBP, width & 0x3FFF, height & 0x3FFF, False)
+    if chunk == b"VP8L" and len(data) >= 25 and data[20] == 0x2F:
+        (bits,) = struct.unpack("<I", data[21:25])
+        width, height = (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        return _checked(ImageFormat.WEBP, width, height, bool((bits >> 28) & 1))
+    if chunk == b"VP8X" and len(data) >= 30:
+        flags = data[20]
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        if flags & 0x02:
+            raise _unsupported("Animated WebP")
+        return _checked(ImageFormat.WEBP, width, height, bool(flags & 0x10))
+    raise _invalid("The WebP data is truncated or corrupt.")
+
+
+def _probe_bmp(data: bytes) -> ImageInfo:
+    if len(data) < 26:
+        raise _invalid("The BMP data is truncated or corrupt.")
+    (dib_size,) = struct.unpack("<I", data[14:18])
+    if dib_size == 12:
+        width, height = struct.unpack("<HH", data[18:22])
+    else:
+        width, height = struct.unpack("<ii", data[18:26])
+    return _checked(ImageFormat.BMP, abs(width), abs(height), False)
+
+
+def _checked(fmt: ImageFormat, width: int, height: int, has_alpha: bool) -> ImageInfo:
+    if width <= 0 or height <= 0:
+        raise _invalid(f"The {fmt.name} header gives no image size.")
+    return ImageInfo(fmt, width, height, has_alpha)
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Validated, upright (EXIF applied), 8-bit, 3-channel BGR image."""
+    info = probe(data)
+    if info.width * info.height > max_pixels:
+        raise ServiceError(
+            ErrorCode.IMAGE_TOO_LARGE,
+            "The image has too many pixels.",
+            f"{info.width}x{info.height} exceeds the limit of {max_pixels} pixels.",
+        )
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    # IMREAD_COLOR applies EXIF orientation and converts 16-bit, grey and palette
+    # images to 8-bit BGR. Only images with an alpha channel need UNCHANGED, so
+    # that transparent areas become white rather than whatever colour lies under them.
+    flags = cv2.IMREAD_UNCHANGED if info.has_alpha else cv2.IMREAD_COLOR
+    try:
+        image = cv2.imdecode(buffer, flags)
+    except cv2.error:
+        image = None
+    if image is None or image.size == 0:
+        raise _invalid(f"The {info.format.name} data could not be decoded.")
+    return _to_bgr8(image)
+
+
+def _to_bgr8(image: np.ndarray) -> np.ndarray:
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:  # 32-bit float PNG/TIFF-like data: stretch to 8 bits
+        low, high = float(image.min()), float(image.max())
+        image = ((image - low) * (255.0 / max(high - low, 1e-12))).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+        blended = image[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        return blended.round().astype(np.uint8)
+    return image

@@ -1,0 +1,51 @@
+"""Plain-server entry point.
+
+    uvicorn face_recognition_service.main:app --host 0.0.0.0 --port 8000
+    python -m face_recognition_service.main
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .api import create_app
+from .config import get_settings
+from .logs import configure_logging
+
+_app = None
+
+
+def get_app() -> Any:
+    """The process's app, created (and its model loaded) on first use."""
+    global _app
+    if _app is None:
+        settings = get_settings()
+        configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
+        _app = create_app(settings)
+    return _app
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn face_recognition_service.main:app` looks up `app`; building it
+    # lazily means `python -m` below does not load the model twice.
+    if name == "app":
+        return get_app()
+    raise AttributeError(name)
+
+
+def main() -> None:
+    import uvicorn
+
+    settings = get_settings()
+    configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
+    common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
+                              "access_log": False}
+    if settings.workers > 1:
+        # Each worker process imports the app and loads its own model.
+        uvicorn.run("face_recognition_service.main:app", workers=settings.workers, **common)
+    else:
+        uvicorn.run(get_app(), **common)
+
+
+if __name__ == "__main__":
+    main()

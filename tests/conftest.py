@@ -1,0 +1,61 @@
+"""Fixtures on the real embedded model (buffalo_sc), provisioned once per run
+into a temporary folder by the same code a user runs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Tests must not read a developer's .env or send traces anywhere.
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "FaceRecognitionTests")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "face-recognition")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+from face_recognition_service.config import Settings  # noqa: E402
+from face_recognition_service.engine import FaceEngine, ModelState, load_model  # noqa: E402
+from face_recognition_service.provision import provision  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("models")
+    provision("buffalo_sc", root)
+    return root
+
+
+def make_settings(model_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {"model_dir": model_dir, "model_name": "buffalo_sc", "ort_threads": 2}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def settings(model_dir: Path) -> Settings:
+    return make_settings(model_dir)
+
+
+@pytest.fixture(scope="session")
+def model(settings: Settings) -> ModelState:
+    state = load_model(settings)
+    assert state.engine is not None, state.error
+    return state
+
+
+@pytest.fixture(scope="session")
+def engine(model: ModelState) -> FaceEngine:
+    assert model.engine is not None
+    return model.engine
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings, model: ModelState) -> Iterator[object]:
+    from fastapi.testclient import TestClient
+
+    from face_recognition_service.api import create_app
+
+    with TestClient(create_app(settings, model), raise_server_exceptions=False) as c:
+        yield c

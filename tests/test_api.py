@@ -1,0 +1,256 @@
+"""The HTTP contract: the seed's routes, shapes, codes and statuses."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from face_recognition_service.api import create_app
+from face_recognition_service.config import Settings
+from face_recognition_service.engine import ModelState
+
+from .conftest import make_settings
+from .helpers import b64, encode, no_face_image, read
+from .test_imaging import _png_header_only
+
+EMBED = "/api/v1/embed"
+COMPARE = "/api/v1/compare"
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "error_code", "detail"}, body
+    assert body["error_code"] == code
+    assert isinstance(body["error"], str) and body["error"]
+    assert "Traceback" not in response.text
+    return body  # type: ignore[no-any-return]
+
+
+def test_health(client: TestClient) -> None:
+    response = client.get("/api/v1/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "healthy", "model_loaded": True, "model_name": "buffalo_sc"}
+
+
+def test_model_info(client: TestClient) -> None:
+    assert client.get("/api/v1/model-info").json() == {
+        "name": "buffalo_sc", "embedding_size": 512, "backend": "insightface", "device": "cpu",
+    }
+
+
+def test_docs_and_openapi(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert {"/api/v1/health", "/api/v1/model-info", EMBED, COMPARE} <= set(spec["paths"])
+    assert "413" in spec["paths"][EMBED]["post"]["responses"]
+
+
+@pytest.mark.parametrize("mime", ["image/jpeg", None], ids=["data-uri", "bare-base64"])
+def test_embed_real_photo(client: TestClient, mime: str | None) -> None:
+    response = client.post(EMBED, json={"image": b64(read("obama_1.jpg"), mime)})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"embedding", "face_detected", "detection_score"}
+    assert len(body["embedding"]) == 512 and body["face_detected"] is True
+    assert abs(np.linalg.norm(body["embedding"]) - 1) < 1e-4
+    assert 0.5 <= body["detection_score"] <= 1.0
+    assert response.headers["x-request-id"]
+
+
+def test_embeddings_through_http_separate_people(client: TestClient) -> None:
+    def emb(name: str) -> np.ndarray:
+        return np.array(client.post(EMBED, json={"image": b64(read(name))}).json()["embedding"])
+
+    obama1, obama2, biden = emb("obama_1.jpg"), emb("obama_4.jpg"), emb("biden_2.jpg")
+    assert obama1 @ obama2 > obama1 @ biden + 0.2
+
+
+def test_png_through_http(client: TestClient) -> None:
+    response = client.post(EMBED, json={"image": b64(read("lin_manuel_miranda.png"), "image/png")})
+    assert response.status_code == 200
+
+
+# --- every error code a caller can cause, with its status and shape -------------------
+
+def test_invalid_image_bad_base64(client: TestClient) -> None:
+    assert_error(client.post(EMBED, json={"image": "data:image/jpeg;base64,@@not-base64@@"}), 400,
+                 "INVALID_IMAGE")
+
+
+def test_invalid_image_not_an_image(client: TestClient) -> None:
+    text = base64.b64encode(b"just some text, not pixels").decode()
+    assert_error(client.post(EMBED, json={"image": text}), 400, "INVALID_IMAGE")
+
+
+def test_no_face(client: TestClient) -> None:
+    image = b64(encode(no_face_image(), ".jpg"))
+    assert_error(client.post(EMBED, json={"image": image}), 422, "NO_FACE_DETECTED")
+
+
+def test_multiple_faces(client: TestClient) -> None:
+    body = assert_error(client.post(EMBED, json={"image": b64(read("two_people.jpg"))}), 422,
+                        "MULTIPLE_FACES_DETECTED")
+    assert "2 faces" in body["detail"]
+
+
+def test_image_too_large_bytes(model_dir: Path, model: ModelState) -> None:
+    small = make_settings(model_dir, max_image_size=100_000)
+    with TestClient(create_app(small, model)) as c:
+        body = assert_error(c.post(EMBED, json={"image": b64(read("obama_1.jpg"))}), 413, "IMAGE_TOO_LARGE")
+        assert "100000" in body["detail"]
+
+
+def test_request_body_too_large(client: TestClient, settings: Settings) -> None:
+    huge = "A" * (settings.max_image_size * 2)
+    assert_error(client.post(EMBED, json={"image": huge}), 413, "IMAGE_TOO_LARGE")
+
+
+def test_image_too_many_pixels(client: TestClient) -> None:
+    assert_error(client.post(EMBED, json={"image": b64(_png_header_only(50_000, 50_000), "image/png")}),
+                 413, "IMAGE_TOO_LARGE")
+
+
+def test_unsupported_format(client: TestClient) -> None:
+    gif = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04\x00\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+    body = assert_error(client.post(EMBED, json={"image": b64(gif, "image/gif")}), 415, "UNSUPPORTED_FORMAT")
+    assert "JPEG" in body["detail"]
+
+
+def test_model_not_loaded(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)  # an empty model folder
+    with TestClient(create_app(settings)) as c:
+        health = c.get("/api/v1/health")
+        assert health.status_code == 503
+        assert health.json() == {"status": "unhealthy", "model_loaded": False, "model_name": "buffalo_sc"}
+        body = assert_error(c.post(EMBED, json={"image": b64(read("obama_1.jpg"))}), 503, "MODEL_NOT_LOADED")
+        assert "provision" in body["detail"]
+        assert_error(c.get("/api/v1/model-info"), 503, "MODEL_NOT_LOADED")
+        # compare needs no model
+        ok = c.post(COMPARE, json={"query_embedding": [1, 0], "reference_embeddings": [{"id": "a", "embedding": [1, 0]}]})
+        assert ok.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"query_embedding": [1.0, 0.0], "reference_embeddings": [{"id": "a", "embedding": [1.0]}]},
+        {"query_embedding": [0.0, 0.0], "reference_embeddings": [{"id": "a", "embedding": [1.0, 0.0]}]},
+    ],
+    ids=["length-mismatch", "zero-vector"],
+)
+def test_invalid_embedding(client: TestClient, payload: dict[str, Any]) -> None:
+    assert_error(client.post(COMPARE, json=payload), 422, "INVALID_EMBEDDING")
+
+
+def test_huge_finite_values_keep_their_direction(client: TestClient) -> None:
+    payload = {"query_embedding": [1.0, 0.0], "reference_embeddings": [{"id": "a", "embedding": [1e308, 1e308]}]}
+    body = client.post(COMPARE, json=payload).json()
+    assert body["best_match"]["similarity"] == pytest.approx(2**-0.5)
+
+
+def test_nan_in_json_is_refused(client: TestClient) -> None:
+    raw = '{"query_embedding": [NaN, 1.0], "reference_embeddings": [{"id": "a", "embedding": [1.0, 2.0]}]}'
+    response = client.post(COMPARE, content=raw, headers={"content-type": "application/json"})
+    assert_error(response, 422, "INVALID_EMBEDDING")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"query_embedding": [1.0], "reference_embeddings": []},
+        {"query_embedding": [], "reference_embeddings": [{"id": "a", "embedding": [1.0]}]},
+        {"query_embedding": [1.0], "reference_embeddings": [{"embedding": [1.0]}]},
+        {"query_embedding": [1.0], "reference_embeddings": [{"id": "", "embedding": [1.0]}]},
+        {"query_embedding": ["x"], "reference_embeddings": [{"id": "a", "embedding": [1.0]}]},
+        {"query_embedding": [1.0], "reference_embeddings": [{"id": "a", "embedding": [1.0]}],
+         "distance_metric": "manhattan"},
+    ],
+    ids=["empty", "no-references", "empty-query", "missing-id", "empty-id", "not-a-number", "bad-metric"],
+)
+def test_compare_validation_errors_keep_the_shape(client: TestClient, payload: dict[str, Any]) -> None:
+    assert_error(client.post(COMPARE, json=payload), 422, "INVALID_EMBEDDING")
+
+
+@pytest.mark.parametrize("payload", [{}, {"image": 42}, {"img": "abc"}], ids=["empty", "number", "wrong-field"])
+def test_embed_validation_errors_keep_the_shape(client: TestClient, payload: dict[str, Any]) -> None:
+    assert_error(client.post(EMBED, json=payload), 422, "INVALID_IMAGE")
+
+
+def test_malformed_json(client: TestClient) -> None:
+    response = client.post(EMBED, content=b'{"image": "abc', headers={"content-type": "application/json"})
+    body = assert_error(response, 422, "INVALID_IMAGE")
+    assert "JSON" in body["detail"]
+
+
+def test_unknown_route_and_method(client: TestClient) -> None:
+    assert_error(client.get("/api/v1/nothing"), 404, "NOT_FOUND")
+    assert_error(client.get(EMBED), 405, "METHOD_NOT_ALLOWED")
+
+
+def test_unexpected_failure_is_a_json_500(settings: Settings) -> None:
+    class Exploding:
+        def embed_single(self, image: Any) -> Any:
+            raise RuntimeError("secret internal state")
+
+    # Plumbing only: a stand-in engine that fails in a way no input should cause.
+    app = create_app(settings, ModelState(Exploding()))  # type: ignore[arg-type]
+    with TestClient(app, raise_server_exceptions=False) as c:
+        response = c.post(EMBED, json={"image": b64(read("obama_small.jpg"))})
+    body = assert_error(response, 500, "PROCESSING_ERROR")
+    assert "secret" not in response.text and body["detail"]
+
+
+# --- compare --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_compare_agrees_with_numpy(client: TestClient, metric: str) -> None:
+    rng = np.random.default_rng(1)
+    query = rng.normal(size=512)
+    refs = rng.normal(size=(20, 512))
+    refs[7] = query + rng.normal(scale=0.1, size=512)
+    payload = {
+        "query_embedding": query.tolist(),
+        "reference_embeddings": [{"id": f"user_{i:03d}", "embedding": r.tolist()} for i, r in enumerate(refs)],
+        "distance_metric": metric,
+    }
+    body = client.post(COMPARE, json=payload).json()
+    qn = query / np.linalg.norm(query)
+    rn = refs / np.linalg.norm(refs, axis=1, keepdims=True)
+    cos = rn @ qn
+    expected = 1 - cos if metric == "cosine" else np.linalg.norm(rn - qn, axis=1)
+    order = np.argsort(expected)
+    assert [m["id"] for m in body["matches"]] == [f"user_{i:03d}" for i in order]
+    np.testing.assert_allclose([m["distance"] for m in body["matches"]], expected[order], atol=1e-6)
+    np.testing.assert_allclose([m["similarity"] for m in body["matches"]], cos[order], atol=1e-6)
+    assert body["best_match"] == body["matches"][0] and body["best_match"]["id"] == "user_007"
+    assert body["distance_metric"] == metric
+
+
+def test_compare_defaults_to_cosine(client: TestClient) -> None:
+    body = client.post(COMPARE, json={"query_embedding": [1, 0],
+                                      "reference_embeddings": [{"id": "a", "embedding": [0, 1]}]}).json()
+    assert body["distance_metric"] == "cosine" and body["best_match"]["distance"] == pytest.approx(1.0)
+
+
+# --- statelessness ---------------------------------------------------------------------
+
+def test_nothing_the_caller_sends_reaches_the_logs(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    image = b64(read("obama_small.jpg"))
+    marker = 0.123456789
+    with caplog.at_level(logging.DEBUG):
+        client.post(EMBED, json={"image": image})
+        client.post(EMBED, json={"image": image[:-40] + "@@@@"})
+        client.post(COMPARE, json={"query_embedding": [marker, 1.0],
+                                   "reference_embeddings": [{"id": "secret-user", "embedding": [marker]}]})
+    text = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert "request" in text  # the request lines were captured
+    assert image[40:80] not in text
+    assert str(marker) not in text and "secret-user" not in text

@@ -1,0 +1,125 @@
+"""Bytes to image: base64 forms, format sniffing, limits before decoding."""
+
+from __future__ import annotations
+
+import base64
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+from face_recognition_service.errors import ErrorCode, ServiceError
+from face_recognition_service.imaging import ImageFormat, decode_base64_image, decode_image, probe
+
+from .helpers import encode, read
+
+MB = 1024 * 1024
+
+
+def code_of(fn, *args) -> ErrorCode:  # type: ignore[no-untyped-def]
+    with pytest.raises(ServiceError) as err:
+        fn(*args)
+    return err.value.code
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda b: "data:image/jpeg;base64," + base64.b64encode(b).decode(),
+        lambda b: "DATA:image/png;BASE64," + base64.b64encode(b).decode(),
+        lambda b: base64.b64encode(b).decode(),
+        lambda b: base64.encodebytes(b).decode(),  # wrapped at 76 columns
+        lambda b: base64.urlsafe_b64encode(b).decode().rstrip("="),
+    ],
+    ids=["data-uri", "upper-case-uri", "bare", "line-wrapped", "urlsafe-unpadded"],
+)
+def test_base64_forms(wrap) -> None:  # type: ignore[no-untyped-def]
+    data = bytes(range(256)) * 4
+    assert decode_base64_image(wrap(data), MB) == data
+
+
+@pytest.mark.parametrize("text", ["", "data:image/jpeg;base64,", "@@@@", "data:image/jpeg,abcd", "abc$"])
+def test_bad_base64_is_invalid_image(text: str) -> None:
+    assert code_of(decode_base64_image, text, MB) is ErrorCode.INVALID_IMAGE
+
+
+def test_size_limit_applies_to_decoded_bytes() -> None:
+    data = b"\xff" * 3000
+    assert decode_base64_image(base64.b64encode(data).decode(), 3000) == data
+    assert code_of(decode_base64_image, base64.b64encode(data + b"x").decode(), 3000) is ErrorCode.IMAGE_TOO_LARGE
+
+
+def test_oversized_text_is_refused_without_decoding() -> None:
+    # Not even valid base64: the length alone decides, before any decode.
+    assert code_of(decode_base64_image, "!" * (5 * MB), MB) is ErrorCode.IMAGE_TOO_LARGE
+
+
+@pytest.mark.parametrize("ext,fmt", [(".jpg", ImageFormat.JPEG), (".png", ImageFormat.PNG),
+                                     (".webp", ImageFormat.WEBP), (".bmp", ImageFormat.BMP)])
+def test_probe_reads_dimensions_from_headers(ext: str, fmt: ImageFormat) -> None:
+    image = np.zeros((123, 321, 3), np.uint8)
+    info = probe(encode(image, ext))
+    assert (info.format, info.width, info.height) == (fmt, 321, 123)
+
+
+def test_probe_webp_lossless_and_alpha() -> None:
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    info = probe(encode(rgba, ".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]))
+    assert (info.width, info.height) == (60, 40)
+
+
+def test_probe_progressive_jpeg() -> None:
+    image = np.zeros((50, 70, 3), np.uint8)
+    info = probe(encode(image, ".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]))
+    assert (info.width, info.height) == (70, 50)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk
+
+
+def test_decompression_bomb_is_refused_from_the_header() -> None:
+    bomb = _png_header_only(100_000, 100_000)
+    assert code_of(decode_image, bomb, 40_000_000) is ErrorCode.IMAGE_TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        (b"GIF89a" + b"\x00" * 20, ErrorCode.UNSUPPORTED_FORMAT),
+        (b"II*\x00" + b"\x00" * 20, ErrorCode.UNSUPPORTED_FORMAT),
+        (b"\x00\x00\x00\x18ftypheic" + b"\x00" * 20, ErrorCode.UNSUPPORTED_FORMAT),
+        (b"%PDF-1.7" + b"\x00" * 20, ErrorCode.UNSUPPORTED_FORMAT),
+        (b"hello, I am not an image", ErrorCode.INVALID_IMAGE),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", ErrorCode.INVALID_IMAGE),  # truncated before a frame header
+        (_png_header_only(10, 10), ErrorCode.INVALID_IMAGE),  # header, no pixels
+    ],
+    ids=["gif", "tiff", "heic", "pdf", "text", "truncated-jpeg", "png-header-only"],
+)
+def test_unusable_bytes(data: bytes, expected: ErrorCode) -> None:
+    assert code_of(decode_image, data, 40_000_000) is expected
+
+
+def test_corrupt_jpeg_body_is_invalid_or_decoded_never_crashes() -> None:
+    jpeg = read("obama_small.jpg")
+    broken = jpeg[:600] + bytes(len(jpeg) - 600)
+    try:
+        image = decode_image(broken, 40_000_000)
+    except ServiceError as err:
+        assert err.code is ErrorCode.INVALID_IMAGE
+    else:
+        assert image.ndim == 3 and image.dtype == np.uint8
+
+
+def test_transparent_areas_become_white() -> None:
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[:, :10] = (0, 0, 255, 255)  # opaque red (BGR order)
+    rgba[:, 10:] = (0, 0, 0, 0)  # fully transparent black
+    image = decode_image(encode(rgba, ".png"), 40_000_000)
+    assert image.shape == (20, 20, 3)
+    assert tuple(image[5, 5]) == (0, 0, 255)
+    assert tuple(image[5, 15]) == (255, 255, 255)

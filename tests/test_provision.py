@@ -1,0 +1,67 @@
+"""Provisioning installs exactly the two files and checks them."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from face_recognition_service.provision import ProvisionError, main, provision, verify
+
+
+def test_buffalo_sc_offline_from_the_package(tmp_path: Path) -> None:
+    target = provision("buffalo_sc", tmp_path)
+    assert sorted(p.name for p in target.iterdir()) == ["det_500m.onnx", "w600k_mbf.onnx"]
+    assert verify(target)["embedding_size"] == 512
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging left behind"
+
+
+def test_idempotent(tmp_path: Path) -> None:
+    first = provision("buffalo_sc", tmp_path)
+    mtime = (first / "w600k_mbf.onnx").stat().st_mtime_ns
+    assert provision("buffalo_sc", tmp_path) == first
+    assert (first / "w600k_mbf.onnx").stat().st_mtime_ns == mtime
+
+
+def test_broken_install_is_repaired(tmp_path: Path) -> None:
+    target = provision("buffalo_sc", tmp_path)
+    (target / "det_500m.onnx").write_bytes(b"truncated")
+    provision("buffalo_sc", tmp_path)
+    verify(target)
+
+
+def test_from_a_zip_like_the_model_zoo(tmp_path: Path, model_dir: Path) -> None:
+    archive = tmp_path / "buffalo_sc.zip"
+    with zipfile.ZipFile(archive, "w") as zf:  # the zoo's zips hold extra models; they are skipped
+        zf.write(model_dir / "buffalo_sc" / "det_500m.onnx", "buffalo_sc/det_500m.onnx")
+        zf.write(model_dir / "buffalo_sc" / "w600k_mbf.onnx", "buffalo_sc/w600k_mbf.onnx")
+        zf.writestr("buffalo_sc/1k3d68.onnx", b"landmarks we never load")
+    target = provision("buffalo_sc", tmp_path / "models", source=str(archive))
+    assert sorted(p.name for p in target.iterdir()) == ["det_500m.onnx", "w600k_mbf.onnx"]
+
+
+def test_wrong_model_fails_verification_and_leaves_nothing(tmp_path: Path, model_dir: Path) -> None:
+    fake = tmp_path / "src"
+    fake.mkdir()
+    # Swap the roles: the recogniser where the detector should be.
+    (fake / "det_500m.onnx").write_bytes((model_dir / "buffalo_sc" / "w600k_mbf.onnx").read_bytes())
+    (fake / "w600k_mbf.onnx").write_bytes((model_dir / "buffalo_sc" / "w600k_mbf.onnx").read_bytes())
+    with pytest.raises(ProvisionError, match="detector has 1 outputs"):
+        provision("buffalo_sc", tmp_path / "models", source=str(fake))
+    assert not (tmp_path / "models" / "buffalo_sc").exists()
+
+
+def test_unknown_pack_and_source(tmp_path: Path) -> None:
+    with pytest.raises(ProvisionError, match="unknown model pack"):
+        provision("buffalo_xxl", tmp_path)
+    with pytest.raises(ProvisionError, match="neither"):
+        provision("buffalo_l", tmp_path, source=str(tmp_path / "missing.zip"))
+
+
+def test_zoo_download_failure_is_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("face_recognition_service.provision.ZOO_URL", "http://127.0.0.1:9/{name}.zip")
+    assert main(["buffalo_l", "--model-dir", str(tmp_path), "--timeout", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "could not download" in err and "--source" in err
