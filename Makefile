@@ -35,7 +35,7 @@ run: models
 	$(PY) -m face_recognition_service.main
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check function tests bench
+	$(BIN)/ruff check function tests bench infra
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -58,6 +58,19 @@ class Settings(BaseSettings):
     # Image processing
     max_image_size: int = Field(default=10 * 1024 * 1024, gt=0)  # bytes, after base64
     max_image_pixels: int = Field(default=40_000_000, gt=0)  # decompression-bomb guard
+
+    # Access: an optional API key callers send as `x-api-key` (health stays open).
+    # API_KEY is a fixed key for plain servers; under Lambda the key can come from
+    # SSM Parameter Store or Secrets Manager instead, cached for API_KEY_CACHE_SECONDS.
+    api_key: SecretStr | None = None
+    api_key_parameter: str | None = None
+    api_key_secret: str | None = None
+    api_key_cache_seconds: int = Field(default=300, ge=0)
+
+    # Lambda only: a model pack in S3 to use instead of the one baked into the
+    # image, fetched to /tmp at cold start; and an API Gateway stage prefix to strip.
+    model_s3_uri: str | None = None
+    api_base_path: str = "/"
 
     # CORS
     cors_enabled: bool = True

@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     PROCESSING_ERROR = "PROCESSING_ERROR"
     # Transport-level codes: not in the seed's list because they are not about
     # images or embeddings, but they keep the one error shape for every answer.
+    UNAUTHORIZED = "UNAUTHORIZED"
     NOT_FOUND = "NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 
@@ -36,6 +37,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.MODEL_NOT_LOADED: 503,
     ErrorCode.INVALID_EMBEDDING: 422,
     ErrorCode.PROCESSING_ERROR: 500,
+    ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
 }

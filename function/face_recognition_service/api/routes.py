@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -41,6 +42,19 @@ def get_engine(model: Annotated[ModelState, Depends(get_model)]) -> FaceEngine:
     return model.engine
 
 
+def require_api_key(request: Request) -> None:
+    source = request.app.state.api_key
+    if source is None:
+        return
+    expected = source()
+    given = request.headers.get("x-api-key", "")
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ServiceError(ErrorCode.UNAUTHORIZED, "A valid API key is required.",
+                           "Send it in the x-api-key header.")
+
+
+Protected = [Depends(require_api_key)]
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelDep = Annotated[ModelState, Depends(get_model)]
 EngineDep = Annotated[FaceEngine, Depends(get_engine)]
@@ -72,9 +86,10 @@ def health(model: ModelDep, settings: SettingsDep) -> FastJSONResponse:
 
 @router.get(
     "/model-info",
+    dependencies=Protected,
     response_model=ModelInfoResponse,
     summary="The loaded face model",
-    responses=_errors(ErrorCode.MODEL_NOT_LOADED),
+    responses=_errors(ErrorCode.MODEL_NOT_LOADED, ErrorCode.UNAUTHORIZED),
 )
 def model_info(engine: EngineDep) -> FastJSONResponse:
     return FastJSONResponse({
@@ -87,12 +102,13 @@ def model_info(engine: EngineDep) -> FastJSONResponse:
 
 @router.post(
     "/embed",
+    dependencies=Protected,
     response_model=EmbedResponse,
     summary="Extract the embedding of the one face in a photo",
     responses=_errors(
         ErrorCode.INVALID_IMAGE, ErrorCode.NO_FACE_DETECTED, ErrorCode.MULTIPLE_FACES_DETECTED,
         ErrorCode.IMAGE_TOO_LARGE, ErrorCode.UNSUPPORTED_FORMAT, ErrorCode.MODEL_NOT_LOADED,
-        ErrorCode.PROCESSING_ERROR,
+        ErrorCode.PROCESSING_ERROR, ErrorCode.UNAUTHORIZED,
     ),
 )
 def embed(body: EmbedRequest, request: Request, engine: EngineDep, settings: SettingsDep) -> FastJSONResponse:
@@ -109,9 +125,10 @@ def embed(body: EmbedRequest, request: Request, engine: EngineDep, settings: Set
 
 @router.post(
     "/compare",
+    dependencies=Protected,
     response_model=CompareResponse,
     summary="Rank reference embeddings by distance to a query embedding",
-    responses=_errors(ErrorCode.INVALID_EMBEDDING),
+    responses=_errors(ErrorCode.INVALID_EMBEDDING, ErrorCode.UNAUTHORIZED),
 )
 def compare(body: CompareRequest) -> FastJSONResponse:
     refs = body.reference_embeddings

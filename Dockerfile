@@ -1,0 +1,28 @@
+# Plain-server image for non-AWS hosts: the same app under uvicorn on :8000,
+# as a non-root user, with the seed's health check.
+#   docker build -t face-recognition:latest .
+#   docker run -d -p 8000:8000 face-recognition:latest
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+COPY pyproject.toml constraints.txt infra/requirements.py /tmp/build/
+RUN python /tmp/build/requirements.py /tmp/build/pyproject.toml > /tmp/build/requirements.txt \
+ && pip install --no-cache-dir -c /tmp/build/constraints.txt -r /tmp/build/requirements.txt \
+ && rm -rf /tmp/build
+
+ARG MODEL_NAME=buffalo_l
+COPY infra/bake_models.py /tmp/build/
+COPY infra/models/ /tmp/build/models/
+RUN python /tmp/build/bake_models.py "${MODEL_NAME}" /opt/models /tmp/build/models && rm -rf /tmp/build
+
+COPY function/ /app/
+RUN useradd --system --uid 10001 --no-create-home app
+ENV MODEL_NAME=${MODEL_NAME} MODEL_DIR=/opt/models HOST=0.0.0.0 PORT=8000 WORKERS=1
+RUN python -m face_recognition_service.provision --verify-only
+USER app
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://localhost:8000/api/v1/health')"]
+CMD ["python", "-m", "face_recognition_service.main"]

@@ -1,0 +1,108 @@
+"""AWS Lambda entry point: the FastAPI app through Mangum, under Powertools.
+
+Everything expensive happens at import, in the init phase: settings, the model
+(from the image, or from S3 when MODEL_S3_URI is set) and one warm-up inference,
+so the first request pays no load cost. Mangum runs with ``lifespan="off"``: it
+would otherwise run the app's lifespan on every invocation.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.logging import correlation_paths, utils
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mangum import Mangum
+
+from .api import create_app
+from .api.observe import RequestRecord
+from .aws import api_key_source, fetch_model_from_s3
+from .config import Settings, get_settings
+from .engine import ModelState, load_model
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "face-recognition")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "FaceRecognition")
+
+logger = Logger(service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+
+class PowertoolsObserver:
+    """Per request: a log line and CloudWatch metrics in embedded metric format."""
+
+    def record(self, record: RequestRecord) -> None:
+        logger.info("request", extra=asdict(record))
+        metrics.add_metric(name="RequestLatency", unit=MetricUnit.Milliseconds, value=record.duration_ms)
+        if record.faces is not None:
+            metrics.add_metric(name="FacesDetected", unit=MetricUnit.Count, value=record.faces)
+        if record.error_code is not None:
+            # Its own EMF document, so that the error_code dimension does not
+            # split the latency metric above.
+            with single_metric(name="Errors", unit=MetricUnit.Count, value=1, namespace=NAMESPACE) as m:
+                m.add_dimension(name="service", value=SERVICE)
+                m.add_dimension(name="error_code", value=record.error_code)
+
+
+def _span(name: str) -> Any:
+    return tracer.provider.in_subsegment(name=f"## {name}")
+
+
+def _load(settings: Settings) -> ModelState:
+    if settings.model_s3_uri:
+        local = Path("/tmp/models")
+        try:
+            fetch_model_from_s3(settings.model_s3_uri, settings.model_name, local)
+        except Exception as exc:  # the function still starts and reports MODEL_NOT_LOADED
+            logger.error("model download from S3 failed", extra={"exception_type": type(exc).__name__})
+            return ModelState(None, f"model download from {settings.model_s3_uri} failed: {exc}")
+        settings = settings.model_copy(update={"model_dir": local})
+    return load_model(settings, span=_span)
+
+
+def _is_http_event(event: Any) -> bool:
+    if not isinstance(event, dict):
+        return False
+    context = event.get("requestContext")
+    return isinstance(context, dict) and ("httpMethod" in event or "http" in context or "elb" in context)
+
+
+def build_handler(
+    settings: Settings, model: ModelState | None = None
+) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    model = model if model is not None else _load(settings)
+    app = create_app(
+        settings, model, observer=PowertoolsObserver(),
+        api_key=api_key_source(settings.api_key_parameter, settings.api_key_secret,
+                               settings.api_key_cache_seconds),
+    )
+    asgi = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+    @tracer.capture_lambda_handler(capture_response=False)
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if _is_http_event(event):
+            return asgi(event, context)  # type: ignore[arg-type]  # two libraries, two context protocols
+        # A warm-up ping or a scheduled event: answer, do not crash in Mangum.
+        loaded = model.engine is not None
+        logger.info("non-HTTP event", extra={"model_loaded": loaded})
+        metrics.add_metric(name="WarmupEvents", unit=MetricUnit.Count, value=1)
+        return {"status": "warm" if loaded else "unhealthy", "model_loaded": loaded,
+                "model_name": settings.model_name,
+                "detail": "This function serves API Gateway HTTP events; other events only warm it."}
+
+    return handler
+
+
+_settings = get_settings()
+logger.setLevel(_settings.log_level)
+# Core modules log through the standard library; give them Powertools' JSON format.
+utils.copy_config_to_registered_loggers(source_logger=logger, include={"face_recognition_service"})
+handler = build_handler(_settings)

@@ -1,0 +1,59 @@
+"""Helpers to run the real Lambda handler in-process: a context object, the
+sample events and their expectations."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+MANIFEST: dict[str, dict[str, Any]] = json.loads((EVENTS / "manifest.json").read_text())
+
+
+@dataclass
+class FakeLambdaContext:
+    """Stands in for the context object the Lambda runtime passes."""
+
+    function_name: str = "face-recognition"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 2048
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:face-recognition"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/face-recognition"
+    log_stream_name: str = "2026/11/28/[$LATEST]0123456789abcdef"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / name).read_text())  # type: ignore[no-any-return]
+
+
+def event_env(name: str) -> dict[str, str]:
+    """The environment a manifest entry asks for (a `sam local invoke --env-vars` file)."""
+    env_file = MANIFEST[name].get("env")
+    if not env_file:
+        return {}
+    return json.loads((EVENTS / env_file).read_text())["FaceFunction"]  # type: ignore[no-any-return]
+
+
+def check_response(name: str, result: dict[str, Any]) -> dict[str, Any]:
+    expected = MANIFEST[name]
+    if "direct" in expected:
+        for key, value in expected["direct"].items():
+            assert result[key] == value, (name, result)
+        return result
+    assert result["statusCode"] == expected["status"], (name, result.get("body", "")[:300])
+    body: dict[str, Any] = json.loads(result["body"])
+    assert sorted(body) == sorted(expected["keys"]), (name, sorted(body))
+    if "error_code" in expected:
+        assert body["error_code"] == expected["error_code"], (name, body)
+    if "best_match" in expected:
+        assert body["best_match"]["id"] == expected["best_match"]
+    if "embedding" in body:
+        assert len(body["embedding"]) == 512
+    return body

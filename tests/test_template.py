@@ -1,0 +1,127 @@
+"""template.yaml: validated offline by `sam validate` and cfn-lint, and the
+SAM-translated resources checked where it matters (alias, concurrency, route)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+BIN = Path(sys.executable).parent
+OFFLINE_ENV = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
+               "AWS_SECRET_ACCESS_KEY": "testing", "SAM_CLI_TELEMETRY": "0"}
+
+
+class CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load_template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(), Loader=CfnLoader)  # type: ignore[no-any-return]
+
+
+def sam_validate(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    # Plain `sam validate` runs the SAM translator; `--lint` runs cfn-lint instead of it.
+    return subprocess.run([str(BIN / "sam"), "validate", "--template-file", str(path), *extra],
+                          capture_output=True, text=True, env=OFFLINE_ENV, timeout=300, cwd=ROOT)
+
+
+@pytest.mark.parametrize("extra", [(), ("--lint",)], ids=["translate", "lint"])
+def test_sam_validate(extra: tuple[str, ...]) -> None:
+    result = sam_validate(TEMPLATE, *extra)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_cfn_lint() -> None:
+    result = subprocess.run([str(BIN / "cfn-lint"), str(TEMPLATE)], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_catches_concurrency_without_alias(tmp_path: Path) -> None:
+    # The mistake cfn-lint alone misses: provisioned concurrency needs an alias.
+    broken = TEMPLATE.read_text().replace("      AutoPublishAlias: live\n", "")
+    path = tmp_path / "template.yaml"
+    path.write_text(broken)
+    result = sam_validate(path)
+    assert result.returncode != 0
+    assert "AutoPublishALias must be defined" in result.stdout + result.stderr
+
+
+def translate(parameters: dict[str, str]) -> dict[str, Any]:
+    from samtranslator.parser import parser
+    from samtranslator.translator.translator import Translator
+
+    template = copy.deepcopy(load_template())
+    # A built image would be pushed to ECR; translation only needs some URI.
+    template["Resources"]["FaceFunction"]["Properties"]["ImageUri"] = (
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/face:latest")
+    translated: dict[str, Any] = Translator(managed_policy_map=None, sam_parser=parser.Parser()).translate(
+        sam_template=template, parameter_values=parameters, get_managed_policy_map=lambda: {})
+    return translated
+
+
+def resources_of(translated: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in translated["Resources"].items() if v["Type"] == kind}
+
+
+def test_alias_carries_provisioned_concurrency_and_route_targets_it() -> None:
+    out = translate({"ProvisionedConcurrency": "5"})
+    aliases = resources_of(out, "AWS::Lambda::Alias")
+    assert list(aliases) == ["FaceFunctionAliaslive"]
+    alias = aliases["FaceFunctionAliaslive"]["Properties"]
+    assert alias["Name"] == "live" and "ProvisionedConcurrencyConfig" in alias
+    function = resources_of(out, "AWS::Lambda::Function")["FaceFunction"]["Properties"]
+    assert "ProvisionedConcurrencyConfig" not in function
+    assert function["PackageType"] == "Image" and function["Timeout"] < 30
+    api = next(iter(resources_of(out, "AWS::ApiGatewayV2::Api").values()))["Properties"]
+    body = json.dumps(api["Body"])
+    assert "FaceFunctionAliaslive" in body, "the HTTP API must invoke the alias, not $LATEST"
+    permissions = resources_of(out, "AWS::Lambda::Permission")
+    assert permissions and all(p["Properties"]["FunctionName"] == {"Ref": "FaceFunctionAliaslive"}
+                               for p in permissions.values())
+    stage = next(iter(resources_of(out, "AWS::ApiGatewayV2::Stage").values()))["Properties"]
+    assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
+
+
+def test_parameters_and_outputs() -> None:
+    template = load_template()
+    params = template["Parameters"]
+    assert {"MemorySize", "Architecture", "ModelName", "ProvisionedConcurrency", "LogLevel",
+            "CorsOrigins"} <= set(params)
+    assert params["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]
+    assert params["ProvisionedConcurrency"]["Default"] == 0
+    assert "ApiUrl" in template["Outputs"]
+    meta = template["Resources"]["FaceFunction"]["Metadata"]
+    assert meta["Dockerfile"] == "Dockerfile.lambda" and (ROOT / meta["Dockerfile"]).is_file()
+
+
+@pytest.mark.parametrize("name", ["samconfig.toml"])
+def test_infra_files_exist(name: str) -> None:
+    assert (ROOT / "infra" / name).is_file()
