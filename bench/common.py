@@ -1,0 +1,155 @@
+"""Shared pieces of the benchmarks: photos, statistics, servers, HTTP."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_PHOTOS = ROOT / "tests" / "data" / "faces"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+
+
+@dataclass(frozen=True)
+class Photo:
+    name: str
+    data: bytes
+
+    @property
+    def body(self) -> bytes:
+        return json.dumps({"image": "data:image/jpeg;base64," + base64.b64encode(self.data).decode()}).encode()
+
+
+def load_photos(folder: Path) -> list[Photo]:
+    """Single-face photos: the labelled ones in the repo's folder, every image elsewhere."""
+    labels = folder / "labels.csv"
+    if labels.is_file():
+        with open(labels, newline="") as fh:
+            names = [row["file"] for row in csv.DictReader(fh) if row["faces"] == "1"]
+    else:
+        names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [Photo(name, (folder / name).read_bytes()) for name in names]
+
+
+def summary(samples_s: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples_s)
+    p95 = ms[min(len(ms) - 1, max(0, round(0.95 * len(ms)) - 1))]
+    return {"median_ms": round(statistics.median(ms), 2), "p95_ms": round(p95, 2), "n": len(ms)}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection, as a backend would hold one."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        headers = {"content-type": "application/json"} if body is not None else {}
+        self.conn.request(method, path, body=body, headers=headers)
+        resp = self.conn.getresponse()
+        return resp.status, resp.read()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Server:
+    """A server process started the way a user starts it; times its cold start."""
+
+    def __init__(self, command: list[str], env: dict[str, str], port: int) -> None:
+        self.port = port
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def wait_ready(self, timeout: float = 120) -> float:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                client = Client(self.port)
+                status, _ = client.request("GET", "/api/v1/health")
+                client.close()
+                if status == 200:
+                    return time.perf_counter() - self.started
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not become healthy")
+            time.sleep(0.02)
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory of the process and its children (uvicorn workers)."""
+        pids = [self.proc.pid]
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        if children.exists():
+            pids += [int(p) for p in children.read_text().split()]
+        total = 0.0
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        return round(total, 1)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def our_server(model_dir: Path, model_name: str, port: int, workers: int = 1, threads: int = 0) -> Server:
+    env = {"MODEL_DIR": str(model_dir), "MODEL_NAME": model_name, "PORT": str(port), "HOST": "127.0.0.1",
+           "WORKERS": str(workers), "LOG_LEVEL": "warning", "ORT_THREADS": str(threads)}
+    return Server([sys.executable, "-m", "face_recognition_service.main"], env, port)
+
+
+def peer_server(model_dir: Path, model_name: str, port: int, workers: int = 1) -> Server:
+    env = {"PEER_MODEL_DIR": str(model_dir / model_name)}
+    return Server([sys.executable, "-m", "uvicorn", "bench.peer_app:app", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", str(workers), "--log-level", "warning"], env, port)
+
+
+def first_embed_after_start(server: Server, body: bytes) -> float:
+    """Seconds from process start to the first successful embed."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            client = Client(server.port)
+            status, _ = client.request("POST", "/api/v1/embed", body)
+            client.close()
+            if status == 200:
+                return time.perf_counter() - server.started
+        except OSError:
+            pass
+        if server.proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("no successful embed")
+        time.sleep(0.01)
+
+
+def machine() -> dict[str, Any]:
+    import platform
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

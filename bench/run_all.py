@@ -1,0 +1,409 @@
+"""The benchmark suite: prints every figure of the benchmarks document.
+
+    .venv/bin/python -m bench.run_all                       # buffalo_sc, the repo's photos
+    .venv/bin/python -m bench.run_all --model buffalo_l     # where that pack is provisioned
+    .venv/bin/python -m bench.run_all --photos ~/my-photos --rounds 10
+
+Everything is measured in one run on this machine, so the ratios compare like
+with like: the service against the model floor and against the straightforward
+peer (bench/peer_app.py), at concurrency 1 unless a section says otherwise.
+Results also go to bench/results/<model>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .common import (
+    DEFAULT_PHOTOS,
+    ROOT,
+    Client,
+    Photo,
+    first_embed_after_start,
+    free_port,
+    load_photos,
+    machine,
+    our_server,
+    peer_server,
+    summary,
+)
+
+# AWS list prices (us-east-1): Lambda per GB-second and per request; Rekognition
+# DetectFaces/IndexFaces, first million images a month.
+LAMBDA_GB_S = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
+LAMBDA_REQUEST = 0.20 / 1_000_000
+REKOGNITION_PER_IMAGE = 1.0 / 1000
+TEMPLATE_MEMORY_MB = 2048
+
+
+def section(title: str) -> None:
+    print(f"\n## {title}", flush=True)
+
+
+def bench_floor(photos: list[Photo], model_path: Path, rounds: int, threads: int) -> dict[str, Any]:
+    """Decode + detect + align + embed in-process: no HTTP, no JSON."""
+    from face_recognition_service.engine import FaceEngine
+    from face_recognition_service.imaging import decode_image
+
+    from face_recognition_service.config import Settings
+
+    # The same thread count and session options the service uses.
+    engine = FaceEngine.load(model_path, threads=Settings(ort_threads=threads).threads)
+    engine.warm_up()
+    samples = []
+    for _ in range(rounds):
+        for photo in photos:
+            start = time.perf_counter()
+            engine.embed_single(decode_image(photo.data, 40_000_000))
+            samples.append(time.perf_counter() - start)
+    return summary(samples)
+
+
+def bench_http(port_ours: int, port_peer: int, photos: list[Photo], rounds: int) -> dict[str, Any]:
+    """Sequential requests, alternating servers round by round so drift hits both."""
+    bodies = [p.body for p in photos]
+    ours, peer = Client(port_ours), Client(port_peer)
+    for client in (ours, peer):  # warm connections and caches
+        for body in bodies[:3]:
+            client.request("POST", "/api/v1/embed", body)
+    samples: dict[str, list[float]] = {"ours": [], "peer": []}
+    for _ in range(rounds):
+        for name, client in (("ours", ours), ("peer", peer)):
+            for body in bodies:
+                start = time.perf_counter()
+                status, _ = client.request("POST", "/api/v1/embed", body)
+                samples[name].append(time.perf_counter() - start)
+                assert status == 200, (name, status)
+    ours.close()
+    peer.close()
+    return {name: summary(s) for name, s in samples.items()}
+
+
+def _api_event(body: bytes) -> dict[str, Any]:
+    from infra.make_events import http_v2
+
+    return http_v2("POST", "/api/v1/embed", json.loads(body))
+
+
+class _Context:
+    function_name = "face-recognition"
+    function_version = "$LATEST"
+    memory_limit_in_mb = TEMPLATE_MEMORY_MB
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:face-recognition"
+    aws_request_id = "bench"
+    log_group_name = "/aws/lambda/face-recognition"
+    log_stream_name = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+def bench_lambda_in_process(photos: list[Photo], model_dir: Path, model: str, rounds: int,
+                            threads: int) -> dict[str, Any]:
+    """The Lambda handler in a fresh process, invoked with API Gateway events."""
+    script = f"""
+import io, json, os, sys, time, contextlib
+sys.path.insert(0, {str(ROOT)!r})
+from bench.run_all import _api_event, _Context, summary
+from bench.common import load_photos
+photos = load_photos(__import__('pathlib').Path({str(photos_folder)!r}))
+events = [_api_event(p.body) for p in photos]
+with contextlib.redirect_stdout(io.StringIO()):
+    from face_recognition_service import lambda_handler
+    samples = []
+    for _ in range({rounds}):
+        for event in events:
+            start = time.perf_counter()
+            result = lambda_handler.handler(event, _Context())
+            samples.append(time.perf_counter() - start)
+            assert result["statusCode"] == 200, result
+print(json.dumps(summary(samples)))
+"""
+    return _run_json(script, model_dir, model, threads)
+
+
+def _run_json(script: str, model_dir: Path, model: str, threads: int) -> dict[str, Any]:
+    env = {"MODEL_DIR": str(model_dir), "MODEL_NAME": model, "ORT_THREADS": str(threads),
+           "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+           "LOG_LEVEL": "ERROR", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def bench_lambda_cold(photo: Photo, model_dir: Path, model: str, threads: int) -> dict[str, Any]:
+    """Interpreter start -> handler import (libraries, model load, warm-up) -> first invoke."""
+    event = json.dumps(_api_event(photo.body))
+    script = f"""
+import time
+t0 = time.perf_counter()
+import io, json, resource, sys, contextlib
+sys.path.insert(0, {str(ROOT)!r})
+with contextlib.redirect_stdout(io.StringIO()):
+    t_libs0 = time.perf_counter()
+    import numpy, cv2, onnxruntime, fastapi, mangum, aws_lambda_powertools, pydantic_settings
+    t_libs = time.perf_counter()
+    from face_recognition_service import lambda_handler
+    t_init = time.perf_counter()
+    from bench.run_all import _Context
+    result = lambda_handler.handler(json.loads({event!r}), _Context())
+    t_first = time.perf_counter()
+assert result["statusCode"] == 200, result
+print(json.dumps({{"library_imports_ms": round((t_libs - t_libs0) * 1000, 1),
+                   "model_load_and_warm_up_ms": round((t_init - t_libs) * 1000, 1),
+                   "first_invoke_ms": round((t_first - t_init) * 1000, 1),
+                   "import_to_first_response_ms": round((t_first - t0) * 1000, 1),
+                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}}))
+"""
+    runs = [_run_json(script, model_dir, model, threads) for _ in range(3)]
+    return {key: round(float(np.median([r[key] for r in runs])), 1) for key in runs[0]}
+
+
+def bench_server_cold(photo: Photo, model_dir: Path, model: str) -> dict[str, Any]:
+    """Process start to first successful embed, and peak RSS after a few requests."""
+    result: dict[str, Any] = {}
+    for name, factory in (("ours", our_server), ("peer", peer_server)):
+        starts, rss = [], []
+        for _ in range(3):
+            port = free_port()
+            server = factory(model_dir, model, port)
+            try:
+                starts.append(first_embed_after_start(server, photo.body))
+                client = Client(port)
+                for _ in range(5):
+                    client.request("POST", "/api/v1/embed", photo.body)
+                client.close()
+                rss.append(server.peak_rss_mb())
+            finally:
+                server.stop()
+        result[name] = {"start_to_first_embed_ms": round(float(np.median(starts)) * 1000, 1),
+                        "peak_rss_mb": round(float(np.median(rss)), 1)}
+    return result
+
+
+def bench_compare(port_ours: int, port_peer: int, sizes: tuple[int, ...], rounds: int) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {}
+    for n in sizes:
+        refs = rng.normal(size=(n, 512))
+        refs /= np.linalg.norm(refs, axis=1, keepdims=True)
+        body = json.dumps({"query_embedding": refs[0].tolist(),
+                           "reference_embeddings": [{"id": f"user_{i:05d}", "embedding": r.tolist()}
+                                                    for i, r in enumerate(refs)],
+                           "distance_metric": "cosine"}).encode()
+        row: dict[str, Any] = {"body_mb": round(len(body) / 1e6, 2)}
+        for name, port in (("ours", port_ours), ("peer", port_peer)):
+            client = Client(port)
+            client.request("POST", "/api/v1/compare", body)
+            samples = []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                status, _ = client.request("POST", "/api/v1/compare", body)
+                samples.append(time.perf_counter() - start)
+                assert status == 200
+            client.close()
+            row[name] = summary(samples)
+        row["ratio"] = round(row["ours"]["median_ms"] / row["peer"]["median_ms"], 3)
+        out[str(n)] = row
+    return out
+
+
+def bench_throughput(photos: list[Photo], model_dir: Path, model: str, seconds: float) -> dict[str, Any]:
+    bodies = [p.body for p in photos]
+    out: dict[str, Any] = {}
+    for workers, threads, concurrency in ((1, 0, 1), (1, 0, 4), (2, 1, 4)):
+        port = free_port()
+        server = our_server(model_dir, model, port, workers=workers, threads=threads)
+        try:
+            server.wait_ready()
+            done = [0]
+            lock = threading.Lock()
+            stop_at = time.perf_counter() + seconds
+
+            def worker(seed: int) -> None:
+                client = Client(port)
+                order = random.Random(seed)
+                while time.perf_counter() < stop_at:
+                    status, _ = client.request("POST", "/api/v1/embed", order.choice(bodies))
+                    assert status == 200
+                    with lock:
+                        done[0] += 1
+                client.close()
+
+            client = Client(port)  # warm every worker
+            for body in bodies[:4]:
+                client.request("POST", "/api/v1/embed", body)
+            client.close()
+            start = time.perf_counter()
+            stop_at = start + seconds
+            pool = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
+            elapsed = time.perf_counter() - start
+            key = f"workers={workers},ort_threads={threads or 'all'},concurrency={concurrency}"
+            out[key] = {"requests_per_s": round(done[0] / elapsed, 1), "requests": done[0]}
+        finally:
+            server.stop()
+    return out
+
+
+def accuracy(photos_folder: Path, model_path: Path) -> dict[str, Any]:
+    """Same/different-person separation on the labelled photos, and agreement with
+    the unoptimised path (InsightFace's FaceAnalysis)."""
+    import csv
+    import itertools
+
+    from insightface.app import FaceAnalysis
+
+    from face_recognition_service.engine import FaceEngine
+    from face_recognition_service.imaging import decode_image
+
+    labels = photos_folder / "labels.csv"
+    if not labels.is_file():
+        return {}
+    with open(labels, newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["faces"] == "1"]
+    engine = FaceEngine.load(model_path, threads=2)
+    ref = FaceAnalysis(name=str(model_path), providers=["CPUExecutionProvider"])
+    ref.prepare(ctx_id=-1, det_size=(640, 640))
+    ours, theirs = {}, {}
+    for row in rows:
+        image = decode_image((photos_folder / row["file"]).read_bytes(), 40_000_000)
+        ours[row["file"]] = (row["person"], engine.embed_single(image).embedding)
+        theirs[row["file"]] = ref.get(image)[0].normed_embedding
+    same_photo = {frozenset({"obama_1.jpg", "obama_240p.jpg"}), frozenset({"obama_2.jpg", "rgba_32bit.png"})}
+
+    def separation(vectors: dict[str, tuple[str, np.ndarray]]) -> tuple[float, float]:
+        same, diff = [], []
+        for (a, (pa, va)), (b, (pb, vb)) in itertools.combinations(vectors.items(), 2):
+            if frozenset({a, b}) in same_photo:
+                continue
+            (same if pa == pb else diff).append(float(va @ vb))
+        return min(same), max(diff)
+
+    ours_sep = separation(ours)
+    peer_sep = separation({k: (p, theirs[k]) for k, (p, _) in ours.items()})
+    return {
+        "min_cos_vs_faceanalysis": round(min(float(v @ theirs[k]) for k, (_, v) in ours.items()), 5),
+        "ours_min_same_max_different": [round(x, 4) for x in ours_sep],
+        "faceanalysis_min_same_max_different": [round(x, 4) for x in peer_sep],
+    }
+
+
+def cost(latency_ms_1vcpu: float) -> dict[str, Any]:
+    gb = TEMPLATE_MEMORY_MB / 1024
+    out: dict[str, Any] = {"memory_mb": TEMPLATE_MEMORY_MB, "billed_ms": int(np.ceil(latency_ms_1vcpu))}
+    for arch, price in LAMBDA_GB_S.items():
+        per_request = out["billed_ms"] / 1000 * gb * price + LAMBDA_REQUEST
+        out[f"usd_per_million_{arch}"] = round(per_request * 1_000_000, 2)
+    out["rekognition_usd_per_million"] = REKOGNITION_PER_IMAGE * 1_000_000
+    return out
+
+
+photos_folder = DEFAULT_PHOTOS
+
+
+def main(argv: list[str] | None = None) -> int:
+    global photos_folder
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--model", default="buffalo_sc")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help="default: a temporary folder provisioned now (buffalo_sc), else MODEL_DIR")
+    parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--skip", nargs="*", default=[], help="sections to skip: throughput cold compare")
+    args = parser.parse_args(argv)
+    photos_folder = args.photos
+    photos = load_photos(args.photos)
+    from face_recognition_service.config import Settings
+    from face_recognition_service.provision import provision
+
+    tmp = tempfile.TemporaryDirectory()
+    model_dir = args.model_dir
+    if model_dir is None:
+        model_dir = Path(tmp.name) if args.model == "buffalo_sc" else Settings().model_dir.expanduser()
+        if args.model == "buffalo_sc":
+            provision("buffalo_sc", model_dir)
+    model_path = model_dir / args.model
+    results: dict[str, Any] = {"machine": machine(), "model": args.model, "photos": len(photos),
+                               "rounds": args.rounds, "command": "python -m bench.run_all " + " ".join(argv or sys.argv[1:])}
+    print(json.dumps(results["machine"]))
+    print(f"model {args.model}, {len(photos)} single-face photos from {args.photos}, {args.rounds} rounds")
+
+    section("Model floor (in-process decode + detect + align + embed, ORT threads = all cores)")
+    results["floor"] = bench_floor(photos, model_path, args.rounds, threads=0)
+    print(results["floor"])
+
+    section("Warm embed over HTTP, concurrency 1 (ours vs the peer, alternating rounds)")
+    port_ours, port_peer = free_port(), free_port()
+    ours, peer = our_server(model_dir, args.model, port_ours), peer_server(model_dir, args.model, port_peer)
+    try:
+        ours.wait_ready()
+        peer.wait_ready()
+        results["http"] = bench_http(port_ours, port_peer, photos, args.rounds)
+        http = results["http"]
+        http["ours_over_peer"] = round(http["ours"]["median_ms"] / http["peer"]["median_ms"], 3)
+        http["ours_over_floor"] = round(http["ours"]["median_ms"] / results["floor"]["median_ms"], 3)
+        print(json.dumps(http, indent=1))
+        if "compare" not in args.skip:
+            section("Compare over HTTP (cosine), ours vs the peer's per-reference loop")
+            results["compare"] = bench_compare(port_ours, port_peer, (10, 100, 500), max(5, args.rounds))
+            print(json.dumps(results["compare"], indent=1))
+    finally:
+        ours.stop()
+        peer.stop()
+
+    section("Lambda handler in-process, API Gateway v2 events")
+    lam = {"threads_all": bench_lambda_in_process(photos, model_dir, args.model, args.rounds, 0),
+           "threads_1": bench_lambda_in_process(photos, model_dir, args.model, args.rounds, 1)}
+    lam["ours_over_floor"] = round(lam["threads_all"]["median_ms"] / results["floor"]["median_ms"], 3)
+    results["lambda"] = lam
+    print(json.dumps(lam, indent=1))
+
+    if "cold" not in args.skip:
+        section("Cold start")
+        cold = {"server": bench_server_cold(photos[0], model_dir, args.model),
+                "lambda": bench_lambda_cold(photos[0], model_dir, args.model, 0)}
+        srv = cold["server"]
+        srv["start_ratio"] = round(srv["ours"]["start_to_first_embed_ms"] / srv["peer"]["start_to_first_embed_ms"], 3)
+        srv["rss_ratio"] = round(srv["ours"]["peak_rss_mb"] / srv["peer"]["peak_rss_mb"], 3)
+        results["cold"] = cold
+        print(json.dumps(cold, indent=1))
+
+    if "throughput" not in args.skip:
+        section("Throughput, server mode, 8 s per configuration")
+        results["throughput"] = bench_throughput(photos, model_dir, args.model, 8.0)
+        print(json.dumps(results["throughput"], indent=1))
+
+    section("Cost per million embeddings (Lambda at the template's memory, 1-vCPU latency)")
+    results["cost"] = cost(results["lambda"]["threads_1"]["median_ms"])
+    print(json.dumps(results["cost"], indent=1))
+
+    section("Accuracy (labelled photos)")
+    results["accuracy"] = accuracy(args.photos, model_path)
+    print(json.dumps(results["accuracy"], indent=1))
+
+    out_dir = ROOT / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / f"{args.model}.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nwrote bench/results/{args.model}.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
