@@ -53,10 +53,9 @@ def section(title: str) -> None:
 
 def bench_floor(photos: list[Photo], model_path: Path, rounds: int, threads: int) -> dict[str, Any]:
     """Decode + detect + align + embed in-process: no HTTP, no JSON."""
+    from face_recognition_service.config import Settings
     from face_recognition_service.engine import FaceEngine
     from face_recognition_service.imaging import decode_image
-
-    from face_recognition_service.config import Settings
 
     # The same thread count and session options the service uses.
     engine = FaceEngine.load(model_path, threads=Settings(ort_threads=threads).threads)
@@ -221,6 +220,32 @@ def bench_compare(port_ours: int, port_peer: int, sizes: tuple[int, ...], rounds
     return out
 
 
+def _drive(port: int, bodies: list[bytes], seconds: float, concurrency: int) -> tuple[int, float]:
+    """Closed-loop load: ``concurrency`` clients, each sending its next request as
+    soon as the last is answered, for ``seconds``. Returns (requests, elapsed)."""
+    done = [0]
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + seconds
+
+    def worker(seed: int) -> None:
+        client = Client(port)
+        order = random.Random(seed)
+        while time.perf_counter() < stop_at:
+            status, _ = client.request("POST", "/api/v1/embed", order.choice(bodies))
+            assert status == 200
+            with lock:
+                done[0] += 1
+        client.close()
+
+    start = time.perf_counter()
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return done[0], time.perf_counter() - start
+
+
 def bench_throughput(photos: list[Photo], model_dir: Path, model: str, seconds: float) -> dict[str, Any]:
     bodies = [p.body for p in photos]
     out: dict[str, Any] = {}
@@ -229,34 +254,10 @@ def bench_throughput(photos: list[Photo], model_dir: Path, model: str, seconds: 
         server = our_server(model_dir, model, port, workers=workers, threads=threads)
         try:
             server.wait_ready()
-            done = [0]
-            lock = threading.Lock()
-            stop_at = time.perf_counter() + seconds
-
-            def worker(seed: int) -> None:
-                client = Client(port)
-                order = random.Random(seed)
-                while time.perf_counter() < stop_at:
-                    status, _ = client.request("POST", "/api/v1/embed", order.choice(bodies))
-                    assert status == 200
-                    with lock:
-                        done[0] += 1
-                client.close()
-
-            client = Client(port)  # warm every worker
-            for body in bodies[:4]:
-                client.request("POST", "/api/v1/embed", body)
-            client.close()
-            start = time.perf_counter()
-            stop_at = start + seconds
-            pool = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
-            for t in pool:
-                t.start()
-            for t in pool:
-                t.join()
-            elapsed = time.perf_counter() - start
+            _drive(port, bodies, 1.0, concurrency)  # warm every worker
+            requests, elapsed = _drive(port, bodies, seconds, concurrency)
             key = f"workers={workers},ort_threads={threads or 'all'},concurrency={concurrency}"
-            out[key] = {"requests_per_s": round(done[0] / elapsed, 1), "requests": done[0]}
+            out[key] = {"requests_per_s": round(requests / elapsed, 1), "requests": requests}
         finally:
             server.stop()
     return out
