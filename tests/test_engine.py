@@ -14,6 +14,7 @@ from face_recognition_service.engine import (
     ModelLoadError,
     load_model,
     providers_for,
+    session_options,
     similarity_transform,
 )
 from face_recognition_service.errors import ErrorCode, ServiceError
@@ -126,7 +127,10 @@ def test_parity_with_insightface_face_analysis(
 ) -> None:
     from insightface.app import FaceAnalysis
 
-    reference = FaceAnalysis(name=str(model_dir / "buffalo_sc"), providers=["CPUExecutionProvider"])
+    # Its sessions join this process's shared ORT thread pool (ORT requires it);
+    # numerics are unaffected by threading.
+    reference = FaceAnalysis(name=str(model_dir / "buffalo_sc"), providers=["CPUExecutionProvider"],
+                             sess_options=session_options(2))
     reference.prepare(ctx_id=-1, det_size=(640, 640), det_thresh=0.5)
     for name, (_, ours) in embeddings.items():
         faces = reference.get(decode_image(read(name), MAX_PIXELS))
