@@ -50,6 +50,11 @@ def test_docs_and_openapi(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert {"/api/v1/health", "/api/v1/model-info", EMBED, COMPARE} <= set(spec["paths"])
     assert "413" in spec["paths"][EMBED]["post"]["responses"]
+    # Bodies are parsed by the routes themselves; their schemas are still documented.
+    embed_body = spec["paths"][EMBED]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert embed_body["required"] == ["image"]
+    compare_body = spec["paths"][COMPARE]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert "id" in compare_body["properties"]["reference_embeddings"]["items"]["properties"]
 
 
 @pytest.mark.parametrize("mime", ["image/jpeg", None], ids=["data-uri", "bare-base64"])

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from ..config import Settings
-from ..engine import FaceEngine, ModelState
+from ..engine import FaceEmbedding, FaceEngine, ModelState
 from ..errors import ErrorCode, ServiceError
 from ..imaging import decode_base64_image, decode_image
 from ..matching import rank, to_matrix
+from .fastjson import CompareArrays, parse_compare
 from .responses import FastJSONResponse
 from .schemas import (
     CompareRequest,
@@ -24,6 +28,38 @@ from .schemas import (
 )
 
 router = APIRouter(prefix="/api/v1", default_response_class=FastJSONResponse)
+
+Body = TypeVar("Body", bound=BaseModel)
+
+
+async def parse_body(request: Request, model: type[Body]) -> Body:
+    """The JSON body validated by pydantic's own parser, straight from bytes.
+
+    FastAPI's body parameters go through the standard json module first: for a
+    500-reference compare request (5.7 MB) that is 84 ms of parsing against
+    18 ms here. Errors stay RequestValidationError, so they keep the error shape.
+    """
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
+
+
+def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return _inline_refs(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
+        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
+    if isinstance(schema, list):
+        return [_inline_refs(v, defs) for v in schema]
+    return schema
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI request body for a route that parses its body itself."""
+    schema = model.model_json_schema()
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": _inline_refs(schema, schema.get("$defs", {}))}}}}
 
 
 def get_settings(request: Request) -> Settings:
@@ -105,16 +141,16 @@ def model_info(engine: EngineDep) -> FastJSONResponse:
     dependencies=Protected,
     response_model=EmbedResponse,
     summary="Extract the embedding of the one face in a photo",
+    openapi_extra=body_schema(EmbedRequest),
     responses=_errors(
         ErrorCode.INVALID_IMAGE, ErrorCode.NO_FACE_DETECTED, ErrorCode.MULTIPLE_FACES_DETECTED,
         ErrorCode.IMAGE_TOO_LARGE, ErrorCode.UNSUPPORTED_FORMAT, ErrorCode.MODEL_NOT_LOADED,
         ErrorCode.PROCESSING_ERROR, ErrorCode.UNAUTHORIZED,
     ),
 )
-def embed(body: EmbedRequest, request: Request, engine: EngineDep, settings: SettingsDep) -> FastJSONResponse:
-    data = decode_base64_image(body.image, settings.max_image_size)
-    image = decode_image(data, settings.max_image_pixels)
-    face = engine.embed_single(image)
+async def embed(request: Request, engine: EngineDep, settings: SettingsDep) -> FastJSONResponse:
+    body = await parse_body(request, EmbedRequest)
+    face = await run_in_threadpool(_embed_image, body.image, engine, settings)
     request.state.faces = 1
     return FastJSONResponse({
         "embedding": face.embedding,
@@ -123,24 +159,39 @@ def embed(body: EmbedRequest, request: Request, engine: EngineDep, settings: Set
     })
 
 
+def _embed_image(image: str, engine: FaceEngine, settings: Settings) -> FaceEmbedding:
+    data = decode_base64_image(image, settings.max_image_size)
+    return engine.embed_single(decode_image(data, settings.max_image_pixels))
+
+
 @router.post(
     "/compare",
     dependencies=Protected,
     response_model=CompareResponse,
     summary="Rank reference embeddings by distance to a query embedding",
+    openapi_extra=body_schema(CompareRequest),
     responses=_errors(ErrorCode.INVALID_EMBEDDING, ErrorCode.UNAUTHORIZED),
 )
-def compare(body: CompareRequest) -> FastJSONResponse:
-    refs = body.reference_embeddings
-    query, matrix = to_matrix(body.query_embedding, [ref.embedding for ref in refs])
-    ranking = rank(query, matrix, body.distance_metric)
+async def compare(request: Request) -> FastJSONResponse:
+    arrays = parse_compare(await request.body())
+    if arrays is None:  # not plainly valid: pydantic decides, with its error messages
+        body = await parse_body(request, CompareRequest)
+        refs = body.reference_embeddings
+        query, matrix = to_matrix(body.query_embedding, [ref.embedding for ref in refs])
+        arrays = CompareArrays(query, [ref.id for ref in refs], matrix, body.distance_metric)
+    return await run_in_threadpool(_compare, arrays)
+
+
+def _compare(arrays: CompareArrays) -> FastJSONResponse:
+    ranking = rank(arrays.query, arrays.references, arrays.metric)
+    ids = arrays.ids
     matches = [
-        {"id": refs[i].id, "distance": d, "similarity": s}
+        {"id": ids[i], "distance": d, "similarity": s}
         for i, d, s in zip(ranking.order.tolist(), ranking.distances.tolist(),
-                           ranking.similarities.tolist(), strict=False)
+                           ranking.similarities.tolist(), strict=True)
     ]
     return FastJSONResponse({
         "matches": matches,
         "best_match": matches[0],
-        "distance_metric": body.distance_metric.value,
+        "distance_metric": arrays.metric.value,
     })

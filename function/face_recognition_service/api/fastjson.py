@@ -1,0 +1,72 @@
+"""A fast path for /compare bodies: simdjson reads each embedding straight into
+a float64 buffer, with no Python float per value.
+
+A 500-reference request is 256,000 numbers (5.7 MB of JSON); creating a Python
+object for each costs ~16 ms in any JSON library, and building the numpy matrix
+from them another ~4 ms. This path takes ~7 ms for both. It accepts only bodies
+that plainly satisfy the schema; anything else returns None and goes through
+the pydantic path, which produces the same errors as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import simdjson
+
+from ..matching import DistanceMetric
+
+MAX_REFERENCES = 10_000
+MAX_ID_LENGTH = 256
+
+
+@dataclass(frozen=True)
+class CompareArrays:
+    query: np.ndarray
+    ids: list[str]
+    references: np.ndarray
+    metric: DistanceMetric
+
+
+def _floats(value: object) -> np.ndarray | None:
+    if not isinstance(value, simdjson.Array) or len(value) == 0:
+        return None
+    return np.frombuffer(value.as_buffer(of_type="d"), dtype=np.float64)
+
+
+def parse_compare(body: bytes) -> CompareArrays | None:
+    # A parser per call: simdjson forbids reusing one while its documents are alive.
+    parser = simdjson.Parser()
+    try:
+        doc = parser.parse(body)
+        if not isinstance(doc, simdjson.Object):
+            return None
+        metric_value = doc.get("distance_metric", "cosine")
+        if metric_value not in ("cosine", "euclidean"):
+            return None
+        query = _floats(doc.get("query_embedding"))
+        refs = doc.get("reference_embeddings")
+        if query is None or not isinstance(refs, simdjson.Array) or not 1 <= len(refs) <= MAX_REFERENCES:
+            return None
+        matrix = np.empty((len(refs), query.shape[0]), dtype=np.float64)
+        ids: list[str] = []
+        for i, ref in enumerate(refs):
+            if not isinstance(ref, simdjson.Object):
+                return None
+            ref_id = ref.get("id")
+            vector = _floats(ref.get("embedding"))
+            if not isinstance(ref_id, str) or not 1 <= len(ref_id) <= MAX_ID_LENGTH:
+                return None
+            if vector is None or vector.shape[0] != query.shape[0]:
+                return None
+            matrix[i] = vector
+            ids.append(ref_id)
+        # as_buffer() flattens nested arrays; a plain body has exactly one '[' per
+        # vector plus the references list (a '[' inside an id just sends the
+        # body down the pydantic path).
+        if body.count(b"[") != len(refs) + 2:
+            return None
+        return CompareArrays(query.copy(), ids, matrix, DistanceMetric(metric_value))
+    except (ValueError, TypeError, RuntimeError, KeyError):
+        return None

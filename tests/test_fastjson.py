@@ -1,0 +1,67 @@
+"""The simdjson fast path for /compare agrees with the pydantic path, and hands
+anything irregular back to it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from face_recognition_service.api.fastjson import parse_compare
+from face_recognition_service.api.schemas import CompareRequest
+from face_recognition_service.matching import DistanceMetric, to_matrix
+
+
+def body(**overrides: object) -> dict[str, object]:
+    rng = np.random.default_rng(5)
+    values: dict[str, object] = {
+        "query_embedding": rng.normal(size=8).tolist(),
+        "reference_embeddings": [{"id": f"u{i}", "embedding": rng.normal(size=8).tolist()} for i in range(4)],
+        "distance_metric": "euclidean",
+    }
+    values.update(overrides)
+    return values
+
+
+def test_agrees_with_pydantic_path() -> None:
+    raw = json.dumps(body()).encode()
+    fast = parse_compare(raw)
+    assert fast is not None
+    slow = CompareRequest.model_validate_json(raw)
+    q, m = to_matrix(slow.query_embedding, [r.embedding for r in slow.reference_embeddings])
+    np.testing.assert_array_equal(fast.query, q)
+    np.testing.assert_array_equal(fast.references, m)
+    assert fast.ids == [r.id for r in slow.reference_embeddings]
+    assert fast.metric is DistanceMetric.EUCLIDEAN
+
+
+def test_integers_and_default_metric() -> None:
+    raw = json.dumps({"query_embedding": [1, 0], "reference_embeddings": [{"id": "a", "embedding": [0, 2]}]})
+    fast = parse_compare(raw.encode())
+    assert fast is not None and fast.metric is DistanceMetric.COSINE
+    np.testing.assert_array_equal(fast.references, [[0.0, 2.0]])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[]",
+        b'{"query_embedding": [NaN], "reference_embeddings": []}',
+        json.dumps(body(distance_metric="manhattan")).encode(),
+        json.dumps(body(query_embedding=[])).encode(),
+        json.dumps(body(reference_embeddings=[])).encode(),
+        json.dumps(body(reference_embeddings=[{"embedding": [1.0] * 8}])).encode(),
+        json.dumps(body(reference_embeddings=[{"id": "", "embedding": [1.0] * 8}])).encode(),
+        json.dumps(body(reference_embeddings=[{"id": 7, "embedding": [1.0] * 8}])).encode(),
+        json.dumps(body(reference_embeddings=[{"id": "a", "embedding": [1.0] * 7}])).encode(),
+        json.dumps(body(reference_embeddings=[{"id": "a", "embedding": ["x"] * 8}])).encode(),
+        json.dumps(body(reference_embeddings=[{"id": "a", "embedding": [[1.0]] * 8}])).encode(),
+        json.dumps(body(reference_embeddings=["a"])).encode(),
+        b'{"query_embedding": [1e400], "reference_embeddings": [{"id": "a", "embedding": [1]}]}',
+    ],
+    ids=["not-object", "nan", "metric", "empty-query", "no-refs", "no-id", "empty-id", "int-id", "length",
+         "strings", "nested", "ref-not-object", "overflow"],
+)
+def test_irregular_bodies_go_to_the_pydantic_path(raw: bytes) -> None:
+    assert parse_compare(raw) is None
