@@ -147,8 +147,13 @@ def _run_json(script: str, model_dir: Path, model: str, threads: int) -> Any:
     env = {"MODEL_DIR": str(model_dir), "MODEL_NAME": model, "ORT_THREADS": str(threads),
            "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "Bench",
            "LOG_LEVEL": "ERROR", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
+        fh.write(script)
+    try:
+        out = subprocess.run([sys.executable, fh.name], env=env, cwd=ROOT, capture_output=True, text=True,
+                             timeout=600)
+    finally:
+        Path(fh.name).unlink()
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -156,7 +161,8 @@ def _run_json(script: str, model_dir: Path, model: str, threads: int) -> Any:
 
 def bench_lambda_cold(photo: Photo, model_dir: Path, model: str, threads: int) -> dict[str, Any]:
     """Interpreter start -> handler import (libraries, model load, warm-up) -> first invoke."""
-    event = json.dumps(_api_event(photo.body))
+    event_file = Path(tempfile.mkdtemp()) / "event.json"
+    event_file.write_text(json.dumps(_api_event(photo.body)))
     script = f"""
 import time
 t0 = time.perf_counter()
@@ -169,7 +175,7 @@ with contextlib.redirect_stdout(io.StringIO()):
     from face_recognition_service import lambda_handler
     t_init = time.perf_counter()
     from bench.run_all import _Context
-    result = lambda_handler.handler(json.loads({event!r}), _Context())
+    result = lambda_handler.handler(json.loads(open({str(event_file)!r}).read()), _Context())
     t_first = time.perf_counter()
 assert result["statusCode"] == 200, result
 print(json.dumps({{"library_imports_ms": round((t_libs - t_libs0) * 1000, 1),

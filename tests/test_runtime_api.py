@@ -7,6 +7,7 @@ served through the real handler, and the responses are posted back to us.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -70,7 +71,7 @@ class RuntimeApi:
                     "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 30_000),
                     "Lambda-Runtime-Invoked-Function-Arn":
                         "arn:aws:lambda:us-east-1:123456789012:function:face-recognition",
-                    "Lambda-Runtime-Trace-Id": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+                    "Lambda-Runtime-Trace-Id": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
                     "Content-Type": "application/json",
                 })
 
@@ -104,7 +105,8 @@ def runtime_api() -> Iterator[tuple[RuntimeApi, str]]:
         server.shutdown()
 
 
-def start_runtime(address: str, handler: str, model_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_runtime(address: str, handler: str, model_dir: Path, log: Path,
+                  extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "AWS_LAMBDA_RUNTIME_API": address,
@@ -114,9 +116,11 @@ def start_runtime(address: str, handler: str, model_dir: Path, log: Path) -> sub
         "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/face-recognition",
         "AWS_LAMBDA_LOG_STREAM_NAME": "local",
         "AWS_REGION": "us-east-1",
+        "LAMBDA_TASK_ROOT": str(Path(__file__).resolve().parents[1] / "function"),
         "MODEL_DIR": str(model_dir),
         "MODEL_NAME": "buffalo_sc",
         "POWERTOOLS_TRACE_DISABLED": "true",
+        **(extra_env or {}),
     }
     out = open(log, "wb")  # noqa: SIM115 - closed by the process's end
     return subprocess.Popen([sys.executable, "-m", "awslambdaric", handler], env=env, stdout=out,
@@ -173,3 +177,33 @@ def test_init_error_is_reported(runtime_api: tuple[RuntimeApi, str], model_dir: 
         assert "no_such_handler" in json.dumps(error)
     finally:
         stop(proc)
+
+
+def test_tracing_spans_reach_the_xray_daemon(runtime_api: tuple[RuntimeApi, str], model_dir: Path,
+                                             tmp_path: Path) -> None:
+    """With tracing on, the handler and the model calls are X-Ray subsegments,
+    sent (UDP) to the daemon address: here a socket of ours on loopback."""
+    import socket
+
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(0.5)
+    api, address = runtime_api
+    env = {"POWERTOOLS_TRACE_DISABLED": "false",
+           "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}"}
+    proc = start_runtime(address, "face_recognition_service.lambda_handler.handler", model_dir,
+                         tmp_path / "runtime.log", env)
+    try:
+        kind, result = api.invoke(load_event("embed-face.json"))
+        assert kind == "response", result
+        check_response("embed-face.json", result)
+        received = b""
+        deadline = time.monotonic() + 10
+        while b"## embed" not in received and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                received += daemon.recv(65536)
+    finally:
+        stop(proc)
+        daemon.close()
+    text = received.decode(errors="replace")
+    assert "## detect" in text and "## embed" in text, (tmp_path / "runtime.log").read_text()[-2000:]
