@@ -51,44 +51,32 @@ def section(title: str) -> None:
     print(f"\n## {title}", flush=True)
 
 
-def bench_floor(photos_dir: Path, model_dir: Path, model: str, rounds: int, threads: int) -> list[float]:
-    """Decode + detect + align + embed in a fresh process: no HTTP, no JSON.
+def bench_embed(port_ours: int, port_peer: int, photos: list[Photo], model_path: Path,
+                rounds: int) -> dict[str, Any]:
+    """The model floor and both servers, interleaved round by round, so that
+    drift on a shared machine lands on all three alike.
 
-    A process of its own, like the servers, so that the bench's own state
-    (imports, other sessions) does not colour the floor. Returns the samples (s).
+    Floor: decode + detect + align + embed in this process, no HTTP, no JSON, at
+    the service's own settings (same thread count, same session options).
+    Servers: sequential requests over one keep-alive connection each.
     """
-    script = f"""
-import json, sys, time
-from pathlib import Path
-sys.path.insert(0, {str(ROOT)!r})
-from bench.common import load_photos
-from face_recognition_service.config import Settings
-from face_recognition_service.engine import FaceEngine
-from face_recognition_service.imaging import decode_image
-photos = load_photos(Path({str(photos_dir)!r}))
-settings = Settings(_env_file=None)
-engine = FaceEngine.load(Path({str(model_dir)!r}) / {model!r}, threads=settings.threads)
-engine.warm_up()
-samples = []
-for _ in range({rounds}):
-    for photo in photos:
-        start = time.perf_counter()
-        engine.embed_single(decode_image(photo.data, 40_000_000))
-        samples.append(time.perf_counter() - start)
-print(json.dumps(samples))
-"""
-    return _run_json(script, model_dir, model, threads)  # type: ignore[return-value]
+    from face_recognition_service.config import Settings
+    from face_recognition_service.engine import FaceEngine
+    from face_recognition_service.imaging import decode_image
 
-
-def bench_http(port_ours: int, port_peer: int, photos: list[Photo], rounds: int) -> dict[str, Any]:
-    """Sequential requests, alternating servers round by round so drift hits both."""
+    engine = FaceEngine.load(model_path, threads=Settings(_env_file=None).threads)
+    engine.warm_up()
     bodies = [p.body for p in photos]
     ours, peer = Client(port_ours), Client(port_peer)
     for client in (ours, peer):  # warm connections and caches
         for body in bodies[:3]:
             client.request("POST", "/api/v1/embed", body)
-    samples: dict[str, list[float]] = {"ours": [], "peer": []}
+    samples: dict[str, list[float]] = {"floor": [], "ours": [], "peer": []}
     for _ in range(rounds):
+        for photo in photos:
+            start = time.perf_counter()
+            engine.embed_single(decode_image(photo.data, 40_000_000))
+            samples["floor"].append(time.perf_counter() - start)
         for name, client in (("ours", ours), ("peer", peer)):
             for body in bodies:
                 start = time.perf_counter()
@@ -97,7 +85,10 @@ def bench_http(port_ours: int, port_peer: int, photos: list[Photo], rounds: int)
                 assert status == 200, (name, status)
     ours.close()
     peer.close()
-    return {name: summary(s) for name, s in samples.items()}
+    out: dict[str, Any] = {name: summary(s) for name, s in samples.items()}
+    out["ours_over_peer"] = round(out["ours"]["median_ms"] / out["peer"]["median_ms"], 3)
+    out["ours_over_floor"] = round(out["ours"]["median_ms"] / out["floor"]["median_ms"], 3)
+    return out
 
 
 def _api_event(body: bytes) -> dict[str, Any]:
@@ -188,26 +179,26 @@ print(json.dumps({{"library_imports_ms": round((t_libs - t_libs0) * 1000, 1),
     return {key: round(float(np.median([r[key] for r in runs])), 1) for key in runs[0]}
 
 
-def bench_server_cold(photo: Photo, model_dir: Path, model: str) -> dict[str, Any]:
-    """Process start to first successful embed, and peak RSS after a few requests."""
-    result: dict[str, Any] = {}
-    for name, factory in (("ours", our_server), ("peer", peer_server)):
-        starts, rss = [], []
-        for _ in range(3):
+def bench_server_cold(photo: Photo, model_dir: Path, model: str, runs: int = 5) -> dict[str, Any]:
+    """Process start to first successful embed, and peak RSS after a few
+    requests; ours and the peer alternate, ``runs`` times each."""
+    starts: dict[str, list[float]] = {"ours": [], "peer": []}
+    rss: dict[str, list[float]] = {"ours": [], "peer": []}
+    for _ in range(runs):
+        for name, factory in (("ours", our_server), ("peer", peer_server)):
             port = free_port()
             server = factory(model_dir, model, port)
             try:
-                starts.append(first_embed_after_start(server, photo.body))
+                starts[name].append(first_embed_after_start(server, photo.body))
                 client = Client(port)
                 for _ in range(5):
                     client.request("POST", "/api/v1/embed", photo.body)
                 client.close()
-                rss.append(server.peak_rss_mb())
+                rss[name].append(server.peak_rss_mb())
             finally:
                 server.stop()
-        result[name] = {"start_to_first_embed_ms": round(float(np.median(starts)) * 1000, 1),
-                        "peak_rss_mb": round(float(np.median(rss)), 1)}
-    return result
+    return {name: {"start_to_first_embed_ms": round(float(np.median(starts[name])) * 1000, 1),
+                   "peak_rss_mb": round(float(np.median(rss[name])), 1)} for name in starts}
 
 
 def bench_compare(port_ours: int, port_peer: int, sizes: tuple[int, ...], rounds: int) -> dict[str, Any]:
@@ -364,25 +355,14 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(results["machine"]))
     print(f"model {args.model}, {len(photos)} single-face photos from {args.photos}, {args.rounds} rounds")
 
-    section("Model floor (in-process decode + detect + align + embed, ORT threads = all cores)")
-    # Measured before and after the HTTP runs, so that drift on a shared machine
-    # shows up in both and the ratio compares like with like.
-    floor_samples = bench_floor(args.photos, model_dir, args.model, args.rounds, threads=0)
-
-    section("Warm embed over HTTP, concurrency 1 (ours vs the peer, alternating rounds)")
+    section("Warm embed, concurrency 1: model floor, ours over HTTP, the peer over HTTP (interleaved)")
     port_ours, port_peer = free_port(), free_port()
     ours, peer = our_server(model_dir, args.model, port_ours), peer_server(model_dir, args.model, port_peer)
     try:
         ours.wait_ready()
         peer.wait_ready()
-        results["http"] = bench_http(port_ours, port_peer, photos, args.rounds)
-        floor_samples += bench_floor(args.photos, model_dir, args.model, args.rounds, threads=0)
-        results["floor"] = summary(floor_samples)
-        print("floor:", results["floor"])
-        http = results["http"]
-        http["ours_over_peer"] = round(http["ours"]["median_ms"] / http["peer"]["median_ms"], 3)
-        http["ours_over_floor"] = round(http["ours"]["median_ms"] / results["floor"]["median_ms"], 3)
-        print(json.dumps(http, indent=1))
+        results["embed"] = bench_embed(port_ours, port_peer, photos, model_path, args.rounds)
+        print(json.dumps(results["embed"], indent=1))
         if "compare" not in args.skip:
             section("Compare over HTTP (cosine), ours vs the peer's per-reference loop")
             results["compare"] = bench_compare(port_ours, port_peer, (10, 100, 500), max(5, args.rounds))
@@ -394,7 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     section("Lambda handler in-process, API Gateway v2 events")
     lam = {"threads_all": bench_lambda_in_process(photos, model_dir, args.model, args.rounds, 0),
            "threads_1": bench_lambda_in_process(photos, model_dir, args.model, args.rounds, 1)}
-    lam["ours_over_floor"] = round(lam["threads_all"]["median_ms"] / results["floor"]["median_ms"], 3)
+    lam["ours_over_floor"] = round(lam["threads_all"]["median_ms"] / results["embed"]["floor"]["median_ms"], 3)
     results["lambda"] = lam
     print(json.dumps(lam, indent=1))
 

@@ -9,6 +9,7 @@ would otherwise run the app's lifespan on every invocation.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Callable
 from dataclasses import asdict
@@ -65,7 +66,11 @@ else:
 class PowertoolsObserver:
     """Per request: a log line and CloudWatch metrics in embedded metric format."""
 
+    muted = False  # during the init-phase warm-up requests
+
     def record(self, record: RequestRecord) -> None:
+        if self.muted:
+            return
         logger.info("request", extra=asdict(record))
         metrics.add_metric(name="RequestLatency", unit=MetricUnit.Milliseconds, value=record.duration_ms)
         if record.faces is not None:
@@ -97,16 +102,57 @@ def _is_http_event(event: Any) -> bool:
     return isinstance(context, dict) and ("httpMethod" in event or "http" in context or "elb" in context)
 
 
+def _warm_up_requests(asgi: Mangum, observer: PowertoolsObserver) -> None:
+    """Requests through the whole stack during init (Mangum, routing, JSON,
+    image decoding, detection), so that the first caller does not pay for
+    first-use work in them. Not logged, not counted in metrics."""
+    import base64
+
+    import cv2
+    import numpy as np
+
+    gradient = np.tile(np.linspace(0, 255, 640, dtype=np.uint8)[None, :, None], (480, 1, 3))
+    jpeg = base64.b64encode(cv2.imencode(".jpg", gradient)[1].tobytes()).decode()
+    requests = [
+        ("GET", "/api/v1/health", None),
+        ("POST", "/api/v1/embed", json.dumps({"image": f"data:image/jpeg;base64,{jpeg}"})),
+        ("POST", "/api/v1/compare", json.dumps({"query_embedding": [1.0, 0.0],
+                                                "reference_embeddings": [{"id": "w", "embedding": [0.0, 1.0]}]})),
+    ]
+    observer.muted = True
+    try:
+        for method, path, body in requests:
+            event = {
+                "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+                "headers": {"content-type": "application/json", "x-request-id": "init-warm-up"},
+                "requestContext": {"http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                                            "sourceIp": "127.0.0.1"},
+                                   "requestId": "init-warm-up", "stage": "$default"},
+                "body": body, "isBase64Encoded": False,
+            }
+            asgi(event, _WarmUpContext())  # type: ignore[arg-type]
+    finally:
+        observer.muted = False
+
+
+class _WarmUpContext:
+    aws_request_id = "init-warm-up"
+    function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+
+
 def build_handler(
-    settings: Settings, model: ModelState | None = None
+    settings: Settings, model: ModelState | None = None, warm: bool = True
 ) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     model = model if model is not None else _load(settings)
+    observer = PowertoolsObserver()
     app = create_app(
-        settings, model, observer=PowertoolsObserver(),
+        settings, model, observer=observer,
         api_key=api_key_source(settings.api_key_parameter, settings.api_key_secret,
                                settings.api_key_cache_seconds),
     )
     asgi = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
+    if warm and model.engine is not None:
+        _warm_up_requests(asgi, observer)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
     @_traced

@@ -41,7 +41,9 @@ def create_app(
         debug=False,  # debug pages would put tracebacks in responses
     )
     app.state.settings = settings
-    app.state.model = model if model is not None else load_model(settings)
+    # No warm-up inference here: measured, it adds ~50 ms to a server's start and
+    # saves the first request less than that (BENCHMARKS.md). Lambda warms up.
+    app.state.model = model if model is not None else load_model(settings, warm_up=False)
     if api_key is None and settings.api_key is not None:
         fixed = settings.api_key.get_secret_value()
         api_key = lambda: fixed  # noqa: E731
