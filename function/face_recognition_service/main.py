@@ -38,8 +38,9 @@ def main() -> None:
 
     settings = get_settings()
     configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
+    # No websockets or lifespan events here: not loading them shortens start-up.
     common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
-                              "access_log": False}
+                              "access_log": False, "ws": "none", "lifespan": "off"}
     if settings.workers > 1:
         # Each worker process imports the app and loads its own model.
         uvicorn.run("face_recognition_service.main:app", workers=settings.workers, **common)
