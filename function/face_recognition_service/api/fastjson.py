@@ -10,6 +10,7 @@ the pydantic path, which produces the same errors as before.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,38 +36,67 @@ def _floats(value: object) -> np.ndarray | None:
     return np.frombuffer(value.as_buffer(of_type="d"), dtype=np.float64)
 
 
+def _count_brackets(body: bytes, limit: int) -> int:
+    # bytes.find is memchr (SIMD): ~0.1 ms for 5.7 MB, where bytes.count takes 1.5 ms.
+    count, at = 0, body.find(b"[")
+    while at != -1 and count < limit:
+        count += 1
+        at = body.find(b"[", at + 1)
+    return count
+
+
+_local = threading.local()
+
+
+def _parser() -> simdjson.Parser:
+    # One parser per thread, reused: a fresh one allocates buffers several times
+    # the body's size on every call (page faults measured at ~8 ms a request for
+    # 5.7 MB). Reuse is safe because no simdjson object outlives parse_compare.
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = _local.parser = simdjson.Parser()
+    return parser
+
+
 def parse_compare(body: bytes) -> CompareArrays | None:
-    # A parser per call: simdjson forbids reusing one while its documents are alive.
-    parser = simdjson.Parser()
     try:
-        doc = parser.parse(body)
-        if not isinstance(doc, simdjson.Object):
-            return None
-        metric_value = doc.get("distance_metric", "cosine")
-        if metric_value not in ("cosine", "euclidean"):
-            return None
-        query = _floats(doc.get("query_embedding"))
-        refs = doc.get("reference_embeddings")
-        if query is None or not isinstance(refs, simdjson.Array) or not 1 <= len(refs) <= MAX_REFERENCES:
-            return None
-        matrix = np.empty((len(refs), query.shape[0]), dtype=np.float64)
-        ids: list[str] = []
-        for i, ref in enumerate(refs):
-            if not isinstance(ref, simdjson.Object):
-                return None
-            ref_id = ref.get("id")
-            vector = _floats(ref.get("embedding"))
-            if not isinstance(ref_id, str) or not 1 <= len(ref_id) <= MAX_ID_LENGTH:
-                return None
-            if vector is None or vector.shape[0] != query.shape[0]:
-                return None
-            matrix[i] = vector
-            ids.append(ref_id)
-        # as_buffer() flattens nested arrays; a plain body has exactly one '[' per
-        # vector plus the references list (a '[' inside an id just sends the
-        # body down the pydantic path).
-        if body.count(b"[") != len(refs) + 2:
-            return None
-        return CompareArrays(query.copy(), ids, matrix, DistanceMetric(metric_value))
+        parser = _parser()
+        try:
+            doc = parser.parse(body)
+        except RuntimeError:  # a document still referenced somewhere: start afresh
+            parser = _local.parser = simdjson.Parser()
+            doc = parser.parse(body)
+        return _arrays(doc, body)
     except (ValueError, TypeError, RuntimeError, KeyError):
         return None
+
+
+def _arrays(doc: object, body: bytes) -> CompareArrays | None:
+    if not isinstance(doc, simdjson.Object):
+        return None
+    metric_value = doc.get("distance_metric", "cosine")
+    if metric_value not in ("cosine", "euclidean"):
+        return None
+    query = _floats(doc.get("query_embedding"))
+    refs = doc.get("reference_embeddings")
+    if query is None or not isinstance(refs, simdjson.Array) or not 1 <= len(refs) <= MAX_REFERENCES:
+        return None
+    matrix = np.empty((len(refs), query.shape[0]), dtype=np.float64)
+    ids: list[str] = []
+    for i, ref in enumerate(refs):
+        if not isinstance(ref, simdjson.Object):
+            return None
+        ref_id = ref.get("id")
+        vector = _floats(ref.get("embedding"))
+        if not isinstance(ref_id, str) or not 1 <= len(ref_id) <= MAX_ID_LENGTH:
+            return None
+        if vector is None or vector.shape[0] != query.shape[0]:
+            return None
+        matrix[i] = vector
+        ids.append(ref_id)
+    # as_buffer() flattens nested arrays; a plain body has exactly one '[' per
+    # vector plus the references list (a '[' inside an id just sends the
+    # body down the pydantic path).
+    if _count_brackets(body, limit=len(refs) + 3) != len(refs) + 2:
+        return None
+    return CompareArrays(query.copy(), ids, matrix, DistanceMetric(metric_value))
