@@ -259,3 +259,14 @@ def test_nothing_the_caller_sends_reaches_the_logs(client: TestClient, caplog: p
     assert "request" in text  # the request lines were captured
     assert image[40:80] not in text
     assert str(marker) not in text and "secret-user" not in text
+
+
+def test_fixed_api_key_for_plain_servers(model_dir: Path, model: ModelState) -> None:
+    settings = make_settings(model_dir, api_key="s3cret")
+    with TestClient(create_app(settings, model)) as c:
+        body = {"query_embedding": [1, 0], "reference_embeddings": [{"id": "a", "embedding": [1, 0]}]}
+        assert_error(c.post(COMPARE, json=body), 401, "UNAUTHORIZED")
+        assert_error(c.post(COMPARE, json=body, headers={"x-api-key": "wrong"}), 401, "UNAUTHORIZED")
+        assert c.post(COMPARE, json=body, headers={"x-api-key": "s3cret"}).status_code == 200
+        assert_error(c.get("/api/v1/model-info"), 401, "UNAUTHORIZED")
+        assert c.get("/api/v1/health").status_code == 200
