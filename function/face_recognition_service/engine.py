@@ -131,9 +131,17 @@ def session_options(threads: int) -> ort.SessionOptions:
 
 def open_session(path: Path, providers: list[str], threads: int) -> ort.InferenceSession:
     try:
-        return ort.InferenceSession(str(path), session_options(threads), providers=providers)
+        session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
     except Exception as exc:  # onnxruntime raises several unrelated types
         raise ModelLoadError(f"{path.name} could not be loaded by ONNX Runtime: {exc}") from exc
+    # ONNX Runtime falls back to the CPU on its own when a GPU provider fails to
+    # start (missing CUDA or cuDNN libraries); DEVICE=cuda must not do so silently.
+    if providers[0] != "CPUExecutionProvider" and session.get_providers()[0] != providers[0]:
+        raise ModelLoadError(
+            f"{providers[0]} is installed but did not start for {path.name} (check the CUDA and "
+            "cuDNN libraries that onnxruntime-gpu needs), or set DEVICE=cpu."
+        )
+    return session
 
 
 class Detector:
