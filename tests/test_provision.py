@@ -65,3 +65,28 @@ def test_zoo_download_failure_is_clear(tmp_path: Path, monkeypatch: pytest.Monke
     assert main(["buffalo_l", "--model-dir", str(tmp_path), "--timeout", "2"]) == 1
     err = capsys.readouterr().err
     assert "could not download" in err and "--source" in err
+
+
+def test_buffalo_l_layout_from_a_zoo_shaped_zip(tmp_path: Path, model_dir: Path) -> None:
+    """buffalo_l cannot be downloaded on this machine, so this checks its *layout*
+    only: buffalo_sc's networks under buffalo_l's file names, in a zip shaped like
+    the model zoo's (files at the root, three models the service must skip).
+    Provisioning, loading and serving then take the same path buffalo_l takes."""
+    from face_recognition_service.engine import load_model
+    from face_recognition_service.imaging import decode_image
+
+    from .conftest import make_settings
+    from .helpers import read
+
+    archive = tmp_path / "buffalo_l.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(model_dir / "buffalo_sc" / "det_500m.onnx", "det_10g.onnx")
+        zf.write(model_dir / "buffalo_sc" / "w600k_mbf.onnx", "w600k_r50.onnx")
+        for extra in ("1k3d68.onnx", "2d106det.onnx", "genderage.onnx"):
+            zf.writestr(extra, b"landmark and attribute models are never installed")
+    target = provision("buffalo_l", tmp_path / "models", source=str(archive))
+    assert sorted(p.name for p in target.iterdir()) == ["det_10g.onnx", "w600k_r50.onnx"]
+    state = load_model(make_settings(tmp_path / "models", model_name="buffalo_l"), warm_up=False)
+    assert state.engine is not None and state.engine.model_name == "buffalo_l"
+    face = state.engine.embed_single(decode_image(read("obama_1.jpg"), 40_000_000))
+    assert face.embedding.shape == (512,)
