@@ -9,6 +9,7 @@ would otherwise run the app's lifespan on every invocation.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -172,6 +173,10 @@ def build_handler(
     return handler
 
 
+# Mangum runs each request on asyncio's current event loop. Give the runtime's
+# thread one explicitly: Python 3.12 warns when get_event_loop() must make it,
+# and later versions refuse.
+asyncio.set_event_loop(asyncio.new_event_loop())
 _settings = get_settings()
 logger.setLevel(_settings.log_level)
 # Core modules log through the standard library; give them Powertools' JSON format.
