@@ -110,7 +110,7 @@ class _Context:
         return 29_000
 
 
-def bench_lambda_in_process(photos: list[Photo], model_dir: Path, model: str, rounds: int,
+def bench_lambda_in_process(photos_dir: Path, model_dir: Path, model: str, rounds: int,
                             threads: int) -> dict[str, Any]:
     """The Lambda handler in a fresh process, invoked with API Gateway events."""
     script = f"""
@@ -118,7 +118,7 @@ import io, json, os, sys, time, contextlib
 sys.path.insert(0, {str(ROOT)!r})
 from bench.run_all import _api_event, _Context, summary
 from bench.common import load_photos
-photos = load_photos(__import__('pathlib').Path({str(photos_folder)!r}))
+photos = load_photos(__import__('pathlib').Path({str(photos_dir)!r}))
 events = [_api_event(p.body) for p in photos]
 with contextlib.redirect_stdout(io.StringIO()):
     from face_recognition_service import lambda_handler
@@ -325,11 +325,7 @@ def cost(latency_ms_1vcpu: float) -> dict[str, Any]:
     return out
 
 
-photos_folder = DEFAULT_PHOTOS
-
-
 def main(argv: list[str] | None = None) -> int:
-    global photos_folder
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", default="buffalo_sc")
     parser.add_argument("--model-dir", type=Path, default=None,
@@ -338,7 +334,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip", nargs="*", default=[], help="sections to skip: throughput cold compare")
     args = parser.parse_args(argv)
-    photos_folder = args.photos
     photos = load_photos(args.photos)
     from face_recognition_service.config import Settings
     from face_recognition_service.provision import provision
@@ -372,8 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         peer.stop()
 
     section("Lambda handler in-process, API Gateway v2 events")
-    lam = {"threads_all": bench_lambda_in_process(photos, model_dir, args.model, args.rounds, 0),
-           "threads_1": bench_lambda_in_process(photos, model_dir, args.model, args.rounds, 1)}
+    lam = {"threads_all": bench_lambda_in_process(args.photos, model_dir, args.model, args.rounds, 0),
+           "threads_1": bench_lambda_in_process(args.photos, model_dir, args.model, args.rounds, 1)}
     lam["ours_over_floor"] = round(lam["threads_all"]["median_ms"] / results["embed"]["floor"]["median_ms"], 3)
     results["lambda"] = lam
     print(json.dumps(lam, indent=1))
