@@ -74,8 +74,11 @@ def fetch_model_from_s3(uri: str, model_name: str, model_dir: Path) -> Path:
         else:
             source = staging / model_name
             source.mkdir()
+            base = f"{prefix}/" if prefix else ""
             for filename in (pack.detector, pack.recognizer):
-                key = next((k for k in listed if k.endswith(f"/{filename}") or k == filename), None)
+                # The pack's own folder first: a prefix may hold several packs.
+                options = (f"{base}{model_name}/{filename}", f"{base}{filename}")
+                key = next((k for k in options if k in listed), None)
                 if key is None:
                     raise FileNotFoundError(f"s3://{bucket}/{prefix} has neither {model_name}.zip nor {filename}")
                 s3.download_file(bucket, key, str(source / filename))
