@@ -51,6 +51,14 @@ def test_requirements_for_images_have_no_gui_opencv() -> None:
     assert any(r.startswith("mangum") for r in out) and not any(r.startswith("insightface>") for r in out)
 
 
+def test_model_folder_for_docker_builds_is_in_the_repo() -> None:
+    # Both Dockerfiles COPY infra/models/; a clone must have the folder even when empty.
+    tracked = subprocess.run(["git", "ls-files", "infra/models"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout")
+    assert "infra/models/.gitkeep" in tracked.stdout.split()
+
+
 def test_lambda_dockerfile_shape() -> None:
     text = (ROOT / "Dockerfile.lambda").read_text()
     assert "public.ecr.aws/lambda/python:3.12" in text
