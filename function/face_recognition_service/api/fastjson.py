@@ -17,9 +17,7 @@ import numpy as np
 import simdjson
 
 from ..matching import DistanceMetric
-
-MAX_REFERENCES = 10_000
-MAX_ID_LENGTH = 256
+from .schemas import MAX_ID_LENGTH, MAX_REFERENCES
 
 
 @dataclass(frozen=True)

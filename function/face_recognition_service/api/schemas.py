@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ..matching import DistanceMetric
 
+MAX_REFERENCES = 10_000
+MAX_ID_LENGTH = 256
+
 Embedding = Annotated[
     list[float],
     Field(min_length=1, description="Embedding vector; /embed returns 512 L2-normalised floats."),
@@ -30,7 +33,7 @@ class EmbedResponse(BaseModel):
 
 
 class ReferenceEmbedding(BaseModel):
-    id: Annotated[str, StringConstraints(min_length=1, max_length=256)] = Field(
+    id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)] = Field(
         description="The caller's identifier for this embedding (returned as is)."
     )
     embedding: Embedding
@@ -39,7 +42,7 @@ class ReferenceEmbedding(BaseModel):
 class CompareRequest(BaseModel):
     query_embedding: Embedding
     reference_embeddings: list[ReferenceEmbedding] = Field(
-        min_length=1, max_length=10_000, description="One or more references, each with an id."
+        min_length=1, max_length=MAX_REFERENCES, description="One or more references, each with an id."
     )
     distance_metric: DistanceMetric = Field(
         default=DistanceMetric.COSINE, description="`cosine` (default) or `euclidean`."
