@@ -90,3 +90,11 @@ def test_buffalo_l_layout_from_a_zoo_shaped_zip(tmp_path: Path, model_dir: Path)
     assert state.engine is not None and state.engine.model_name == "buffalo_l"
     face = state.engine.embed_single(decode_image(read("obama_1.jpg"), 40_000_000))
     assert face.embedding.shape == (512,)
+
+
+def test_cli_verify_only(tmp_path: Path, model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["buffalo_sc", "--model-dir", str(model_dir), "--verify-only"]) == 0
+    assert "verified" in capsys.readouterr().out
+    assert main(["buffalo_sc", "--model-dir", str(tmp_path), "--verify-only"]) == 1
+    assert main(["buffalo_xxl", "--model-dir", str(model_dir), "--verify-only"]) == 1
+    assert "does not exist" in capsys.readouterr().err

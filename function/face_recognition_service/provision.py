@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 
 from .config import get_settings
-from .engine import MODEL_PACKS, Detector, ModelLoadError, Recognizer, open_session
+from .engine import MODEL_PACKS, Detector, ModelLoadError, ModelPack, Recognizer, open_session
 
 __all__ = ["MODEL_PACKS", "ProvisionError", "provision", "verify"]
 
@@ -44,9 +44,16 @@ def vectron_dir() -> Path | None:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+def _pack(name: str) -> ModelPack:
+    pack = MODEL_PACKS.get(name)
+    if pack is None:
+        raise ProvisionError(f"unknown model pack {name!r}; known: {', '.join(sorted(MODEL_PACKS))}")
+    return pack
+
+
 def verify(pack_dir: Path) -> dict[str, object]:
     """Load both files and check their shapes; returns a short description."""
-    pack = MODEL_PACKS[pack_dir.name]
+    pack = _pack(pack_dir.name)
     try:
         detector = Detector(open_session(pack_dir / pack.detector, ["CPUExecutionProvider"], 1))
         recognizer = Recognizer(open_session(pack_dir / pack.recognizer, ["CPUExecutionProvider"], 1))
@@ -99,9 +106,7 @@ def _download(url: str, dest: Path, timeout: float) -> None:
 
 def provision(name: str, model_dir: Path, source: str = "auto", timeout: float = 60.0,
               force: bool = False) -> Path:
-    if name not in MODEL_PACKS:
-        raise ProvisionError(f"unknown model pack {name!r}; known: {', '.join(sorted(MODEL_PACKS))}")
-    pack = MODEL_PACKS[name]
+    pack = _pack(name)
     wanted = [pack.detector, pack.recognizer]
     target = model_dir.expanduser() / name
     if not force and all((target / f).is_file() for f in wanted):
@@ -162,19 +167,18 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or settings.model_name
     model_dir = args.model_dir or settings.model_dir
     try:
-        if name not in MODEL_PACKS:
-            raise ProvisionError(f"unknown model pack {name!r}; known: {', '.join(sorted(MODEL_PACKS))}")
         if args.verify_only:
             target = model_dir.expanduser() / name
             if not target.is_dir():
                 raise ProvisionError(f"{target} does not exist")
+            print(f"{name}: {target} verified ({verify(target)})")
         else:
+            # provision() verifies what it installs (or finds) itself.
             target = provision(name, model_dir, args.source, args.timeout, args.force)
-        info = verify(target)
+            print(f"{name}: installed in {target} and verified")
     except ProvisionError as exc:
         print(f"provision: {name}: {exc}", file=sys.stderr)
         return 1
-    print(f"{name}: installed in {target} and verified ({info})")
     return 0
 
 
