@@ -18,8 +18,13 @@ async def parse_body(request: Request, model: type[Body]) -> Body:
     500-reference compare request (5.7 MB) that is 84 ms of parsing against
     18 ms here. Errors stay RequestValidationError, so they keep the error shape.
     """
+    return validate_json(await request.body(), model)
+
+
+def validate_json(raw: bytes, model: type[Body]) -> Body:
+    """``parse_body`` for bytes already read (for example, in a worker thread)."""
     try:
-        return model.model_validate_json(await request.body())
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
 

@@ -10,7 +10,7 @@ from ..engine import FaceEmbedding, FaceEngine
 from ..errors import HTTP_STATUS, ErrorCode
 from ..imaging import decode_base64_image, decode_image
 from ..matching import rank, to_matrix
-from .bodies import body_schema, parse_body
+from .bodies import body_schema, parse_body, validate_json
 from .deps import EngineDep, ModelDep, Protected, SettingsDep
 from .fastjson import CompareArrays, parse_compare
 from .responses import FastJSONResponse
@@ -101,16 +101,17 @@ def _embed_image(image: str, engine: FaceEngine, settings: Settings) -> FaceEmbe
     responses=_errors(ErrorCode.INVALID_EMBEDDING, ErrorCode.UNAUTHORIZED),
 )
 async def compare(request: Request) -> FastJSONResponse:
-    arrays = parse_compare(await request.body())
+    # Parsing a large body costs more than ranking it: both run off the event loop.
+    return await run_in_threadpool(_compare, await request.body())
+
+
+def _compare(raw: bytes) -> FastJSONResponse:
+    arrays = parse_compare(raw)
     if arrays is None:  # not plainly valid: pydantic decides, with its error messages
-        body = await parse_body(request, CompareRequest)
+        body = validate_json(raw, CompareRequest)
         refs = body.reference_embeddings
         query, matrix = to_matrix(body.query_embedding, [ref.embedding for ref in refs])
         arrays = CompareArrays(query, [ref.id for ref in refs], matrix, body.distance_metric)
-    return await run_in_threadpool(_compare, arrays)
-
-
-def _compare(arrays: CompareArrays) -> FastJSONResponse:
     ranking = rank(arrays.query, arrays.references, arrays.metric)
     ids = arrays.ids
     matches = [
