@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-import struct
 import sys
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +83,9 @@ def no_face_jpeg() -> str:
 
 
 def png_bomb_header() -> str:
-    ihdr = struct.pack(">IIBBBBB", 60_000, 60_000, 8, 2, 0, 0, 0)
-    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\n" + chunk).decode()
+    from tests.helpers import png_header_only
+
+    return "data:image/png;base64," + base64.b64encode(png_header_only(60_000, 60_000)).decode()
 
 
 def compare_body(metric: str) -> dict[str, Any]:

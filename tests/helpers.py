@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +74,10 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG signature and IHDR chunk claiming width x height, and no pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk

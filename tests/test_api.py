@@ -16,8 +16,7 @@ from face_recognition_service.config import Settings
 from face_recognition_service.engine import ModelState
 
 from .conftest import make_settings
-from .helpers import b64, encode, no_face_image, read
-from .test_imaging import _png_header_only
+from .helpers import b64, encode, no_face_image, png_header_only, read
 
 EMBED = "/api/v1/embed"
 COMPARE = "/api/v1/compare"
@@ -118,7 +117,7 @@ def test_request_body_too_large(client: TestClient, settings: Settings) -> None:
 
 
 def test_image_too_many_pixels(client: TestClient) -> None:
-    assert_error(client.post(EMBED, json={"image": b64(_png_header_only(50_000, 50_000), "image/png")}),
+    assert_error(client.post(EMBED, json={"image": b64(png_header_only(50_000, 50_000), "image/png")}),
                  413, "IMAGE_TOO_LARGE")
 
 

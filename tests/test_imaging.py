@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import struct
-import zlib
 
 import cv2
 import numpy as np
@@ -13,7 +11,7 @@ import pytest
 from face_recognition_service.errors import ErrorCode, ServiceError
 from face_recognition_service.imaging import ImageFormat, decode_base64_image, decode_image, probe
 
-from .helpers import encode, read
+from .helpers import encode, png_header_only, read
 
 MB = 1024 * 1024
 
@@ -76,14 +74,8 @@ def test_probe_progressive_jpeg() -> None:
     assert (info.width, info.height) == (70, 50)
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return b"\x89PNG\r\n\x1a\n" + chunk
-
-
 def test_decompression_bomb_is_refused_from_the_header() -> None:
-    bomb = _png_header_only(100_000, 100_000)
+    bomb = png_header_only(100_000, 100_000)
     assert code_of(decode_image, bomb, 40_000_000) is ErrorCode.IMAGE_TOO_LARGE
 
 
@@ -96,7 +88,7 @@ def test_decompression_bomb_is_refused_from_the_header() -> None:
         (b"%PDF-1.7" + b"\x00" * 20, ErrorCode.UNSUPPORTED_FORMAT),
         (b"hello, I am not an image", ErrorCode.INVALID_IMAGE),
         (b"\xff\xd8\xff\xe0\x00\x10JFIF", ErrorCode.INVALID_IMAGE),  # truncated before a frame header
-        (_png_header_only(10, 10), ErrorCode.INVALID_IMAGE),  # header, no pixels
+        (png_header_only(10, 10), ErrorCode.INVALID_IMAGE),  # header, no pixels
     ],
     ids=["gif", "tiff", "heic", "pdf", "text", "truncated-jpeg", "png-header-only"],
 )
