@@ -3,8 +3,8 @@
 Everything expensive happens at import, in the init phase: settings, the model
 (from the image, or from S3 when MODEL_S3_URI is set), one warm-up inference and
 a few warm-up requests through the whole stack, so the first request pays no
-load cost. Mangum runs with ``lifespan="off"``: it
-would otherwise run the app's lifespan on every invocation.
+load cost. Mangum runs with ``lifespan="off"``: it would otherwise run the
+app's lifespan on every invocation.
 """
 
 from __future__ import annotations
