@@ -13,7 +13,7 @@ RUN python /tmp/build/requirements.py /tmp/build/pyproject.toml > /tmp/build/req
  && rm -rf /tmp/build
 
 ARG MODEL_NAME=buffalo_l
-COPY infra/bake_models.py /tmp/build/
+COPY infra/bake_models.py function/face_recognition_service/packs.py /tmp/build/
 COPY infra/models/ /tmp/build/models/
 RUN python /tmp/build/bake_models.py "${MODEL_NAME}" /opt/models /tmp/build/models && rm -rf /tmp/build
 
@@ -25,4 +25,4 @@ USER app
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://localhost:8000/api/v1/health')"]
-CMD ["python", "-m", "face_recognition_service.main"]
+CMD ["python", "-m", "face_recognition_service.server"]

@@ -32,7 +32,7 @@ models: $(VENV)/.runtime
 	$(PY) -m face_recognition_service.provision
 
 run: models
-	$(PY) -m face_recognition_service.main
+	$(PY) -m face_recognition_service.server
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check function tests bench infra

@@ -2,56 +2,35 @@
 
 from __future__ import annotations
 
-import base64
-import csv
 import http.client
-import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from face_recognition_service.testing import LabelledPhoto, free_port, labelled_photos
+
+__all__ = ["Photo", "free_port", "load_photos"]
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PHOTOS = ROOT / "tests" / "data" / "faces"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
-@dataclass(frozen=True)
-class Photo:
-    name: str
-    data: bytes
-
-    @property
-    def body(self) -> bytes:
-        return json.dumps({"image": "data:image/jpeg;base64," + base64.b64encode(self.data).decode()}).encode()
+Photo = LabelledPhoto
 
 
-def load_photos(folder: Path) -> list[Photo]:
+def load_photos(folder: Path) -> list[LabelledPhoto]:
     """Single-face photos: the labelled ones in the repo's folder, every image elsewhere."""
-    labels = folder / "labels.csv"
-    if labels.is_file():
-        with open(labels, newline="") as fh:
-            names = [row["file"] for row in csv.DictReader(fh) if row["faces"] == "1"]
-    else:
-        names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    return [Photo(name, (folder / name).read_bytes()) for name in names]
+    return labelled_photos(folder, single_face=True)
 
 
 def summary(samples_s: list[float]) -> dict[str, float]:
     ms = sorted(s * 1000 for s in samples_s)
     p95 = ms[min(len(ms) - 1, max(0, round(0.95 * len(ms)) - 1))]
     return {"median_ms": round(statistics.median(ms), 2), "p95_ms": round(p95, 2), "n": len(ms)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Client:
@@ -120,7 +99,7 @@ class Server:
 def our_server(model_dir: Path, model_name: str, port: int, workers: int = 1, threads: int = 0) -> Server:
     env = {"MODEL_DIR": str(model_dir), "MODEL_NAME": model_name, "PORT": str(port), "HOST": "127.0.0.1",
            "WORKERS": str(workers), "LOG_LEVEL": "warning", "ORT_THREADS": str(threads)}
-    return Server([sys.executable, "-m", "face_recognition_service.main"], env, port)
+    return Server([sys.executable, "-m", "face_recognition_service.server"], env, port)
 
 
 def peer_server(model_dir: Path, model_name: str, port: int, workers: int = 1) -> Server:

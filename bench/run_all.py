@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from face_recognition_service.testing import embed_body
+
 from .common import (
     DEFAULT_PHOTOS,
     ROOT,
@@ -38,13 +40,13 @@ from .common import (
     peer_server,
     summary,
 )
+from .lambda_probe import TEMPLATE_MEMORY_MB
 
 # AWS list prices (us-east-1): Lambda per GB-second and per request; Rekognition
 # DetectFaces/IndexFaces, first million images a month.
 LAMBDA_GB_S = {"x86_64": 0.0000166667, "arm64": 0.0000133334}
 LAMBDA_REQUEST = 0.20 / 1_000_000
 REKOGNITION_PER_IMAGE = 1.0 / 1000
-TEMPLATE_MEMORY_MB = 2048
 
 
 def section(title: str) -> None:
@@ -66,7 +68,7 @@ def bench_embed(port_ours: int, port_peer: int, photos: list[Photo], model_path:
 
     engine = FaceEngine.load(model_path, threads=Settings(_env_file=None).threads)
     engine.warm_up()
-    bodies = [p.body for p in photos]
+    bodies = [embed_body(p.data) for p in photos]
     ours, peer = Client(port_ours), Client(port_peer)
     for client in (ours, peer):  # warm connections and caches
         for body in bodies[:3]:
@@ -91,91 +93,29 @@ def bench_embed(port_ours: int, port_peer: int, photos: list[Photo], model_path:
     return out
 
 
-def _api_event(body: bytes) -> dict[str, Any]:
-    from infra.make_events import http_v2
-
-    return http_v2("POST", "/api/v1/embed", json.loads(body))
-
-
-class _Context:
-    function_name = "face-recognition"
-    function_version = "$LATEST"
-    memory_limit_in_mb = TEMPLATE_MEMORY_MB
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:face-recognition"
-    aws_request_id = "bench"
-    log_group_name = "/aws/lambda/face-recognition"
-    log_stream_name = "bench"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
-
-
-def bench_lambda_in_process(photos_dir: Path, model_dir: Path, model: str, rounds: int,
-                            threads: int) -> dict[str, Any]:
-    """The Lambda handler in a fresh process, invoked with API Gateway events."""
-    script = f"""
-import io, json, os, sys, time, contextlib
-sys.path.insert(0, {str(ROOT)!r})
-from bench.run_all import _api_event, _Context, summary
-from bench.common import load_photos
-photos = load_photos(__import__('pathlib').Path({str(photos_dir)!r}))
-events = [_api_event(p.body) for p in photos]
-with contextlib.redirect_stdout(io.StringIO()):
-    from face_recognition_service import lambda_handler
-    samples = []
-    for _ in range({rounds}):
-        for event in events:
-            start = time.perf_counter()
-            result = lambda_handler.handler(event, _Context())
-            samples.append(time.perf_counter() - start)
-            assert result["statusCode"] == 200, result
-print(json.dumps(summary(samples)))
-"""
-    return _run_json(script, model_dir, model, threads)
-
-
-def _run_json(script: str, model_dir: Path, model: str, threads: int) -> Any:
+def _probe(args: list[str], model_dir: Path, model: str, threads: int) -> Any:
+    """Run bench.lambda_probe in a fresh process with Lambda-like settings."""
     env = {"MODEL_DIR": str(model_dir), "MODEL_NAME": model, "ORT_THREADS": str(threads),
            "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "Bench",
            "LOG_LEVEL": "ERROR", "PATH": "/usr/bin:/bin"}
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as fh:
-        fh.write(script)
-    try:
-        out = subprocess.run([sys.executable, fh.name], env=env, cwd=ROOT, capture_output=True, text=True,
-                             timeout=600)
-    finally:
-        Path(fh.name).unlink()
+    out = subprocess.run([sys.executable, "-m", "bench.lambda_probe", *args], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def bench_lambda_in_process(photos_dir: Path, model_dir: Path, model: str, rounds: int,
+                            threads: int) -> dict[str, Any]:
+    """The Lambda handler in a fresh process, invoked with API Gateway events."""
+    result: dict[str, Any] = _probe(["warm", "--photos", str(photos_dir), "--rounds", str(rounds)],
+                                    model_dir, model, threads)
+    return result
+
+
 def bench_lambda_cold(photo: Photo, model_dir: Path, model: str, threads: int) -> dict[str, Any]:
     """Interpreter start -> handler import (libraries, model load, warm-up) -> first invoke."""
-    event_file = Path(tempfile.mkdtemp()) / "event.json"
-    event_file.write_text(json.dumps(_api_event(photo.body)))
-    script = f"""
-import time
-t0 = time.perf_counter()
-import io, json, resource, sys, contextlib
-sys.path.insert(0, {str(ROOT)!r})
-with contextlib.redirect_stdout(io.StringIO()):
-    t_libs0 = time.perf_counter()
-    import numpy, cv2, onnxruntime, fastapi, mangum, aws_lambda_powertools, pydantic_settings
-    t_libs = time.perf_counter()
-    from face_recognition_service import lambda_handler
-    t_init = time.perf_counter()
-    from bench.run_all import _Context
-    result = lambda_handler.handler(json.loads(open({str(event_file)!r}).read()), _Context())
-    t_first = time.perf_counter()
-assert result["statusCode"] == 200, result
-print(json.dumps({{"library_imports_ms": round((t_libs - t_libs0) * 1000, 1),
-                   "model_load_and_warm_up_ms": round((t_init - t_libs) * 1000, 1),
-                   "first_invoke_ms": round((t_first - t_init) * 1000, 1),
-                   "import_to_first_response_ms": round((t_first - t0) * 1000, 1),
-                   "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}}))
-"""
-    runs = [_run_json(script, model_dir, model, threads) for _ in range(3)]
+    runs = [_probe(["cold", "--photo", str(photo.path)], model_dir, model, threads) for _ in range(3)]
     return {key: round(float(np.median([r[key] for r in runs])), 1) for key in runs[0]}
 
 
@@ -189,10 +129,10 @@ def bench_server_cold(photo: Photo, model_dir: Path, model: str, runs: int = 5) 
             port = free_port()
             server = factory(model_dir, model, port)
             try:
-                starts[name].append(first_embed_after_start(server, photo.body))
+                starts[name].append(first_embed_after_start(server, embed_body(photo.data)))
                 client = Client(port)
                 for _ in range(5):
-                    client.request("POST", "/api/v1/embed", photo.body)
+                    client.request("POST", "/api/v1/embed", embed_body(photo.data))
                 client.close()
                 rss[name].append(server.peak_rss_mb())
             finally:
@@ -255,7 +195,7 @@ def _drive(port: int, bodies: list[bytes], seconds: float, concurrency: int) -> 
 
 
 def bench_throughput(photos: list[Photo], model_dir: Path, model: str, seconds: float) -> dict[str, Any]:
-    bodies = [p.body for p in photos]
+    bodies = [embed_body(p.data) for p in photos]
     out: dict[str, Any] = {}
     for workers, threads, concurrency in ((1, 0, 1), (1, 0, 4), (2, 1, 4)):
         port = free_port()

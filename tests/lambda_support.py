@@ -4,29 +4,15 @@ sample events and their expectations."""
 from __future__ import annotations
 
 import json
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from face_recognition_service.testing import FakeLambdaContext
+
+__all__ = ["MANIFEST", "FakeLambdaContext", "check_response", "event_env", "load_event"]
+
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 MANIFEST: dict[str, dict[str, Any]] = json.loads((EVENTS / "manifest.json").read_text())
-
-
-@dataclass
-class FakeLambdaContext:
-    """Stands in for the context object the Lambda runtime passes."""
-
-    function_name: str = "face-recognition"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 2048
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:face-recognition"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/face-recognition"
-    log_stream_name: str = "2026/11/28/[$LATEST]0123456789abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 29_000
 
 
 def load_event(name: str) -> dict[str, Any]:

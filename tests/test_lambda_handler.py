@@ -17,6 +17,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from face_recognition_service.aws_lambda.function import load
 from face_recognition_service.config import Settings
 from face_recognition_service.engine import ModelState
 
@@ -34,7 +35,7 @@ def lambda_module(model_dir: Path) -> Iterator[ModuleType]:
     os.environ.update({"MODEL_DIR": str(model_dir), "MODEL_NAME": "buffalo_sc", "ORT_THREADS": "2"})
     config.get_settings.cache_clear()
     try:
-        import face_recognition_service.lambda_handler as module
+        import face_recognition_service.aws_lambda.handler as module
 
         yield importlib.reload(module)
     finally:
@@ -167,7 +168,7 @@ def _pack(model_dir: Path) -> dict[str, bytes]:
 
 def test_model_from_s3_files(aws: None, lambda_module: ModuleType, model_dir: Path,
                              monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from face_recognition_service.aws import fetch_model_from_s3
+    from face_recognition_service.aws_lambda.sources import fetch_model_from_s3
 
     _bucket_with({f"packs/buffalo_sc/{k}": v for k, v in _pack(model_dir).items()})
     target = fetch_model_from_s3("s3://face-models/packs", "buffalo_sc", tmp_path)
@@ -183,7 +184,7 @@ def test_model_from_s3_zip_serves_embeddings(aws: None, lambda_module: ModuleTyp
     _bucket_with({"packs/buffalo_sc.zip": buf.getvalue()})
     monkeypatch.setattr(Path, "home", lambda: tmp_path)  # not the baked folder
     settings = make_settings(tmp_path / "empty", model_s3_uri="s3://face-models/packs")
-    loaded = lambda_module._load(settings)
+    loaded = load(settings)
     assert loaded.engine is not None, loaded.error
     handler = lambda_module.build_handler(settings, loaded)
     check_response("embed-face.json", handler(load_event("embed-face.json"), FakeLambdaContext()))
@@ -192,7 +193,7 @@ def test_model_from_s3_zip_serves_embeddings(aws: None, lambda_module: ModuleTyp
 def test_model_from_s3_missing_is_model_not_loaded(aws: None, lambda_module: ModuleType, tmp_path: Path) -> None:
     _bucket_with({"other/readme.txt": b"nothing here"})
     settings = make_settings(tmp_path, model_s3_uri="s3://face-models/packs")
-    state = lambda_module._load(settings)
+    state = load(settings)
     assert state.engine is None and "s3://face-models/packs" in (state.error or "")
     handler = lambda_module.build_handler(settings, state)
     result = handler(load_event("embed-face.json"), FakeLambdaContext())

@@ -137,7 +137,7 @@ def test_awslambdaric_round_trip(runtime_api: tuple[RuntimeApi, str], model_dir:
     api, address = runtime_api
     log = tmp_path / "runtime.log"
     started = time.perf_counter()
-    proc = start_runtime(address, "face_recognition_service.lambda_handler.handler", model_dir, log)
+    proc = start_runtime(address, "face_recognition_service.aws_lambda.handler.handler", model_dir, log)
     try:
         kind, result = api.invoke(load_event("embed-face.json"))
         first_ms = (time.perf_counter() - started) * 1000
@@ -161,7 +161,7 @@ def test_awslambdaric_round_trip(runtime_api: tuple[RuntimeApi, str], model_dir:
 
 def test_init_error_is_reported(runtime_api: tuple[RuntimeApi, str], model_dir: Path, tmp_path: Path) -> None:
     api, address = runtime_api
-    proc = start_runtime(address, "face_recognition_service.lambda_handler.no_such_handler", model_dir,
+    proc = start_runtime(address, "face_recognition_service.aws_lambda.handler.no_such_handler", model_dir,
                          tmp_path / "runtime.log")
     try:
         deadline = time.monotonic() + 60
@@ -191,7 +191,7 @@ def test_tracing_spans_reach_the_xray_daemon(runtime_api: tuple[RuntimeApi, str]
     api, address = runtime_api
     env = {"POWERTOOLS_TRACE_DISABLED": "false",
            "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}"}
-    proc = start_runtime(address, "face_recognition_service.lambda_handler.handler", model_dir,
+    proc = start_runtime(address, "face_recognition_service.aws_lambda.handler.handler", model_dir,
                          tmp_path / "runtime.log", env)
     try:
         kind, result = api.invoke(load_event("embed-face.json"))

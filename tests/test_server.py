@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from face_recognition_service.testing import free_port
+
 from .helpers import b64, read
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def call(url: str, payload: dict[str, object] | None = None) -> tuple[int, dict[str, object]]:
@@ -36,8 +31,8 @@ def call(url: str, payload: dict[str, object] | None = None) -> tuple[int, dict[
 @pytest.mark.parametrize(
     "command",
     [
-        [sys.executable, "-m", "face_recognition_service.main"],
-        [sys.executable, "-m", "uvicorn", "face_recognition_service.main:app", "--host", "127.0.0.1"],
+        [sys.executable, "-m", "face_recognition_service.server"],
+        [sys.executable, "-m", "uvicorn", "face_recognition_service.server.main:app", "--host", "127.0.0.1"],
     ],
     ids=["python-m", "uvicorn"],
 )

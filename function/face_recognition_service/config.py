@@ -1,7 +1,6 @@
 """One settings object, read from the environment and ``.env``.
 
-Names follow the seed's Configuration section (no prefix), plus the few the
-seed left implicit (where models live, detector input size, threads).
+Names have no prefix (the README's Configuration table lists each one).
 """
 
 from __future__ import annotations
@@ -92,7 +91,7 @@ class Settings(BaseSettings):
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
-        # Accept the seed's JSON list (["*"]) and the plain comma list that is
+        # Accept a JSON list (["*"]) and the plain comma list that is
         # easier to pass through a SAM parameter (https://a.example,https://b.example).
         if isinstance(value, str):
             text = value.strip()

@@ -18,8 +18,8 @@ class ErrorCode(StrEnum):
     MODEL_NOT_LOADED = "MODEL_NOT_LOADED"
     INVALID_EMBEDDING = "INVALID_EMBEDDING"
     PROCESSING_ERROR = "PROCESSING_ERROR"
-    # Transport-level codes: not in the seed's list because they are not about
-    # images or embeddings, but they keep the one error shape for every answer.
+    # Transport-level codes: not about images or embeddings, but they keep the
+    # one error shape for every answer.
     UNAUTHORIZED = "UNAUTHORIZED"
     NOT_FOUND = "NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
@@ -51,10 +51,18 @@ class ServiceError(Exception):
     """
 
     def __init__(
-        self, code: ErrorCode, message: str, detail: str | None = None, *, faces: int | None = None
+        self,
+        code: ErrorCode,
+        message: str,
+        detail: str | None = None,
+        *,
+        faces: int | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
+        # A request that fails schema validation answers 422 whatever its code.
+        self._status = status
         self.message = message
         self.detail = detail
         # How many faces the detector found, for metrics; never sent to the caller.
@@ -62,7 +70,7 @@ class ServiceError(Exception):
 
     @property
     def status(self) -> int:
-        return HTTP_STATUS[self.code]
+        return self._status or HTTP_STATUS[self.code]
 
     def to_dict(self) -> dict[str, str | None]:
         return {"error": self.message, "error_code": self.code.value, "detail": self.detail}

@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from .. import __version__
 from ..config import Settings
 from ..engine import ModelState, load_model
-from .handlers import install_error_handlers
+from .error_handlers import install_error_handlers
 from .middleware import RequestContextMiddleware
 from .observe import LogObserver, RequestObserver
 from .routes import router

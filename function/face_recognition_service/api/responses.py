@@ -9,6 +9,6 @@ import orjson
 from starlette.responses import JSONResponse
 
 
-class FastJSONResponse(JSONResponse):
+class ORJSONResponse(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -1,4 +1,4 @@
-"""The seed's four endpoints under /api/v1."""
+"""The API's endpoints under /api/v1 (see the README for each)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from ..errors import HTTP_STATUS, ErrorCode
 from ..imaging import decode_base64_image, decode_image
 from ..matching import rank, to_matrix
 from .bodies import body_schema, parse_body, validate_json
+from .compare_parser import CompareArrays, parse_compare
 from .deps import EngineDep, ModelDep, Protected, SettingsDep
-from .fastjson import CompareArrays, parse_compare
-from .responses import FastJSONResponse
+from .responses import ORJSONResponse
 from .schemas import (
     CompareRequest,
     CompareResponse,
@@ -24,7 +24,7 @@ from .schemas import (
     ModelInfoResponse,
 )
 
-router = APIRouter(prefix="/api/v1", default_response_class=FastJSONResponse)
+router = APIRouter(prefix="/api/v1", default_response_class=ORJSONResponse)
 
 def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, object]]:
     out: dict[int | str, dict[str, object]] = {}
@@ -41,11 +41,11 @@ def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, object]]:
     summary="Is the service up and the model loaded",
     responses={503: {"model": HealthResponse, "description": "Model not loaded"}},
 )
-def health(model: ModelDep, settings: SettingsDep) -> FastJSONResponse:
+def health(model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
     loaded = model.engine is not None
     body = {"status": "healthy" if loaded else "unhealthy", "model_loaded": loaded,
             "model_name": settings.model_name}
-    return FastJSONResponse(body, status_code=200 if loaded else 503)
+    return ORJSONResponse(body, status_code=200 if loaded else 503)
 
 
 @router.get(
@@ -55,8 +55,8 @@ def health(model: ModelDep, settings: SettingsDep) -> FastJSONResponse:
     summary="The loaded face model",
     responses=_errors(ErrorCode.MODEL_NOT_LOADED, ErrorCode.UNAUTHORIZED),
 )
-def model_info(engine: EngineDep) -> FastJSONResponse:
-    return FastJSONResponse({
+def model_info(engine: EngineDep) -> ORJSONResponse:
+    return ORJSONResponse({
         "name": engine.model_name,
         "embedding_size": engine.embedding_size,
         "backend": "insightface",
@@ -76,11 +76,11 @@ def model_info(engine: EngineDep) -> FastJSONResponse:
         ErrorCode.PROCESSING_ERROR, ErrorCode.UNAUTHORIZED,
     ),
 )
-async def embed(request: Request, engine: EngineDep, settings: SettingsDep) -> FastJSONResponse:
-    body = await parse_body(request, EmbedRequest)
+async def embed(request: Request, engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
+    body = await parse_body(request, EmbedRequest, ErrorCode.INVALID_IMAGE)
     face = await run_in_threadpool(_embed_image, body.image, engine, settings)
     request.state.faces = 1
-    return FastJSONResponse({
+    return ORJSONResponse({
         "embedding": face.embedding,
         "face_detected": True,
         "detection_score": round(face.detection_score, 6),
@@ -100,15 +100,15 @@ def _embed_image(image: str, engine: FaceEngine, settings: Settings) -> FaceEmbe
     openapi_extra=body_schema(CompareRequest),
     responses=_errors(ErrorCode.INVALID_EMBEDDING, ErrorCode.UNAUTHORIZED),
 )
-async def compare(request: Request) -> FastJSONResponse:
+async def compare(request: Request) -> ORJSONResponse:
     # Parsing a large body costs more than ranking it: both run off the event loop.
     return await run_in_threadpool(_compare, await request.body())
 
 
-def _compare(raw: bytes) -> FastJSONResponse:
+def _compare(raw: bytes) -> ORJSONResponse:
     arrays = parse_compare(raw)
     if arrays is None:  # not plainly valid: pydantic decides, with its error messages
-        body = validate_json(raw, CompareRequest)
+        body = validate_json(raw, CompareRequest, ErrorCode.INVALID_EMBEDDING)
         refs = body.reference_embeddings
         query, matrix = to_matrix(body.query_embedding, [ref.embedding for ref in refs])
         arrays = CompareArrays(query, [ref.id for ref in refs], matrix, body.distance_metric)
@@ -119,7 +119,7 @@ def _compare(raw: bytes) -> FastJSONResponse:
         for i, d, s in zip(ranking.order.tolist(), ranking.distances.tolist(),
                            ranking.similarities.tolist(), strict=True)
     ]
-    return FastJSONResponse({
+    return ORJSONResponse({
         "matches": matches,
         "best_match": matches[0],
         "distance_metric": arrays.metric.value,

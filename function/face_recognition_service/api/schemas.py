@@ -1,4 +1,4 @@
-"""Request and response shapes, as the seed document names them."""
+"""Request and response shapes of the API (field names as the README documents them)."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def test_lambda_dockerfile_shape() -> None:
     assert "public.ecr.aws/lambda/python:3.12" in text
     order = [text.index(marker) for marker in ("pip install", "bake_models.py", "COPY function/", "CMD [")]
     assert order == sorted(order), "layers must go dependencies -> models -> code"
-    assert 'CMD ["face_recognition_service.lambda_handler.handler"]' in text
+    assert 'CMD ["face_recognition_service.aws_lambda.handler.handler"]' in text
     server = (ROOT / "Dockerfile").read_text()
     assert "USER app" in server and "HEALTHCHECK" in server and "/api/v1/health" in server
 

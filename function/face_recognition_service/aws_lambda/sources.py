@@ -2,7 +2,7 @@
 Store or Secrets Manager, through Powertools Parameters, cached) and an
 optional model pack in S3 for those who cannot rebuild the image.
 
-Used by ``lambda_handler`` only; the core never imports AWS code.
+Used by the Lambda side only; the core never imports AWS code.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .provision import MODEL_PACKS, provision
+from ..packs import get_pack
+from ..provision import provision
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def fetch_model_from_s3(uri: str, model_name: str, model_dir: Path) -> Path:
         raise ValueError(f"MODEL_S3_URI must look like s3://bucket/prefix, not {uri!r}")
     bucket, prefix = parsed.netloc, parsed.path.strip("/")
     s3 = boto3.client("s3")
-    pack = MODEL_PACKS[model_name]
+    pack = get_pack(model_name)
     with tempfile.TemporaryDirectory(dir="/tmp" if Path("/tmp").is_dir() else None) as tmp:
         staging = Path(tmp)
         candidates = [f"{prefix}/{model_name}.zip", f"{prefix}.zip"] if prefix else [f"{model_name}.zip"]

@@ -1,15 +1,15 @@
 """Plain-server entry point.
 
-    uvicorn face_recognition_service.main:app --host 0.0.0.0 --port 8000
-    python -m face_recognition_service.main
+    uvicorn face_recognition_service.server.main:app --host 0.0.0.0 --port 8000
+    python -m face_recognition_service.server
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .api import create_app
-from .config import get_settings
+from ..api import create_app
+from ..config import get_settings
 from .logs import configure_logging
 
 _app = None
@@ -26,7 +26,7 @@ def get_app() -> Any:
 
 
 def __getattr__(name: str) -> Any:
-    # `uvicorn face_recognition_service.main:app` looks up `app`; building it
+    # `uvicorn face_recognition_service.server.main:app` looks up `app`; building it
     # lazily means `python -m` below does not load the model twice.
     if name == "app":
         return get_app()
@@ -43,7 +43,7 @@ def main() -> None:
                               "access_log": False, "ws": "none", "lifespan": "off"}
     if settings.workers > 1:
         # Each worker process imports the app and loads its own model.
-        uvicorn.run("face_recognition_service.main:app", workers=settings.workers, **common)
+        uvicorn.run("face_recognition_service.server.main:app", workers=settings.workers, **common)
     else:
         uvicorn.run(get_app(), **common)
 

@@ -1,0 +1,99 @@
+"""The Lambda handler measured in a fresh process (run by bench.run_all).
+
+    python -m bench.lambda_probe warm --photos tests/data/faces --rounds 5
+    python -m bench.lambda_probe cold --photo tests/data/faces/obama_1.jpg
+
+MODEL_DIR, MODEL_NAME and ORT_THREADS come from the environment, as in Lambda.
+Prints one JSON line: warm latency summary, or the cold-start breakdown.
+"""
+
+from __future__ import annotations
+
+import time
+
+T0 = time.perf_counter()
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from face_recognition_service.testing import FakeLambdaContext, embed_body, http_api_event  # noqa: E402
+
+from .common import load_photos, summary  # noqa: E402
+
+TEMPLATE_MEMORY_MB = 2048
+
+
+def embed_event(data: bytes) -> dict[str, Any]:
+    return http_api_event("POST", "/api/v1/embed", json.loads(embed_body(data)))
+
+
+def context() -> FakeLambdaContext:
+    return FakeLambdaContext(memory_limit_in_mb=TEMPLATE_MEMORY_MB, aws_request_id="bench")
+
+
+def warm(photos_dir: Path, rounds: int) -> dict[str, Any]:
+    events = [embed_event(p.data) for p in load_photos(photos_dir)]
+    with contextlib.redirect_stdout(io.StringIO()):
+        from face_recognition_service.aws_lambda import handler as module
+
+        samples = []
+        for _ in range(rounds):
+            for event in events:
+                start = time.perf_counter()
+                result = module.handler(event, context())
+                samples.append(time.perf_counter() - start)
+                assert result["statusCode"] == 200, result
+    return summary(samples)
+
+
+def cold(photo: Path) -> dict[str, Any]:
+    """Interpreter start -> handler import (libraries, model load, warm-up) -> first invoke."""
+    event = embed_event(photo.read_bytes())
+    with contextlib.redirect_stdout(io.StringIO()):
+        t_libs0 = time.perf_counter()
+        import aws_lambda_powertools  # noqa: F401
+        import cv2  # noqa: F401
+        import fastapi  # noqa: F401
+        import mangum  # noqa: F401
+        import numpy  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import pydantic_settings  # noqa: F401
+
+        t_libs = time.perf_counter()
+        from face_recognition_service.aws_lambda import handler as module
+
+        t_init = time.perf_counter()
+        result = module.handler(event, context())
+        t_first = time.perf_counter()
+    assert result["statusCode"] == 200, result
+    return {
+        "library_imports_ms": round((t_libs - t_libs0) * 1000, 1),
+        "model_load_and_warm_up_ms": round((t_init - t_libs) * 1000, 1),
+        "first_invoke_ms": round((t_first - t_init) * 1000, 1),
+        "import_to_first_response_ms": round((t_first - T0) * 1000, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="mode", required=True)
+    warm_args = sub.add_parser("warm")
+    warm_args.add_argument("--photos", type=Path, required=True)
+    warm_args.add_argument("--rounds", type=int, default=5)
+    cold_args = sub.add_parser("cold")
+    cold_args.add_argument("--photo", type=Path, required=True)
+    args = parser.parse_args(argv)
+    out = warm(args.photos, args.rounds) if args.mode == "warm" else cold(args.photo)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""Every error leaves the app in one shape: {"error", "error_code", "detail"} (see the README)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import ErrorCode, ServiceError
+from .bodies import describe_errors
+from .responses import ORJSONResponse
+
+_HTTP_CODE = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.IMAGE_TOO_LARGE}
+
+
+def error_response(request: Request, error: ServiceError, status: int | None = None) -> ORJSONResponse:
+    request.state.error_code = error.code.value
+    if error.faces is not None:
+        request.state.faces = error.faces
+    return ORJSONResponse(error.to_dict(), status_code=status or error.status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> ORJSONResponse:
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+        # Parameters FastAPI validates itself; bodies are validated by the routes,
+        # each with its own code (api/bodies.py).
+        error = ServiceError(ErrorCode.PROCESSING_ERROR, "The request is not valid.",
+                             describe_errors(list(exc.errors())), status=422)
+        return error_response(request, error)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+        code = _HTTP_CODE.get(exc.status_code, ErrorCode.PROCESSING_ERROR)
+        error = ServiceError(code, str(exc.detail) if exc.detail else "Request failed.")
+        return error_response(request, error, status=exc.status_code)

@@ -1,0 +1,72 @@
+"""The Lambda function built from settings: model (from the image, or from S3
+when MODEL_S3_URI is set), the FastAPI app through Mangum, warm-up, and the
+event dispatch under Powertools' decorators. No import-time side effects here:
+those live in ``handler``, the one module Lambda imports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from mangum import Mangum
+
+from ..api import create_app
+from ..config import Settings
+from ..engine import ModelState, load_model
+from .observability import PowertoolsObserver, logger, metrics, span, traced
+from .sources import api_key_source, fetch_model_from_s3
+from .warmup import warm_up_requests
+
+Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
+
+
+def load(settings: Settings) -> ModelState:
+    if settings.model_s3_uri:
+        local = Path("/tmp/models")
+        try:
+            fetch_model_from_s3(settings.model_s3_uri, settings.model_name, local)
+        except Exception as exc:  # the function still starts and reports MODEL_NOT_LOADED
+            logger.error("model download from S3 failed", extra={"exception_type": type(exc).__name__})
+            return ModelState(None, f"model download from {settings.model_s3_uri} failed: {exc}")
+        settings = settings.model_copy(update={"model_dir": local})
+    return load_model(settings, span=span)
+
+
+def is_http_event(event: Any) -> bool:
+    if not isinstance(event, dict):
+        return False
+    context = event.get("requestContext")
+    return isinstance(context, dict) and ("httpMethod" in event or "http" in context or "elb" in context)
+
+
+def build_handler(settings: Settings, model: ModelState | None = None, warm: bool = True) -> Handler:
+    model = model if model is not None else load(settings)
+    observer = PowertoolsObserver()
+    app = create_app(
+        settings, model, observer=observer,
+        api_key=api_key_source(settings.api_key_parameter, settings.api_key_secret,
+                               settings.api_key_cache_seconds),
+    )
+    asgi = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
+    if warm and model.engine is not None:
+        warm_up_requests(asgi, observer)
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+    @traced
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if is_http_event(event):
+            return asgi(event, context)  # type: ignore[arg-type]  # two libraries, two context protocols
+        # A warm-up ping or a scheduled event: answer, do not crash in Mangum.
+        loaded = model.engine is not None
+        logger.info("non-HTTP event", extra={"model_loaded": loaded})
+        metrics.add_metric(name="WarmupEvents", unit=MetricUnit.Count, value=1)
+        return {"status": "warm" if loaded else "unhealthy", "model_loaded": loaded,
+                "model_name": settings.model_name,
+                "detail": "This function serves API Gateway HTTP events; other events only warm it."}
+
+    return handler

@@ -1,0 +1,33 @@
+"""Face detection, alignment and embedding on ONNX Runtime, one concern a module:
+
+    runtime     ONNX Runtime sessions, providers, the shared thread pool
+    detector    SCRFD: boxes, scores and five landmarks per face
+    recognizer  five-point alignment and ArcFace embeddings
+    pipeline    FaceEngine: face selection and the two networks together; load_model
+
+The pack catalogue (which files make a pack) is ``face_recognition_service.packs``.
+"""
+
+from .detector import Detections, Detector, nms
+from .pipeline import FaceEmbedding, FaceEngine, ModelState, Span, load_model
+from .recognizer import ARCFACE_REFERENCE, Recognizer, similarity_transform
+from .runtime import ModelLoadError, create_shared_pool, open_session, providers_for, session_options
+
+__all__ = [
+    "ARCFACE_REFERENCE",
+    "Detections",
+    "Detector",
+    "FaceEmbedding",
+    "FaceEngine",
+    "ModelLoadError",
+    "ModelState",
+    "Recognizer",
+    "Span",
+    "create_shared_pool",
+    "load_model",
+    "nms",
+    "open_session",
+    "providers_for",
+    "session_options",
+    "similarity_transform",
+]

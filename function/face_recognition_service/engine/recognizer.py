@@ -1,0 +1,73 @@
+"""Five-point alignment and the ArcFace recogniser: a face to a unit-length embedding."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from ..errors import ErrorCode, ServiceError
+from .runtime import ModelLoadError
+
+# ArcFace's reference landmark positions in a 112x112 crop (InsightFace's arcface_dst).
+ARCFACE_REFERENCE = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
+     [41.5493, 92.3655], [70.7299, 92.2041]],
+    dtype=np.float32,
+)
+
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (Umeyama 1991): the 2x3 matrix taking src to dst.
+
+    The same estimate as scikit-image's SimilarityTransform, without importing it.
+    """
+    src = src.astype(np.float64)
+    dst = dst.astype(np.float64)
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    src_c, dst_c = src - src_mean, dst - dst_mean
+    cov = dst_c.T @ src_c / src.shape[0]
+    u, s, vt = np.linalg.svd(cov)
+    d = np.ones(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        d[1] = -1.0
+    rotation = u @ np.diag(d) @ vt
+    var = src_c.var(axis=0).sum()
+    scale = (s @ d) / var if var > 0 else 1.0
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
+    return matrix
+
+
+class Recognizer:
+    """ArcFace: an aligned 112x112 face to a unit-length embedding."""
+
+    mean, std = 127.5, 127.5
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+        inp = session.get_inputs()[0]
+        self.input_name = inp.name
+        self.output_name = session.get_outputs()[0].name
+        size = inp.shape[2]
+        if not isinstance(size, int) or inp.shape[3] != size:
+            raise ModelLoadError(f"recogniser input shape {inp.shape} is not (n, 3, s, s)")
+        self.size = size
+        self.reference = ARCFACE_REFERENCE * (size / 112.0)
+
+    def align(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        matrix = similarity_transform(landmarks, self.reference)
+        return cv2.warpAffine(image, matrix, (self.size, self.size), borderValue=0.0)
+
+    def embed(self, crop: np.ndarray) -> np.ndarray:
+        blob = cv2.dnn.blobFromImage(
+            crop, 1.0 / self.std, (self.size, self.size), (self.mean,) * 3, swapRB=True
+        )
+        vector = self.session.run([self.output_name], {self.input_name: blob})[0][0]
+        vector = vector.astype(np.float32)
+        norm = float(np.linalg.norm(vector))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise ServiceError(ErrorCode.PROCESSING_ERROR, "The model produced no usable embedding.")
+        return vector / norm
