@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: run test install install-dev models lint typecheck pytest bench clean
+.PHONY: run test install install-dev models lint format typecheck pytest bench clean
 
 # Stamps make both commands cheap once set up: pip runs again only when the
 # dependency lists change.
@@ -36,6 +36,11 @@ run: models
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check function tests bench infra
+	$(BIN)/ruff format --check function tests bench infra
+
+format: $(VENV)/.dev
+	$(BIN)/ruff check --fix function tests bench infra
+	$(BIN)/ruff format function tests bench infra
 
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy

@@ -55,8 +55,9 @@ class Server:
     def __init__(self, command: list[str], env: dict[str, str], port: int) -> None:
         self.port = port
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen(command, env={**os.environ, **env}, cwd=ROOT,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            command, env={**os.environ, **env}, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def wait_ready(self, timeout: float = 120) -> float:
         deadline = time.monotonic() + timeout
@@ -97,15 +98,38 @@ class Server:
 
 
 def our_server(model_dir: Path, model_name: str, port: int, workers: int = 1, threads: int = 0) -> Server:
-    env = {"MODEL_DIR": str(model_dir), "MODEL_NAME": model_name, "PORT": str(port), "HOST": "127.0.0.1",
-           "WORKERS": str(workers), "LOG_LEVEL": "warning", "ORT_THREADS": str(threads)}
+    env = {
+        "MODEL_DIR": str(model_dir),
+        "MODEL_NAME": model_name,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "WORKERS": str(workers),
+        "LOG_LEVEL": "warning",
+        "ORT_THREADS": str(threads),
+    }
     return Server([sys.executable, "-m", "face_recognition_service.server"], env, port)
 
 
 def peer_server(model_dir: Path, model_name: str, port: int, workers: int = 1) -> Server:
     env = {"PEER_MODEL_DIR": str(model_dir / model_name)}
-    return Server([sys.executable, "-m", "uvicorn", "bench.peer_app:app", "--host", "127.0.0.1",
-                   "--port", str(port), "--workers", str(workers), "--log-level", "warning"], env, port)
+    return Server(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench.peer_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env,
+        port,
+    )
 
 
 def first_embed_after_start(server: Server, body: bytes) -> float:
@@ -128,7 +152,17 @@ def first_embed_after_start(server: Server, body: bytes) -> float:
 def machine() -> dict[str, Any]:
     import platform
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }

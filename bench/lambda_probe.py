@@ -46,7 +46,7 @@ def warm(photos_dir: Path, rounds: int) -> dict[str, Any]:
         for _ in range(rounds):
             for event in events:
                 start = time.perf_counter()
-                result = module.handler(event, context())
+                result = module.handler(event, context())  # type: ignore[arg-type]
                 samples.append(time.perf_counter() - start)
                 assert result["statusCode"] == 200, result
     return summary(samples)
@@ -69,7 +69,7 @@ def cold(photo: Path) -> dict[str, Any]:
         from face_recognition_service.aws_lambda import handler as module
 
         t_init = time.perf_counter()
-        result = module.handler(event, context())
+        result = module.handler(event, context())  # type: ignore[arg-type]
         t_first = time.perf_counter()
     assert result["statusCode"] == 200, result
     return {

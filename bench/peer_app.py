@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+from typing import Any
 
 import cv2
 import numpy as np
@@ -19,7 +20,9 @@ from insightface.app import FaceAnalysis
 from pydantic import BaseModel
 from scipy.spatial.distance import cosine, euclidean
 
-face_app = FaceAnalysis(name=os.path.expanduser(os.environ["PEER_MODEL_DIR"]), providers=["CPUExecutionProvider"])
+face_app = FaceAnalysis(
+    name=os.path.expanduser(os.environ["PEER_MODEL_DIR"]), providers=["CPUExecutionProvider"]
+)
 face_app.prepare(ctx_id=-1, det_size=(640, 640))
 app = FastAPI()
 
@@ -53,14 +56,17 @@ def embed(req: EmbedRequest) -> dict[str, object]:
     faces = face_app.get(img)
     if not faces:
         raise HTTPException(422, "NO_FACE_DETECTED")
-    return {"embedding": faces[0].normed_embedding.tolist(), "face_detected": True,
-            "detection_score": float(faces[0].det_score)}
+    return {
+        "embedding": faces[0].normed_embedding.tolist(),
+        "face_detected": True,
+        "detection_score": float(faces[0].det_score),
+    }
 
 
 @app.post("/api/v1/compare")
 def compare(req: CompareRequest) -> dict[str, object]:
     fn = cosine if req.distance_metric == "cosine" else euclidean
-    matches = []
+    matches: list[dict[str, Any]] = []
     for ref in req.reference_embeddings:
         d = float(fn(req.query_embedding, ref.embedding))
         matches.append({"id": ref.id, "distance": d, "similarity": 1 - d})

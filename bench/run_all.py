@@ -53,8 +53,9 @@ def section(title: str) -> None:
     print(f"\n## {title}", flush=True)
 
 
-def bench_embed(port_ours: int, port_peer: int, photos: list[Photo], model_path: Path,
-                rounds: int) -> dict[str, Any]:
+def bench_embed(
+    port_ours: int, port_peer: int, photos: list[Photo], model_path: Path, rounds: int
+) -> dict[str, Any]:
     """The model floor and both servers, interleaved round by round, so that
     drift on a shared machine lands on all three alike.
 
@@ -66,7 +67,8 @@ def bench_embed(port_ours: int, port_peer: int, photos: list[Photo], model_path:
     from face_recognition_service.engine import FaceEngine
     from face_recognition_service.imaging import decode_image
 
-    engine = FaceEngine.load(model_path, threads=Settings(_env_file=None).threads)
+    threads = Settings(_env_file=None).threads  # type: ignore[call-arg]
+    engine = FaceEngine.load(model_path, threads=threads)
     engine.warm_up()
     bodies = [embed_body(p.data) for p in photos]
     ours, peer = Client(port_ours), Client(port_peer)
@@ -95,21 +97,35 @@ def bench_embed(port_ours: int, port_peer: int, photos: list[Photo], model_path:
 
 def _probe(args: list[str], model_dir: Path, model: str, threads: int) -> Any:
     """Run bench.lambda_probe in a fresh process with Lambda-like settings."""
-    env = {"MODEL_DIR": str(model_dir), "MODEL_NAME": model, "ORT_THREADS": str(threads),
-           "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "Bench",
-           "LOG_LEVEL": "ERROR", "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "bench.lambda_probe", *args], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+    env = {
+        "MODEL_DIR": str(model_dir),
+        "MODEL_NAME": model,
+        "ORT_THREADS": str(threads),
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "Bench",
+        "LOG_LEVEL": "ERROR",
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.lambda_probe", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_lambda_in_process(photos_dir: Path, model_dir: Path, model: str, rounds: int,
-                            threads: int) -> dict[str, Any]:
+def bench_lambda_in_process(
+    photos_dir: Path, model_dir: Path, model: str, rounds: int, threads: int
+) -> dict[str, Any]:
     """The Lambda handler in a fresh process, invoked with API Gateway events."""
-    result: dict[str, Any] = _probe(["warm", "--photos", str(photos_dir), "--rounds", str(rounds)],
-                                    model_dir, model, threads)
+    result: dict[str, Any] = _probe(
+        ["warm", "--photos", str(photos_dir), "--rounds", str(rounds)], model_dir, model, threads
+    )
     return result
 
 
@@ -137,8 +153,13 @@ def bench_server_cold(photo: Photo, model_dir: Path, model: str, runs: int = 5) 
                 rss[name].append(server.peak_rss_mb())
             finally:
                 server.stop()
-    return {name: {"start_to_first_embed_ms": round(float(np.median(starts[name])) * 1000, 1),
-                   "peak_rss_mb": round(float(np.median(rss[name])), 1)} for name in starts}
+    return {
+        name: {
+            "start_to_first_embed_ms": round(float(np.median(starts[name])) * 1000, 1),
+            "peak_rss_mb": round(float(np.median(rss[name])), 1),
+        }
+        for name in starts
+    }
 
 
 def bench_compare(port_ours: int, port_peer: int, sizes: tuple[int, ...], rounds: int) -> dict[str, Any]:
@@ -147,10 +168,15 @@ def bench_compare(port_ours: int, port_peer: int, sizes: tuple[int, ...], rounds
     for n in sizes:
         refs = rng.normal(size=(n, 512))
         refs /= np.linalg.norm(refs, axis=1, keepdims=True)
-        body = json.dumps({"query_embedding": refs[0].tolist(),
-                           "reference_embeddings": [{"id": f"user_{i:05d}", "embedding": r.tolist()}
-                                                    for i, r in enumerate(refs)],
-                           "distance_metric": "cosine"}).encode()
+        body = json.dumps(
+            {
+                "query_embedding": refs[0].tolist(),
+                "reference_embeddings": [
+                    {"id": f"user_{i:05d}", "embedding": r.tolist()} for i, r in enumerate(refs)
+                ],
+                "distance_metric": "cosine",
+            }
+        ).encode()
         row: dict[str, Any] = {"body_mb": round(len(body) / 1e6, 2)}
         for name, port in (("ours", port_ours), ("peer", port_peer)):
             client = Client(port)
@@ -228,8 +254,9 @@ def accuracy(photos_folder: Path, model_path: Path) -> dict[str, Any]:
     with open(labels, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["faces"] == "1"]
     engine = FaceEngine.load(model_path, threads=2)
-    ref = FaceAnalysis(name=str(model_path), providers=["CPUExecutionProvider"],
-                       sess_options=session_options(2))
+    ref = FaceAnalysis(
+        name=str(model_path), providers=["CPUExecutionProvider"], sess_options=session_options(2)
+    )
     ref.prepare(ctx_id=-1, det_size=(640, 640))
     ours, theirs = {}, {}
     for row in rows:
@@ -239,7 +266,8 @@ def accuracy(photos_folder: Path, model_path: Path) -> dict[str, Any]:
     same_photo = {frozenset({"obama_1.jpg", "obama_240p.jpg"}), frozenset({"obama_2.jpg", "rgba_32bit.png"})}
 
     def separation(vectors: dict[str, tuple[str, np.ndarray]]) -> tuple[float, float]:
-        same, diff = [], []
+        same: list[float] = []
+        diff: list[float] = []
         for (a, (pa, va)), (b, (pb, vb)) in itertools.combinations(vectors.items(), 2):
             if frozenset({a, b}) in same_photo:
                 continue
@@ -268,8 +296,12 @@ def cost(latency_ms_1vcpu: float) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--model", default="buffalo_sc")
-    parser.add_argument("--model-dir", type=Path, default=None,
-                        help="default: a temporary folder provisioned now (buffalo_sc), else MODEL_DIR")
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=None,
+        help="default: a temporary folder provisioned now (buffalo_sc), else MODEL_DIR",
+    )
     parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--skip", nargs="*", default=[], help="sections to skip: throughput cold compare")
@@ -285,8 +317,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.model == "buffalo_sc":
             provision("buffalo_sc", model_dir)
     model_path = model_dir / args.model
-    results: dict[str, Any] = {"machine": machine(), "model": args.model, "photos": len(photos),
-                               "rounds": args.rounds, "command": "python -m bench.run_all " + " ".join(argv or sys.argv[1:])}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "model": args.model,
+        "photos": len(photos),
+        "rounds": args.rounds,
+        "command": "python -m bench.run_all " + " ".join(argv or sys.argv[1:]),
+    }
     print(json.dumps(results["machine"]))
     print(f"model {args.model}, {len(photos)} single-face photos from {args.photos}, {args.rounds} rounds")
 
@@ -307,18 +344,26 @@ def main(argv: list[str] | None = None) -> int:
         peer.stop()
 
     section("Lambda handler in-process, API Gateway v2 events")
-    lam = {"threads_all": bench_lambda_in_process(args.photos, model_dir, args.model, args.rounds, 0),
-           "threads_1": bench_lambda_in_process(args.photos, model_dir, args.model, args.rounds, 1)}
-    lam["ours_over_floor"] = round(lam["threads_all"]["median_ms"] / results["embed"]["floor"]["median_ms"], 3)
+    lam = {
+        "threads_all": bench_lambda_in_process(args.photos, model_dir, args.model, args.rounds, 0),
+        "threads_1": bench_lambda_in_process(args.photos, model_dir, args.model, args.rounds, 1),
+    }
+    lam["ours_over_floor"] = round(
+        lam["threads_all"]["median_ms"] / results["embed"]["floor"]["median_ms"], 3
+    )
     results["lambda"] = lam
     print(json.dumps(lam, indent=1))
 
     if "cold" not in args.skip:
         section("Cold start")
-        cold = {"server": bench_server_cold(photos[0], model_dir, args.model),
-                "lambda": bench_lambda_cold(photos[0], model_dir, args.model, 0)}
+        cold = {
+            "server": bench_server_cold(photos[0], model_dir, args.model),
+            "lambda": bench_lambda_cold(photos[0], model_dir, args.model, 0),
+        }
         srv = cold["server"]
-        srv["start_ratio"] = round(srv["ours"]["start_to_first_embed_ms"] / srv["peer"]["start_to_first_embed_ms"], 3)
+        srv["start_ratio"] = round(
+            srv["ours"]["start_to_first_embed_ms"] / srv["peer"]["start_to_first_embed_ms"], 3
+        )
         srv["rss_ratio"] = round(srv["ours"]["peak_rss_mb"] / srv["peer"]["peak_rss_mb"], 3)
         results["cold"] = cold
         print(json.dumps(cold, indent=1))

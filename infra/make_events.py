@@ -53,12 +53,17 @@ def compare_body(metric: str) -> dict[str, Any]:
     rng = np.random.default_rng(3)
     query = rng.normal(size=512)
     query /= np.linalg.norm(query)
-    refs = {"user_001": rng.normal(size=512), "user_002": query + rng.normal(scale=0.05, size=512),
-            "user_003": rng.normal(size=512)}
+    refs = {
+        "user_001": rng.normal(size=512),
+        "user_002": query + rng.normal(scale=0.05, size=512),
+        "user_003": rng.normal(size=512),
+    }
     return {
         "query_embedding": [round(float(v), 6) for v in query],
-        "reference_embeddings": [{"id": k, "embedding": [round(float(v), 6) for v in r / np.linalg.norm(r)]}
-                                 for k, r in refs.items()],
+        "reference_embeddings": [
+            {"id": k, "embedding": [round(float(v), 6) for v in r / np.linalg.norm(r)]}
+            for k, r in refs.items()
+        ],
         "distance_metric": metric,
     }
 
@@ -66,56 +71,101 @@ def compare_body(metric: str) -> dict[str, Any]:
 def main() -> None:
     gif = "data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACH5BAAAAAAALAAAAAABAAEAAAICRAEAOw=="
     events: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-        "health.json": (http_api_event("GET", "/api/v1/health"),
-                        {"status": 200, "keys": ["status", "model_loaded", "model_name"]}),
-        "model-info.json": (http_api_event("GET", "/api/v1/model-info"),
-                            {"status": 200, "keys": ["name", "embedding_size", "backend", "device"]}),
-        "embed-face.json": (http_api_event("POST", "/api/v1/embed", {"image": photo("obama_small.jpg")}),
-                            {"status": 200, "keys": EMBED_KEYS}),
+        "health.json": (
+            http_api_event("GET", "/api/v1/health"),
+            {"status": 200, "keys": ["status", "model_loaded", "model_name"]},
+        ),
+        "model-info.json": (
+            http_api_event("GET", "/api/v1/model-info"),
+            {"status": 200, "keys": ["name", "embedding_size", "backend", "device"]},
+        ),
+        "embed-face.json": (
+            http_api_event("POST", "/api/v1/embed", {"image": photo("obama_small.jpg")}),
+            {"status": 200, "keys": EMBED_KEYS},
+        ),
         "embed-face-base64-body.json": (
             http_api_event("POST", "/api/v1/embed", {"image": photo("rose_leslie_1.jpg")}, b64_body=True),
-            {"status": 200, "keys": EMBED_KEYS}),
-        "embed-no-face.json": (http_api_event("POST", "/api/v1/embed", {"image": no_face_jpeg()}),
-                               {"status": 422, "keys": ERROR_KEYS, "error_code": "NO_FACE_DETECTED"}),
+            {"status": 200, "keys": EMBED_KEYS},
+        ),
+        "embed-no-face.json": (
+            http_api_event("POST", "/api/v1/embed", {"image": no_face_jpeg()}),
+            {"status": 422, "keys": ERROR_KEYS, "error_code": "NO_FACE_DETECTED"},
+        ),
         "embed-multiple-faces.json": (
             http_api_event("POST", "/api/v1/embed", {"image": photo("kit_with_rose.jpg")}),
-            {"status": 422, "keys": ERROR_KEYS, "error_code": "MULTIPLE_FACES_DETECTED"}),
+            {"status": 422, "keys": ERROR_KEYS, "error_code": "MULTIPLE_FACES_DETECTED"},
+        ),
         "embed-invalid-base64.json": (
             http_api_event("POST", "/api/v1/embed", {"image": "data:image/jpeg;base64,this is not base64!"}),
-            {"status": 400, "keys": ERROR_KEYS, "error_code": "INVALID_IMAGE"}),
-        "embed-unsupported-format.json": (http_api_event("POST", "/api/v1/embed", {"image": gif}),
-                                          {"status": 415, "keys": ERROR_KEYS, "error_code": "UNSUPPORTED_FORMAT"}),
-        "embed-too-many-pixels.json": (http_api_event("POST", "/api/v1/embed", {"image": png_bomb_header()}),
-                                       {"status": 413, "keys": ERROR_KEYS, "error_code": "IMAGE_TOO_LARGE"}),
+            {"status": 400, "keys": ERROR_KEYS, "error_code": "INVALID_IMAGE"},
+        ),
+        "embed-unsupported-format.json": (
+            http_api_event("POST", "/api/v1/embed", {"image": gif}),
+            {"status": 415, "keys": ERROR_KEYS, "error_code": "UNSUPPORTED_FORMAT"},
+        ),
+        "embed-too-many-pixels.json": (
+            http_api_event("POST", "/api/v1/embed", {"image": png_bomb_header()}),
+            {"status": 413, "keys": ERROR_KEYS, "error_code": "IMAGE_TOO_LARGE"},
+        ),
         "embed-oversized.json": (
             http_api_event("POST", "/api/v1/embed", {"image": photo("obama_4.jpg")}),
-            {"status": 413, "keys": ERROR_KEYS, "error_code": "IMAGE_TOO_LARGE",
-             "env": "env/small-image-limit.json"}),
-        "embed-missing-field.json": (http_api_event("POST", "/api/v1/embed", {"picture": "..."}),
-                                     {"status": 422, "keys": ERROR_KEYS, "error_code": "INVALID_IMAGE"}),
-        "compare-cosine.json": (http_api_event("POST", "/api/v1/compare", compare_body("cosine")),
-                                {"status": 200, "keys": COMPARE_KEYS, "best_match": "user_002"}),
-        "compare-euclidean.json": (http_api_event("POST", "/api/v1/compare", compare_body("euclidean")),
-                                   {"status": 200, "keys": COMPARE_KEYS, "best_match": "user_002"}),
+            {
+                "status": 413,
+                "keys": ERROR_KEYS,
+                "error_code": "IMAGE_TOO_LARGE",
+                "env": "env/small-image-limit.json",
+            },
+        ),
+        "embed-missing-field.json": (
+            http_api_event("POST", "/api/v1/embed", {"picture": "..."}),
+            {"status": 422, "keys": ERROR_KEYS, "error_code": "INVALID_IMAGE"},
+        ),
+        "compare-cosine.json": (
+            http_api_event("POST", "/api/v1/compare", compare_body("cosine")),
+            {"status": 200, "keys": COMPARE_KEYS, "best_match": "user_002"},
+        ),
+        "compare-euclidean.json": (
+            http_api_event("POST", "/api/v1/compare", compare_body("euclidean")),
+            {"status": 200, "keys": COMPARE_KEYS, "best_match": "user_002"},
+        ),
         "compare-invalid.json": (
-            http_api_event("POST", "/api/v1/compare", {"query_embedding": [0.1, 0.2],
-                                               "reference_embeddings": [{"id": "u1", "embedding": [0.1]}]}),
-            {"status": 422, "keys": ERROR_KEYS, "error_code": "INVALID_EMBEDDING"}),
-        "not-found.json": (http_api_event("GET", "/api/v1/users"),
-                           {"status": 404, "keys": ERROR_KEYS, "error_code": "NOT_FOUND"}),
-        "rest-v1-health.json": (rest_api_event("GET", "/api/v1/health"),
-                                {"status": 200, "keys": ["status", "model_loaded", "model_name"]}),
-        "rest-v1-embed-face.json": (rest_api_event("POST", "/api/v1/embed", {"image": photo("obama_small.jpg")}),
-                                    {"status": 200, "keys": EMBED_KEYS}),
-        "health-stage-path.json": (http_api_event("GET", "/api/v1/health", stage="prod"),
-                                   {"status": 200, "keys": ["status", "model_loaded", "model_name"],
-                                    "env": "env/stage-prod.json"}),
+            http_api_event(
+                "POST",
+                "/api/v1/compare",
+                {"query_embedding": [0.1, 0.2], "reference_embeddings": [{"id": "u1", "embedding": [0.1]}]},
+            ),
+            {"status": 422, "keys": ERROR_KEYS, "error_code": "INVALID_EMBEDDING"},
+        ),
+        "not-found.json": (
+            http_api_event("GET", "/api/v1/users"),
+            {"status": 404, "keys": ERROR_KEYS, "error_code": "NOT_FOUND"},
+        ),
+        "rest-v1-health.json": (
+            rest_api_event("GET", "/api/v1/health"),
+            {"status": 200, "keys": ["status", "model_loaded", "model_name"]},
+        ),
+        "rest-v1-embed-face.json": (
+            rest_api_event("POST", "/api/v1/embed", {"image": photo("obama_small.jpg")}),
+            {"status": 200, "keys": EMBED_KEYS},
+        ),
+        "health-stage-path.json": (
+            http_api_event("GET", "/api/v1/health", stage="prod"),
+            {"status": 200, "keys": ["status", "model_loaded", "model_name"], "env": "env/stage-prod.json"},
+        ),
         "scheduled-warmup.json": (
-            {"version": "0", "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa", "detail-type": "Scheduled Event",
-             "source": "aws.events", "account": "123456789012", "time": "2026-11-28T00:00:00Z",
-             "region": "us-east-1", "resources": ["arn:aws:events:us-east-1:123456789012:rule/face-warmup"],
-             "detail": {}},
-            {"direct": {"status": "warm", "model_loaded": True}}),
+            {
+                "version": "0",
+                "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": "123456789012",
+                "time": "2026-11-28T00:00:00Z",
+                "region": "us-east-1",
+                "resources": ["arn:aws:events:us-east-1:123456789012:rule/face-warmup"],
+                "detail": {},
+            },
+            {"direct": {"status": "warm", "model_loaded": True}},
+        ),
     }
     manifest = {}
     for name, (event, expected) in events.items():
@@ -124,9 +174,11 @@ def main() -> None:
     (EVENTS / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (EVENTS / "env").mkdir(exist_ok=True)
     (EVENTS / "env" / "small-image-limit.json").write_text(
-        json.dumps({"FaceFunction": {"MAX_IMAGE_SIZE": "65536"}}, indent=2) + "\n")
+        json.dumps({"FaceFunction": {"MAX_IMAGE_SIZE": "65536"}}, indent=2) + "\n"
+    )
     (EVENTS / "env" / "stage-prod.json").write_text(
-        json.dumps({"FaceFunction": {"API_BASE_PATH": "/prod"}}, indent=2) + "\n")
+        json.dumps({"FaceFunction": {"API_BASE_PATH": "/prod"}}, indent=2) + "\n"
+    )
     print(f"wrote {len(events)} events to {EVENTS}")
 
 

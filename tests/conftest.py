@@ -3,9 +3,11 @@ into a temporary folder by the same code a user runs."""
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -30,7 +32,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def make_settings(model_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {"model_dir": model_dir, "model_name": "buffalo_sc", "ort_threads": 2}
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type,call-arg]
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +61,22 @@ def client(settings: Settings, model: ModelState) -> Iterator[object]:
 
     with TestClient(create_app(settings, model), raise_server_exceptions=False) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def lambda_module(model_dir: Path) -> Iterator[ModuleType]:
+    """The handler module imported the way Lambda imports it: settings from the
+    environment, model loaded and warmed at import."""
+    from face_recognition_service import config
+
+    saved = dict(os.environ)
+    os.environ.update({"MODEL_DIR": str(model_dir), "MODEL_NAME": "buffalo_sc", "ORT_THREADS": "2"})
+    config.get_settings.cache_clear()
+    try:
+        import face_recognition_service.aws_lambda.handler as module
+
+        yield importlib.reload(module)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        config.get_settings.cache_clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import struct
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -57,3 +58,13 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "error_code", "detail"}, body
+    assert body["error_code"] == code
+    assert isinstance(body["error"], str) and body["error"]
+    assert "Traceback" not in response.text
+    return body  # type: ignore[no-any-return]

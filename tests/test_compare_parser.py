@@ -60,8 +60,21 @@ def test_integers_and_default_metric() -> None:
         json.dumps(body(reference_embeddings=["a"])).encode(),
         b'{"query_embedding": [1e400], "reference_embeddings": [{"id": "a", "embedding": [1]}]}',
     ],
-    ids=["not-object", "nan", "metric", "empty-query", "no-refs", "no-id", "empty-id", "int-id", "length",
-         "strings", "nested", "ref-not-object", "overflow"],
+    ids=[
+        "not-object",
+        "nan",
+        "metric",
+        "empty-query",
+        "no-refs",
+        "no-id",
+        "empty-id",
+        "int-id",
+        "length",
+        "strings",
+        "nested",
+        "ref-not-object",
+        "overflow",
+    ],
 )
 def test_irregular_bodies_go_to_the_pydantic_path(raw: bytes) -> None:
     assert parse_compare(raw) is None

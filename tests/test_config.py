@@ -9,9 +9,18 @@ import pytest
 from face_recognition_service.config import Device, Settings
 
 SEED_ENV = {
-    "APP_NAME": "Faces", "DEBUG": "true", "LOG_LEVEL": "warning", "HOST": "127.0.0.1", "PORT": "9000",
-    "WORKERS": "2", "MODEL_NAME": "buffalo_l", "DETECTION_THRESHOLD": "0.6", "DEVICE": "CUDA",
-    "MAX_IMAGE_SIZE": "5242880", "CORS_ENABLED": "false", "CORS_ORIGINS": '["https://a.example"]',
+    "APP_NAME": "Faces",
+    "DEBUG": "true",
+    "LOG_LEVEL": "warning",
+    "HOST": "127.0.0.1",
+    "PORT": "9000",
+    "WORKERS": "2",
+    "MODEL_NAME": "buffalo_l",
+    "DETECTION_THRESHOLD": "0.6",
+    "DEVICE": "CUDA",
+    "MAX_IMAGE_SIZE": "5242880",
+    "CORS_ENABLED": "false",
+    "CORS_ORIGINS": '["https://a.example"]',
     "MODEL_DIR": "/opt/models",
 }
 
@@ -20,8 +29,20 @@ def test_seed_variables_from_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     for key, value in SEED_ENV.items():
         monkeypatch.setenv(key, value)
     s = Settings(_env_file=None)  # type: ignore[call-arg]
-    assert (s.app_name, s.debug, s.log_level, s.host, s.port, s.workers) == ("Faces", True, "WARNING", "127.0.0.1", 9000, 2)
-    assert (s.model_name, s.detection_threshold, s.device, s.max_image_size) == ("buffalo_l", 0.6, Device.CUDA, 5242880)
+    assert (s.app_name, s.debug, s.log_level, s.host, s.port, s.workers) == (
+        "Faces",
+        True,
+        "WARNING",
+        "127.0.0.1",
+        9000,
+        2,
+    )
+    assert (s.model_name, s.detection_threshold, s.device, s.max_image_size) == (
+        "buffalo_l",
+        0.6,
+        Device.CUDA,
+        5242880,
+    )
     assert (s.cors_enabled, s.cors_origins) == (False, ["https://a.example"])
     assert s.model_path == Path("/opt/models/buffalo_l")
 
@@ -40,7 +61,9 @@ def test_defaults_are_the_embedded_model_on_cpu() -> None:
     assert s.threads >= 1
 
 
-@pytest.mark.parametrize("key,value", [("LOG_LEVEL", "loud"), ("DEVICE", "tpu"), ("DETECTION_THRESHOLD", "1.5")])
+@pytest.mark.parametrize(
+    "key,value", [("LOG_LEVEL", "loud"), ("DEVICE", "tpu"), ("DETECTION_THRESHOLD", "1.5")]
+)
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, key: str, value: str) -> None:
     monkeypatch.setenv(key, value)
     with pytest.raises(ValueError):

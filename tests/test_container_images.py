@@ -40,12 +40,19 @@ def test_bake_from_a_provisioned_folder_skips_extra_models(tmp_path: Path, model
     (local / "genderage.onnx").write_bytes(b"attribute model we never load")
     result = bake("buffalo_sc", str(tmp_path / "out"), str(tmp_path / "local"))
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "out" / "buffalo_sc").iterdir()) == ["det_500m.onnx", "w600k_mbf.onnx"]
+    assert sorted(p.name for p in (tmp_path / "out" / "buffalo_sc").iterdir()) == [
+        "det_500m.onnx",
+        "w600k_mbf.onnx",
+    ]
 
 
 def test_requirements_for_images_have_no_gui_opencv() -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "infra" / "requirements.py"), str(ROOT / "pyproject.toml")],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "infra" / "requirements.py"), str(ROOT / "pyproject.toml")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert any(r.startswith("opencv-python-headless") for r in out)
     assert not any(r.startswith("opencv-python>") or r == "opencv-python" for r in out)
     assert any(r.startswith("mangum") for r in out) and not any(r.startswith("insightface>") for r in out)
@@ -79,13 +86,31 @@ def docker_available() -> bool:
 @pytest.mark.skipif(not docker_available(), reason="no Docker engine on this machine (docker info fails)")
 def test_lambda_image_builds_and_serves(tmp_path: Path) -> None:
     tag = f"face-recognition-test:{uuid.uuid4().hex[:8]}"
-    subprocess.run(["docker", "build", "-f", "Dockerfile.lambda", "--build-arg", "MODEL_NAME=buffalo_sc",
-                    "-t", tag, "."], cwd=ROOT, check=True, timeout=1800)
+    subprocess.run(
+        [
+            "docker",
+            "build",
+            "-f",
+            "Dockerfile.lambda",
+            "--build-arg",
+            "MODEL_NAME=buffalo_sc",
+            "-t",
+            tag,
+            ".",
+        ],
+        cwd=ROOT,
+        check=True,
+        timeout=1800,
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    container = subprocess.run(["docker", "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8080", tag],
-                               capture_output=True, text=True, check=True).stdout.strip()
+    container = subprocess.run(
+        ["docker", "run", "-d", "--rm", "-p", f"127.0.0.1:{port}:8080", tag],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     try:
         url = f"http://127.0.0.1:{port}/2015-03-31/functions/function/invocations"
         deadline = time.monotonic() + 120
@@ -102,3 +127,37 @@ def test_lambda_image_builds_and_serves(tmp_path: Path) -> None:
     finally:
         subprocess.run(["docker", "rm", "-f", container], capture_output=True)
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
+def test_bake_in_the_image_layout_uses_packs_beside_it(tmp_path: Path) -> None:
+    """In the image's model layer only bake_models.py and packs.py exist (the
+    Dockerfiles copy both): the script must find the catalogue beside itself."""
+    build = tmp_path / "build"
+    build.mkdir()
+    shutil.copy(BAKE, build / "bake_models.py")
+    shutil.copy(ROOT / "function" / "face_recognition_service" / "packs.py", build / "packs.py")
+    result = subprocess.run(
+        [sys.executable, "-I", str(build / "bake_models.py"), "buffalo_sc", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    verify(tmp_path / "out" / "buffalo_sc")
+
+
+def test_dockerfiles_copy_the_pack_catalogue_with_the_bake_script() -> None:
+    for name in ("Dockerfile", "Dockerfile.lambda"):
+        text = (ROOT / name).read_text()
+        assert "COPY infra/bake_models.py function/face_recognition_service/packs.py /tmp/build/" in text, (
+            name
+        )
+
+
+def test_template_command_matches_the_lambda_dockerfile() -> None:
+    cmd = (ROOT / "Dockerfile.lambda").read_text().rsplit("CMD", 1)[1].strip()
+    assert cmd == '["face_recognition_service.aws_lambda.handler.handler"]'
+    assert (
+        'Command: ["face_recognition_service.aws_lambda.handler.handler"]'
+        in (ROOT / "template.yaml").read_text()
+    )

@@ -44,7 +44,8 @@ def test_embedding_is_512_unit_float32(embeddings: dict[str, tuple[str, np.ndarr
 def test_same_person_pairs_are_closer_than_every_different_person_pair(
     embeddings: dict[str, tuple[str, np.ndarray]],
 ) -> None:
-    same, different = [], []
+    same: list[tuple[float, str, str]] = []
+    different: list[tuple[float, str, str]] = []
     for (a, (pa, va)), (b, (pb, vb)) in itertools.combinations(embeddings.items(), 2):
         if {a, b} == {"obama_1.jpg", "obama_240p.jpg"} or {a, b} == {"obama_2.jpg", "rgba_32bit.png"}:
             continue  # the same photograph twice says nothing about identity
@@ -115,7 +116,7 @@ def test_sixteen_bit_and_grey_png(engine: FaceEngine) -> None:
 def test_face_filling_the_frame_is_found_by_the_retry(engine: FaceEngine) -> None:
     image = decode_image(read("obama_1.jpg"), MAX_PIXELS)
     x1, y1, x2, y2 = engine.detect(image).boxes[0].astype(int)
-    tight = np.ascontiguousarray(image[max(0, y1 - 5): y2 + 5, max(0, x1 - 5): x2 + 5])
+    tight = np.ascontiguousarray(image[max(0, y1 - 5) : y2 + 5, max(0, x1 - 5) : x2 + 5])
     found_first_pass = engine.detector.detect(tight, engine.det_size, engine.threshold)
     assert len(found_first_pass) == 0, "the crop no longer shows the known miss at the main size"
     face = engine.embed_single(tight)
@@ -129,8 +130,11 @@ def test_parity_with_insightface_face_analysis(
 
     # Its sessions join this process's shared ORT thread pool (ORT requires it);
     # numerics are unaffected by threading.
-    reference = FaceAnalysis(name=str(model_dir / "buffalo_sc"), providers=["CPUExecutionProvider"],
-                             sess_options=session_options(2))
+    reference = FaceAnalysis(
+        name=str(model_dir / "buffalo_sc"),
+        providers=["CPUExecutionProvider"],
+        sess_options=session_options(2),
+    )
     reference.prepare(ctx_id=-1, det_size=(640, 640), det_thresh=0.5)
     for name, (_, ours) in embeddings.items():
         faces = reference.get(decode_image(read(name), MAX_PIXELS))
@@ -146,7 +150,7 @@ def test_alignment_matches_scikit_image() -> None:
     rng = np.random.default_rng(0)
     src = rng.uniform(0, 500, (5, 2))
     dst = rng.uniform(0, 112, (5, 2))
-    tform = SimilarityTransform()
+    tform = SimilarityTransform()  # type: ignore[no-untyped-call]
     tform.estimate(src, dst)
     np.testing.assert_allclose(similarity_transform(src, dst), tform.params[:2], atol=1e-6)
 

@@ -34,7 +34,7 @@ def test_corrupted_images_never_crash(valid: bytes, offset: int, garbage: bytes)
     """A real image with a stretch overwritten or cut short: headers, chunk
     lengths and entropy-coded data all get hit."""
     at = offset % len(valid)
-    _decode(valid[:at] + garbage + valid[at + len(garbage):])
+    _decode(valid[:at] + garbage + valid[at + len(garbage) :])
     _decode(valid[: max(1, at)])
 
 

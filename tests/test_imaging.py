@@ -46,7 +46,10 @@ def test_bad_base64_is_invalid_image(text: str) -> None:
 def test_size_limit_applies_to_decoded_bytes() -> None:
     data = b"\xff" * 3000
     assert decode_base64_image(base64.b64encode(data).decode(), 3000) == data
-    assert code_of(decode_base64_image, base64.b64encode(data + b"x").decode(), 3000) is ErrorCode.IMAGE_TOO_LARGE
+    assert (
+        code_of(decode_base64_image, base64.b64encode(data + b"x").decode(), 3000)
+        is ErrorCode.IMAGE_TOO_LARGE
+    )
 
 
 def test_oversized_text_is_refused_without_decoding() -> None:
@@ -54,8 +57,15 @@ def test_oversized_text_is_refused_without_decoding() -> None:
     assert code_of(decode_base64_image, "!" * (5 * MB), MB) is ErrorCode.IMAGE_TOO_LARGE
 
 
-@pytest.mark.parametrize("ext,fmt", [(".jpg", ImageFormat.JPEG), (".png", ImageFormat.PNG),
-                                     (".webp", ImageFormat.WEBP), (".bmp", ImageFormat.BMP)])
+@pytest.mark.parametrize(
+    "ext,fmt",
+    [
+        (".jpg", ImageFormat.JPEG),
+        (".png", ImageFormat.PNG),
+        (".webp", ImageFormat.WEBP),
+        (".bmp", ImageFormat.BMP),
+    ],
+)
 def test_probe_reads_dimensions_from_headers(ext: str, fmt: ImageFormat) -> None:
     image = np.zeros((123, 321, 3), np.uint8)
     info = probe(encode(image, ext))

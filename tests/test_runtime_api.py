@@ -66,18 +66,21 @@ class RuntimeApi:
                     self._reply(404)
                     return
                 request_id, event = api.events.get()
-                self._reply(200, json.dumps(event).encode(), {
-                    "Lambda-Runtime-Aws-Request-Id": request_id,
-                    "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 30_000),
-                    "Lambda-Runtime-Invoked-Function-Arn":
-                        "arn:aws:lambda:us-east-1:123456789012:function:face-recognition",
-                    "Lambda-Runtime-Trace-Id": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
-                    "Content-Type": "application/json",
-                })
+                self._reply(
+                    200,
+                    json.dumps(event).encode(),
+                    {
+                        "Lambda-Runtime-Aws-Request-Id": request_id,
+                        "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 30_000),
+                        "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:123456789012:function:face-recognition",
+                        "Lambda-Runtime-Trace-Id": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+                        "Content-Type": "application/json",
+                    },
+                )
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                parts = self.path[len(PREFIX):].strip("/").split("/")
+                parts = self.path[len(PREFIX) :].strip("/").split("/")
                 with api.done:
                     if parts == ["init", "error"]:
                         api.init_error = json.loads(body or b"null")
@@ -105,8 +108,9 @@ def runtime_api() -> Iterator[tuple[RuntimeApi, str]]:
         server.shutdown()
 
 
-def start_runtime(address: str, handler: str, model_dir: Path, log: Path,
-                  extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_runtime(
+    address: str, handler: str, model_dir: Path, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "AWS_LAMBDA_RUNTIME_API": address,
@@ -123,8 +127,9 @@ def start_runtime(address: str, handler: str, model_dir: Path, log: Path,
         **(extra_env or {}),
     }
     out = open(log, "wb")  # noqa: SIM115 - closed by the process's end
-    return subprocess.Popen([sys.executable, "-m", "awslambdaric", handler], env=env, stdout=out,
-                            stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "awslambdaric", handler], env=env, stdout=out, stderr=subprocess.STDOUT
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -133,7 +138,9 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.skipif(shutil.which("true") is None, reason="needs a POSIX userland")
-def test_awslambdaric_round_trip(runtime_api: tuple[RuntimeApi, str], model_dir: Path, tmp_path: Path) -> None:
+def test_awslambdaric_round_trip(
+    runtime_api: tuple[RuntimeApi, str], model_dir: Path, tmp_path: Path
+) -> None:
     api, address = runtime_api
     log = tmp_path / "runtime.log"
     started = time.perf_counter()
@@ -161,8 +168,12 @@ def test_awslambdaric_round_trip(runtime_api: tuple[RuntimeApi, str], model_dir:
 
 def test_init_error_is_reported(runtime_api: tuple[RuntimeApi, str], model_dir: Path, tmp_path: Path) -> None:
     api, address = runtime_api
-    proc = start_runtime(address, "face_recognition_service.aws_lambda.handler.no_such_handler", model_dir,
-                         tmp_path / "runtime.log")
+    proc = start_runtime(
+        address,
+        "face_recognition_service.aws_lambda.handler.no_such_handler",
+        model_dir,
+        tmp_path / "runtime.log",
+    )
     try:
         deadline = time.monotonic() + 60
         while api.init_error is None and proc.poll() is None and time.monotonic() < deadline:
@@ -179,8 +190,9 @@ def test_init_error_is_reported(runtime_api: tuple[RuntimeApi, str], model_dir: 
         stop(proc)
 
 
-def test_tracing_spans_reach_the_xray_daemon(runtime_api: tuple[RuntimeApi, str], model_dir: Path,
-                                             tmp_path: Path) -> None:
+def test_tracing_spans_reach_the_xray_daemon(
+    runtime_api: tuple[RuntimeApi, str], model_dir: Path, tmp_path: Path
+) -> None:
     """With tracing on, the handler and the model calls are X-Ray subsegments,
     sent (UDP) to the daemon address: here a socket of ours on loopback."""
     import socket
@@ -189,10 +201,17 @@ def test_tracing_spans_reach_the_xray_daemon(runtime_api: tuple[RuntimeApi, str]
     daemon.bind(("127.0.0.1", 0))
     daemon.settimeout(0.5)
     api, address = runtime_api
-    env = {"POWERTOOLS_TRACE_DISABLED": "false",
-           "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}"}
-    proc = start_runtime(address, "face_recognition_service.aws_lambda.handler.handler", model_dir,
-                         tmp_path / "runtime.log", env)
+    env = {
+        "POWERTOOLS_TRACE_DISABLED": "false",
+        "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
+    }
+    proc = start_runtime(
+        address,
+        "face_recognition_service.aws_lambda.handler.handler",
+        model_dir,
+        tmp_path / "runtime.log",
+        env,
+    )
     try:
         kind, result = api.invoke(load_event("embed-face.json"))
         assert kind == "response", result

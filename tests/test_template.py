@@ -17,11 +17,16 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 BIN = Path(sys.executable).parent
-OFFLINE_ENV = {**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
-               "AWS_SECRET_ACCESS_KEY": "testing", "SAM_CLI_TELEMETRY": "0"}
+OFFLINE_ENV = {
+    **os.environ,
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "SAM_CLI_TELEMETRY": "0",
+}
 
 
-class CfnLoader(yaml.SafeLoader):
+class CfnLoader(yaml.SafeLoader):  # type: ignore[misc]
     pass
 
 
@@ -34,7 +39,7 @@ def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        value = loader.construct_mapping(node, deep=True)
     return {name: value}
 
 
@@ -47,8 +52,14 @@ def load_template() -> dict[str, Any]:
 
 def sam_validate(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     # Plain `sam validate` runs the SAM translator; `--lint` runs cfn-lint instead of it.
-    return subprocess.run([str(BIN / "sam"), "validate", "--template-file", str(path), *extra],
-                          capture_output=True, text=True, env=OFFLINE_ENV, timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [str(BIN / "sam"), "validate", "--template-file", str(path), *extra],
+        capture_output=True,
+        text=True,
+        env=OFFLINE_ENV,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.parametrize("extra", [(), ("--lint",)], ids=["translate", "lint"])
@@ -59,8 +70,9 @@ def test_sam_validate(extra: tuple[str, ...]) -> None:
 
 
 def test_cfn_lint() -> None:
-    result = subprocess.run([str(BIN / "cfn-lint"), str(TEMPLATE)], capture_output=True, text=True,
-                            timeout=300, cwd=ROOT)
+    result = subprocess.run(
+        [str(BIN / "cfn-lint"), str(TEMPLATE)], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -81,9 +93,11 @@ def translate(parameters: dict[str, str]) -> dict[str, Any]:
     template = copy.deepcopy(load_template())
     # A built image would be pushed to ECR; translation only needs some URI.
     template["Resources"]["FaceFunction"]["Properties"]["ImageUri"] = (
-        "123456789012.dkr.ecr.us-east-1.amazonaws.com/face:latest")
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/face:latest"
+    )
     translated: dict[str, Any] = Translator(managed_policy_map=None, sam_parser=parser.Parser()).translate(
-        sam_template=template, parameter_values=parameters, get_managed_policy_map=lambda: {})
+        sam_template=template, parameter_values=parameters, get_managed_policy_map=lambda: {}
+    )
     return translated
 
 
@@ -104,8 +118,9 @@ def test_alias_carries_provisioned_concurrency_and_route_targets_it() -> None:
     body = json.dumps(api["Body"])
     assert "FaceFunctionAliaslive" in body, "the HTTP API must invoke the alias, not $LATEST"
     permissions = resources_of(out, "AWS::Lambda::Permission")
-    assert permissions and all(p["Properties"]["FunctionName"] == {"Ref": "FaceFunctionAliaslive"}
-                               for p in permissions.values())
+    assert permissions and all(
+        p["Properties"]["FunctionName"] == {"Ref": "FaceFunctionAliaslive"} for p in permissions.values()
+    )
     stage = next(iter(resources_of(out, "AWS::ApiGatewayV2::Stage").values()))["Properties"]
     assert stage["DefaultRouteSettings"]["ThrottlingRateLimit"] == {"Ref": "ThrottlingRateLimit"}
 
@@ -113,8 +128,14 @@ def test_alias_carries_provisioned_concurrency_and_route_targets_it() -> None:
 def test_parameters_and_outputs() -> None:
     template = load_template()
     params = template["Parameters"]
-    assert {"MemorySize", "Architecture", "ModelName", "ProvisionedConcurrency", "LogLevel",
-            "CorsOrigins"} <= set(params)
+    assert {
+        "MemorySize",
+        "Architecture",
+        "ModelName",
+        "ProvisionedConcurrency",
+        "LogLevel",
+        "CorsOrigins",
+    } <= set(params)
     assert params["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]
     assert params["ProvisionedConcurrency"]["Default"] == 0
     assert "ApiUrl" in template["Outputs"]

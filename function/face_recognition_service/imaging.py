@@ -50,8 +50,13 @@ _UNSUPPORTED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
     (b"\x00\x00\x01\x00", "ICO"),
 )
 _ISO_BMFF_BRANDS = {
-    b"heic": "HEIC", b"heix": "HEIC", b"hevc": "HEIC", b"mif1": "HEIF", b"msf1": "HEIF",
-    b"avif": "AVIF", b"avis": "AVIF",
+    b"heic": "HEIC",
+    b"heix": "HEIC",
+    b"hevc": "HEIC",
+    b"mif1": "HEIF",
+    b"msf1": "HEIF",
+    b"avif": "AVIF",
+    b"avis": "AVIF",
 }
 SUPPORTED_FORMATS = "JPEG, PNG, WebP, BMP"
 
@@ -234,5 +239,6 @@ def _to_bgr8(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 4:
         alpha = image[:, :, 3:4].astype(np.float32) / 255.0
         blended = image[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-        return blended.round().astype(np.uint8)
+        out: np.ndarray = blended.round().astype(np.uint8)
+        return out
     return image

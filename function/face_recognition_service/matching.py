@@ -45,7 +45,8 @@ def as_unit_vectors(vectors: np.ndarray, what: str) -> np.ndarray:
     if (peak == 0).any():
         raise _invalid(f"The {what} contains a zero vector, which has no direction.")
     scaled = vectors / peak
-    return scaled / np.linalg.norm(scaled, axis=-1, keepdims=True)
+    unit: np.ndarray = scaled / np.linalg.norm(scaled, axis=-1, keepdims=True)
+    return unit
 
 
 def to_matrix(query: list[float], references: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:

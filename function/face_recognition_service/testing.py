@@ -78,7 +78,9 @@ def labelled_photos(folder: Path, *, single_face: bool = False) -> list[Labelled
     labels = folder / "labels.csv"
     if labels.is_file():
         with open(labels, newline="") as fh:
-            found = [LabelledPhoto(folder / r["file"], r["person"], int(r["faces"])) for r in csv.DictReader(fh)]
+            found = [
+                LabelledPhoto(folder / r["file"], r["person"], int(r["faces"])) for r in csv.DictReader(fh)
+            ]
         return [p for p in found if p.faces == 1] if single_face else found
     return [LabelledPhoto(p, "", -1) for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
 

@@ -52,8 +52,11 @@ def create_app(
     install_error_handlers(app)
     if settings.cors_enabled:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
-            allow_headers=["*"], expose_headers=["x-request-id"],
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id"],
         )
     app.add_middleware(
         RequestContextMiddleware,

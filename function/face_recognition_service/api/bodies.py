@@ -61,5 +61,9 @@ def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
 def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     """OpenAPI request body for a route that parses its body itself."""
     schema = model.model_json_schema()
-    return {"requestBody": {"required": True, "content": {
-        "application/json": {"schema": _inline_refs(schema, schema.get("$defs", {}))}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _inline_refs(schema, schema.get("$defs", {}))}},
+        }
+    }

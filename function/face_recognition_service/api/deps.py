@@ -35,8 +35,9 @@ def require_api_key(request: Request) -> None:
     expected = source()
     given = request.headers.get("x-api-key", "")
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise ServiceError(ErrorCode.UNAUTHORIZED, "A valid API key is required.",
-                           "Send it in the x-api-key header.")
+        raise ServiceError(
+            ErrorCode.UNAUTHORIZED, "A valid API key is required.", "Send it in the x-api-key header."
+        )
 
 
 Protected = [Depends(require_api_key)]

@@ -29,8 +29,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
         # Parameters FastAPI validates itself; bodies are validated by the routes,
         # each with its own code (api/bodies.py).
-        error = ServiceError(ErrorCode.PROCESSING_ERROR, "The request is not valid.",
-                             describe_errors(list(exc.errors())), status=422)
+        error = ServiceError(
+            ErrorCode.PROCESSING_ERROR,
+            "The request is not valid.",
+            describe_errors(list(exc.errors())),
+            status=422,
+        )
         return error_response(request, error)
 
     @app.exception_handler(StarletteHTTPException)

@@ -82,26 +82,33 @@ class RequestContextMiddleware:
             if not response_started:
                 await _send_error(tagged_send, error)
         except Exception as exc:  # the last line: never a traceback to the caller
-            logger.error("unhandled exception", extra={"request_id": request_id,
-                                                       "exception_type": type(exc).__name__})
+            logger.error(
+                "unhandled exception", extra={"request_id": request_id, "exception_type": type(exc).__name__}
+            )
             state["error_code"] = ErrorCode.PROCESSING_ERROR.value
             if not response_started:
-                await _send_error(tagged_send, ServiceError(
-                    ErrorCode.PROCESSING_ERROR, "The request could not be processed.",
-                    "An unexpected error occurred; it has been logged with the request id.",
-                ))
+                await _send_error(
+                    tagged_send,
+                    ServiceError(
+                        ErrorCode.PROCESSING_ERROR,
+                        "The request could not be processed.",
+                        "An unexpected error occurred; it has been logged with the request id.",
+                    ),
+                )
         finally:
             route = scope.get("route")
-            self.observer.record(RequestRecord(
-                request_id=request_id,
-                method=scope.get("method", ""),
-                route=getattr(route, "path", None) or scope.get("path", ""),
-                status=status,
-                error_code=state.get("error_code"),
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                body_bytes=body_bytes,
-                faces=state.get("faces"),
-            ))
+            self.observer.record(
+                RequestRecord(
+                    request_id=request_id,
+                    method=scope.get("method", ""),
+                    route=getattr(route, "path", None) or scope.get("path", ""),
+                    status=status,
+                    error_code=state.get("error_code"),
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    body_bytes=body_bytes,
+                    faces=state.get("faces"),
+                )
+            )
 
 
 def _request_id(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str:
@@ -117,9 +124,11 @@ def _request_id(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str:
 
 async def _send_error(send: Any, error: ServiceError) -> None:
     body = orjson.dumps(error.to_dict())
-    await send({
-        "type": "http.response.start",
-        "status": error.status,
-        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -26,6 +26,7 @@ from .schemas import (
 
 router = APIRouter(prefix="/api/v1", default_response_class=ORJSONResponse)
 
+
 def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, object]]:
     out: dict[int | str, dict[str, object]] = {}
     for code in codes:
@@ -43,8 +44,11 @@ def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, object]]:
 )
 def health(model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
     loaded = model.engine is not None
-    body = {"status": "healthy" if loaded else "unhealthy", "model_loaded": loaded,
-            "model_name": settings.model_name}
+    body = {
+        "status": "healthy" if loaded else "unhealthy",
+        "model_loaded": loaded,
+        "model_name": settings.model_name,
+    }
     return ORJSONResponse(body, status_code=200 if loaded else 503)
 
 
@@ -56,12 +60,14 @@ def health(model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
     responses=_errors(ErrorCode.MODEL_NOT_LOADED, ErrorCode.UNAUTHORIZED),
 )
 def model_info(engine: EngineDep) -> ORJSONResponse:
-    return ORJSONResponse({
-        "name": engine.model_name,
-        "embedding_size": engine.embedding_size,
-        "backend": "insightface",
-        "device": engine.device,
-    })
+    return ORJSONResponse(
+        {
+            "name": engine.model_name,
+            "embedding_size": engine.embedding_size,
+            "backend": "insightface",
+            "device": engine.device,
+        }
+    )
 
 
 @router.post(
@@ -71,20 +77,27 @@ def model_info(engine: EngineDep) -> ORJSONResponse:
     summary="Extract the embedding of the one face in a photo",
     openapi_extra=body_schema(EmbedRequest),
     responses=_errors(
-        ErrorCode.INVALID_IMAGE, ErrorCode.NO_FACE_DETECTED, ErrorCode.MULTIPLE_FACES_DETECTED,
-        ErrorCode.IMAGE_TOO_LARGE, ErrorCode.UNSUPPORTED_FORMAT, ErrorCode.MODEL_NOT_LOADED,
-        ErrorCode.PROCESSING_ERROR, ErrorCode.UNAUTHORIZED,
+        ErrorCode.INVALID_IMAGE,
+        ErrorCode.NO_FACE_DETECTED,
+        ErrorCode.MULTIPLE_FACES_DETECTED,
+        ErrorCode.IMAGE_TOO_LARGE,
+        ErrorCode.UNSUPPORTED_FORMAT,
+        ErrorCode.MODEL_NOT_LOADED,
+        ErrorCode.PROCESSING_ERROR,
+        ErrorCode.UNAUTHORIZED,
     ),
 )
 async def embed(request: Request, engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
     body = await parse_body(request, EmbedRequest, ErrorCode.INVALID_IMAGE)
     face = await run_in_threadpool(_embed_image, body.image, engine, settings)
     request.state.faces = 1
-    return ORJSONResponse({
-        "embedding": face.embedding,
-        "face_detected": True,
-        "detection_score": round(face.detection_score, 6),
-    })
+    return ORJSONResponse(
+        {
+            "embedding": face.embedding,
+            "face_detected": True,
+            "detection_score": round(face.detection_score, 6),
+        }
+    )
 
 
 def _embed_image(image: str, engine: FaceEngine, settings: Settings) -> FaceEmbedding:
@@ -116,11 +129,14 @@ def _compare(raw: bytes) -> ORJSONResponse:
     ids = arrays.ids
     matches = [
         {"id": ids[i], "distance": d, "similarity": s}
-        for i, d, s in zip(ranking.order.tolist(), ranking.distances.tolist(),
-                           ranking.similarities.tolist(), strict=True)
+        for i, d, s in zip(
+            ranking.order.tolist(), ranking.distances.tolist(), ranking.similarities.tolist(), strict=True
+        )
     ]
-    return ORJSONResponse({
-        "matches": matches,
-        "best_match": matches[0],
-        "distance_metric": arrays.metric.value,
-    })
+    return ORJSONResponse(
+        {
+            "matches": matches,
+            "best_match": matches[0],
+            "distance_metric": arrays.metric.value,
+        }
+    )

@@ -1,9 +1,9 @@
 """The AWS Lambda side: everything that knows about Lambda, API Gateway and AWS.
 
-    handler        the entry point Lambda imports (the only import-time side effects)
-    function       build_handler: model, app through Mangum, warm-up, event dispatch
-    observability  Powertools logger, metrics, tracing and the request observer
-    warmup         init-phase requests through the whole stack
-    events         API Gateway event builders (warm-up, samples, tests)
-    sources        what the function reads from AWS: API key (SSM/Secrets Manager), model from S3
+handler        the entry point Lambda imports (the only import-time side effects)
+function       build_handler: model, app through Mangum, warm-up, event dispatch
+observability  Powertools logger, metrics, tracing and the request observer
+warmup         init-phase requests through the whole stack
+events         API Gateway event builders (warm-up, samples, tests)
+sources        what the function reads from AWS: API key (SSM/Secrets Manager), model from S3
 """

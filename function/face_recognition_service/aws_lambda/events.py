@@ -43,41 +43,78 @@ def http_api_event(
         if text is not None and b64_body:
             text = base64.b64encode(text.encode()).decode()
     all_headers = {
-        "accept": "application/json", "content-type": "application/json", "host": HOST,
-        "user-agent": "curl/8.5.0", "x-forwarded-for": SOURCE_IP, "x-forwarded-port": "443",
+        "accept": "application/json",
+        "content-type": "application/json",
+        "host": HOST,
+        "user-agent": "curl/8.5.0",
+        "x-forwarded-for": SOURCE_IP,
+        "x-forwarded-port": "443",
         "x-forwarded-proto": "https",
     }
     all_headers.update(headers or {})
     return {
-        "version": "2.0", "routeKey": "$default", "rawPath": raw_path, "rawQueryString": query,
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": raw_path,
+        "rawQueryString": query,
         "headers": all_headers,
         "requestContext": {
-            "accountId": "123456789012", "apiId": "a1b2c3d4e5", "domainName": HOST, "domainPrefix": "a1b2c3d4e5",
-            "http": {"method": method, "path": raw_path, "protocol": "HTTP/1.1", "sourceIp": SOURCE_IP,
-                     "userAgent": "curl/8.5.0"},
-            "requestId": request_id, "routeKey": "$default", "stage": stage,
-            "time": "28/Nov/2026:00:00:00 +0000", "timeEpoch": 1795824000000,
+            "accountId": "123456789012",
+            "apiId": "a1b2c3d4e5",
+            "domainName": HOST,
+            "domainPrefix": "a1b2c3d4e5",
+            "http": {
+                "method": method,
+                "path": raw_path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": SOURCE_IP,
+                "userAgent": "curl/8.5.0",
+            },
+            "requestId": request_id,
+            "routeKey": "$default",
+            "stage": stage,
+            "time": "28/Nov/2026:00:00:00 +0000",
+            "timeEpoch": 1795824000000,
         },
-        "body": text, "isBase64Encoded": b64_body,
+        "body": text,
+        "isBase64Encoded": b64_body,
     }
 
 
 def rest_api_event(method: str, path: str, body: Any = None, stage: str = "Prod") -> dict[str, Any]:
     """A REST API (payload format 1.0) proxy event."""
-    headers = {"Accept": "application/json", "Content-Type": "application/json", "Host": HOST,
-               "User-Agent": "curl/8.5.0", "X-Forwarded-For": SOURCE_IP, "X-Forwarded-Port": "443",
-               "X-Forwarded-Proto": "https"}
+    headers = {
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+        "Host": HOST,
+        "User-Agent": "curl/8.5.0",
+        "X-Forwarded-For": SOURCE_IP,
+        "X-Forwarded-Port": "443",
+        "X-Forwarded-Proto": "https",
+    }
     return {
-        "resource": "/{proxy+}", "path": path, "httpMethod": method, "headers": headers,
+        "resource": "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
-        "queryStringParameters": None, "multiValueQueryStringParameters": None,
-        "pathParameters": {"proxy": path.lstrip("/")}, "stageVariables": None,
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {"proxy": path.lstrip("/")},
+        "stageVariables": None,
         "requestContext": {
-            "accountId": "123456789012", "apiId": "a1b2c3d4e5", "resourceId": "abc123",
-            "resourcePath": "/{proxy+}", "httpMethod": method, "path": f"/{stage}{path}", "stage": stage,
-            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "protocol": "HTTP/1.1",
+            "accountId": "123456789012",
+            "apiId": "a1b2c3d4e5",
+            "resourceId": "abc123",
+            "resourcePath": "/{proxy+}",
+            "httpMethod": method,
+            "path": f"/{stage}{path}",
+            "stage": stage,
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "protocol": "HTTP/1.1",
             "identity": {"sourceIp": SOURCE_IP, "userAgent": "curl/8.5.0"},
             "requestTimeEpoch": 1795824000000,
         },
-        "body": _body_text(body), "isBase64Encoded": False,
+        "body": _body_text(body),
+        "isBase64Encoded": False,
     }

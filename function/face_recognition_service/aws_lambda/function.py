@@ -47,9 +47,12 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
     model = model if model is not None else load(settings)
     observer = PowertoolsObserver()
     app = create_app(
-        settings, model, observer=observer,
-        api_key=api_key_source(settings.api_key_parameter, settings.api_key_secret,
-                               settings.api_key_cache_seconds),
+        settings,
+        model,
+        observer=observer,
+        api_key=api_key_source(
+            settings.api_key_parameter, settings.api_key_secret, settings.api_key_cache_seconds
+        ),
     )
     asgi = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
     if warm and model.engine is not None:
@@ -60,13 +63,18 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if is_http_event(event):
-            return asgi(event, context)  # type: ignore[arg-type]  # two libraries, two context protocols
+            response: dict[str, Any] = asgi(event, context)  # type: ignore[arg-type]  # two context protocols
+            return response
         # A warm-up ping or a scheduled event: answer, do not crash in Mangum.
         loaded = model.engine is not None
         logger.info("non-HTTP event", extra={"model_loaded": loaded})
         metrics.add_metric(name="WarmupEvents", unit=MetricUnit.Count, value=1)
-        return {"status": "warm" if loaded else "unhealthy", "model_loaded": loaded,
-                "model_name": settings.model_name,
-                "detail": "This function serves API Gateway HTTP events; other events only warm it."}
+        return {
+            "status": "warm" if loaded else "unhealthy",
+            "model_loaded": loaded,
+            "model_name": settings.model_name,
+            "detail": "This function serves API Gateway HTTP events; other events only warm it.",
+        }
 
-    return handler
+    wrapped: Handler = handler
+    return wrapped

@@ -81,7 +81,9 @@ def fetch_model_from_s3(uri: str, model_name: str, model_dir: Path) -> Path:
                 options = (f"{base}{model_name}/{filename}", f"{base}{filename}")
                 key = next((k for k in options if k in listed), None)
                 if key is None:
-                    raise FileNotFoundError(f"s3://{bucket}/{prefix} has neither {model_name}.zip nor {filename}")
+                    raise FileNotFoundError(
+                        f"s3://{bucket}/{prefix} has neither {model_name}.zip nor {filename}"
+                    )
                 s3.download_file(bucket, key, str(source / filename))
         target = provision(model_name, model_dir, source=str(source), force=True)
     logger.info("model fetched from S3", extra={"model_name": model_name, "bucket": bucket})

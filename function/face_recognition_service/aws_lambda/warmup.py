@@ -28,8 +28,13 @@ def warm_up_events() -> list[dict[str, Any]]:
     headers = {"x-request-id": WARM_UP_REQUEST_ID}
     return [
         http_api_event("GET", "/api/v1/health", request_id=WARM_UP_REQUEST_ID, headers=headers),
-        http_api_event("POST", "/api/v1/embed", {"image": f"data:image/jpeg;base64,{jpeg}"},
-                       request_id=WARM_UP_REQUEST_ID, headers=headers),
+        http_api_event(
+            "POST",
+            "/api/v1/embed",
+            {"image": f"data:image/jpeg;base64,{jpeg}"},
+            request_id=WARM_UP_REQUEST_ID,
+            headers=headers,
+        ),
         http_api_event("POST", "/api/v1/compare", compare, request_id=WARM_UP_REQUEST_ID, headers=headers),
     ]
 

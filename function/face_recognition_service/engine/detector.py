@@ -56,9 +56,7 @@ class Detector:
         canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h))
         # Scale from the integer size actually used, as InsightFace does.
         det_scale = new_h / height
-        blob = cv2.dnn.blobFromImage(
-            canvas, 1.0 / self.std, (pad_w, pad_h), (self.mean,) * 3, swapRB=True
-        )
+        blob = cv2.dnn.blobFromImage(canvas, 1.0 / self.std, (pad_w, pad_h), (self.mean,) * 3, swapRB=True)
         outputs = self.session.run(self.output_names, {self.input_name: blob})
         return self._decode(outputs, pad_h, pad_w, det_scale, threshold)
 
@@ -80,14 +78,18 @@ class Detector:
             kps_all.append(kps[keep].reshape(-1, 5, 2) * stride + centers[:, None, :])
             scores_all.append(scores.reshape(-1)[keep])
         if not scores_all:
-            return Detections(np.empty((0, 4), np.float32), np.empty(0, np.float32),
-                              np.empty((0, 5, 2), np.float32))
+            return Detections(
+                np.empty((0, 4), np.float32), np.empty(0, np.float32), np.empty((0, 5, 2), np.float32)
+            )
         scores = np.concatenate(scores_all)
         boxes = np.vstack(boxes_all) / det_scale
         kps = np.vstack(kps_all) / det_scale
         keep_idx = nms(boxes, scores, self.nms_threshold)
-        return Detections(boxes[keep_idx].astype(np.float32), scores[keep_idx].astype(np.float32),
-                          kps[keep_idx].astype(np.float32))
+        return Detections(
+            boxes[keep_idx].astype(np.float32),
+            scores[keep_idx].astype(np.float32),
+            kps[keep_idx].astype(np.float32),
+        )
 
     def _anchor_centers(self, rows: int, cols: int, stride: int) -> np.ndarray:
         key = (rows, cols, stride)

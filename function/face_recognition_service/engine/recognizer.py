@@ -11,11 +11,9 @@ from .runtime import ModelLoadError
 
 # ArcFace's reference landmark positions in a 112x112 crop (InsightFace's arcface_dst).
 ARCFACE_REFERENCE = np.array(
-    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
-     [41.5493, 92.3655], [70.7299, 92.2041]],
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float32,
 )
-
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -70,4 +68,5 @@ class Recognizer:
         norm = float(np.linalg.norm(vector))
         if not np.isfinite(norm) or norm == 0.0:
             raise ServiceError(ErrorCode.PROCESSING_ERROR, "The model produced no usable embedding.")
-        return vector / norm
+        unit: np.ndarray = vector / norm
+        return unit

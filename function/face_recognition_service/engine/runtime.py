@@ -50,8 +50,9 @@ def create_shared_pool(threads: int) -> int:
         except (ImportError, AttributeError, RuntimeError):  # an ORT build without it
             logger.warning("no shared ONNX Runtime thread pool; using one per session")
     elif _shared_pool_threads != threads:
-        logger.warning("ONNX Runtime pool already has %d threads; %d asked for",
-                       _shared_pool_threads, threads)
+        logger.warning(
+            "ONNX Runtime pool already has %d threads; %d asked for", _shared_pool_threads, threads
+        )
     return _shared_pool_threads
 
 

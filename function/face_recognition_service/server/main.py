@@ -1,7 +1,7 @@
 """Plain-server entry point.
 
-    uvicorn face_recognition_service.server.main:app --host 0.0.0.0 --port 8000
-    python -m face_recognition_service.server
+uvicorn face_recognition_service.server.main:app --host 0.0.0.0 --port 8000
+python -m face_recognition_service.server
 """
 
 from __future__ import annotations
@@ -39,8 +39,14 @@ def main() -> None:
     settings = get_settings()
     configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
     # No websockets or lifespan events here: not loading them shortens start-up.
-    common: dict[str, Any] = {"host": settings.host, "port": settings.port, "log_config": None,
-                              "access_log": False, "ws": "none", "lifespan": "off"}
+    common: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "ws": "none",
+        "lifespan": "off",
+    }
     if settings.workers > 1:
         # Each worker process imports the app and loads its own model.
         uvicorn.run("face_recognition_service.server.main:app", workers=settings.workers, **common)

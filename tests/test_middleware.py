@@ -1,0 +1,67 @@
+"""The outermost ASGI layer (api/middleware.py): request ids, the body-size guard,
+the last line of defence against unexpected exceptions, one record per request."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from face_recognition_service.api import create_app
+from face_recognition_service.config import Settings
+from face_recognition_service.engine import ModelState
+
+from .helpers import assert_error, b64, read
+
+EMBED = "/api/v1/embed"
+COMPARE = "/api/v1/compare"
+
+
+def test_request_body_too_large(client: TestClient, settings: Settings) -> None:
+    huge = "A" * (settings.max_image_size * 2)
+    assert_error(client.post(EMBED, json={"image": huge}), 413, "IMAGE_TOO_LARGE")
+
+
+def test_unexpected_failure_is_a_json_500(settings: Settings) -> None:
+    class Exploding:
+        def embed_single(self, image: Any) -> Any:
+            raise RuntimeError("secret internal state")
+
+    # Plumbing only: a stand-in engine that fails in a way no input should cause.
+    app = create_app(settings, ModelState(Exploding()))  # type: ignore[arg-type]
+    with TestClient(app, raise_server_exceptions=False) as c:
+        response = c.post(EMBED, json={"image": b64(read("obama_small.jpg"))})
+    body = assert_error(response, 500, "PROCESSING_ERROR")
+    assert "secret" not in response.text and body["detail"]
+
+
+def test_nothing_the_caller_sends_reaches_the_logs(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    image = b64(read("obama_small.jpg"))
+    marker = 0.123456789
+    with caplog.at_level(logging.DEBUG):
+        client.post(EMBED, json={"image": image})
+        client.post(EMBED, json={"image": image[:-40] + "@@@@"})
+        client.post(
+            COMPARE,
+            json={
+                "query_embedding": [marker, 1.0],
+                "reference_embeddings": [{"id": "secret-user", "embedding": [marker]}],
+            },
+        )
+    text = "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+    assert "request" in text  # the request lines were captured
+    assert image[40:80] not in text
+    assert str(marker) not in text and "secret-user" not in text
+
+
+def test_request_id_is_echoed_when_safe_and_made_otherwise(client: TestClient) -> None:
+    given = client.get("/api/v1/health", headers={"x-request-id": "abc-123"})
+    assert given.headers["x-request-id"] == "abc-123"
+    unsafe = client.get("/api/v1/health", headers={"x-request-id": "bad id\twith spaces"})
+    assert (
+        unsafe.headers["x-request-id"] != "bad id\twith spaces" and len(unsafe.headers["x-request-id"]) == 32
+    )
