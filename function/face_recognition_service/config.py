@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     # Image processing
     max_image_size: int = Field(default=10 * 1024 * 1024, gt=0)  # bytes, after base64
     max_image_pixels: int = Field(default=40_000_000, gt=0)  # decompression-bomb guard
+    # The largest decoded-pixel buffer one request may make, in MiB, checked from
+    # the header before decoding (an RGBA or 16-bit image needs 4-8 bytes a pixel).
+    # Default: 192, or an eighth of the Lambda function's memory when smaller.
+    decode_budget_mb: int | None = Field(default=None, ge=16)
 
     # Access: an optional API key callers send as `x-api-key` (health stays open).
     # API_KEY is a fixed key for plain servers; under Lambda the key can come from
@@ -108,6 +112,16 @@ class Settings(BaseSettings):
     @property
     def model_path(self) -> Path:
         return self.model_dir.expanduser() / self.model_name
+
+    @property
+    def decode_budget_bytes(self) -> int:
+        if self.decode_budget_mb is not None:
+            return self.decode_budget_mb * 2**20
+        budget = 192
+        lambda_memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+        if lambda_memory.isdigit():
+            budget = min(budget, max(16, int(lambda_memory) // 8))
+        return budget * 2**20
 
     @property
     def threads(self) -> int:

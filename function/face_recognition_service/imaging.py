@@ -37,6 +37,15 @@ class ImageInfo:
     width: int
     height: int
     has_alpha: bool
+    sixteen_bit: bool = False
+
+    @property
+    def decoded_bytes(self) -> int:
+        """What OpenCV allocates for the decoded pixels: 3 channels of 8 bits, or
+        4 channels (8 or 16 bits) when the alpha channel must be kept."""
+        if not self.has_alpha:
+            return self.width * self.height * 3
+        return self.width * self.height * 4 * (2 if self.sixteen_bit else 1)
 
 
 # Containers we recognise but do not decode: the caller gets UNSUPPORTED_FORMAT
@@ -165,8 +174,8 @@ def _probe_png(data: bytes) -> ImageInfo:
     if len(data) < 26 or data[12:16] != b"IHDR":
         raise _invalid("The PNG data is truncated or corrupt.")
     width, height = struct.unpack(">II", data[16:24])
-    color_type = data[25]
-    return _checked(ImageFormat.PNG, width, height, color_type in (4, 6))
+    bit_depth, color_type = data[24], data[25]
+    return _checked(ImageFormat.PNG, width, height, color_type in (4, 6), bit_depth == 16)
 
 
 def _probe_webp(data: bytes) -> ImageInfo:
@@ -199,14 +208,31 @@ def _probe_bmp(data: bytes) -> ImageInfo:
     return _checked(ImageFormat.BMP, abs(width), abs(height), False)
 
 
-def _checked(fmt: ImageFormat, width: int, height: int, has_alpha: bool) -> ImageInfo:
+def _checked(
+    fmt: ImageFormat, width: int, height: int, has_alpha: bool, sixteen_bit: bool = False
+) -> ImageInfo:
     if width <= 0 or height <= 0:
         raise _invalid(f"The {fmt.name} header gives no image size.")
-    return ImageInfo(fmt, width, height, has_alpha)
+    return ImageInfo(fmt, width, height, has_alpha, sixteen_bit)
 
 
-def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
-    """Validated, upright (EXIF applied), 8-bit, 3-channel BGR image."""
+# Default for the decoded-pixel budget (Settings.decode_budget_mb): the largest
+# decoded buffer one request may make, checked from the header before decoding.
+DEFAULT_DECODE_BUDGET = 192 * 1024 * 1024
+
+# Rows converted at a time: the conversion's temporaries stay a few megabytes
+# whatever the image's size.
+_CHUNK_PIXELS = 1 << 20
+
+
+def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int = DEFAULT_DECODE_BUDGET) -> np.ndarray:
+    """Validated, upright (EXIF applied), 8-bit, 3-channel BGR image.
+
+    Memory: the header is checked against both limits before any pixel is
+    decoded; the decoded buffer is at most ``max_decoded_bytes``, and the
+    conversion to 8-bit BGR adds the output (3 bytes a pixel) plus a few
+    megabytes, never full-size float copies.
+    """
     info = probe(data)
     if info.width * info.height > max_pixels:
         raise ServiceError(
@@ -214,10 +240,19 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
             "The image has too many pixels.",
             f"{info.width}x{info.height} exceeds the limit of {max_pixels} pixels.",
         )
+    if info.decoded_bytes > max_decoded_bytes:
+        raise ServiceError(
+            ErrorCode.IMAGE_TOO_LARGE,
+            "The image needs too much memory to decode.",
+            f"{info.width}x{info.height}{' with alpha' if info.has_alpha else ''}"
+            f"{' at 16 bits' if info.sixteen_bit else ''} decodes to {info.decoded_bytes // 2**20} MiB; "
+            f"the limit is {max_decoded_bytes // 2**20} MiB (send it as an 8-bit image without alpha, or smaller).",
+        )
     buffer = np.frombuffer(data, dtype=np.uint8)
     # IMREAD_COLOR applies EXIF orientation and converts 16-bit, grey and palette
-    # images to 8-bit BGR. Only images with an alpha channel need UNCHANGED, so
-    # that transparent areas become white rather than whatever colour lies under them.
+    # images to 8-bit BGR while decoding. Only images with an alpha channel need
+    # UNCHANGED, so that transparent areas become white rather than whatever
+    # colour lies under them.
     flags = cv2.IMREAD_UNCHANGED if info.has_alpha else cv2.IMREAD_COLOR
     try:
         image = cv2.imdecode(buffer, flags)
@@ -228,17 +263,34 @@ def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
     return _to_bgr8(image)
 
 
+def _to_8bit(block: np.ndarray) -> np.ndarray:
+    if block.dtype == np.uint8:
+        return block
+    if block.dtype == np.uint16:
+        converted: np.ndarray = (block >> 8).astype(np.uint8)
+    else:  # float data (not produced by the formats accepted today): clip to 0..1
+        converted = (np.clip(block, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return converted
+
+
 def _to_bgr8(image: np.ndarray) -> np.ndarray:
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:  # 32-bit float PNG/TIFF-like data: stretch to 8 bits
-        low, high = float(image.min()), float(image.max())
-        image = ((image - low) * (255.0 / max(high - low, 1e-12))).astype(np.uint8)
     if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    if image.shape[2] == 4:
-        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
-        blended = image[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-        out: np.ndarray = blended.round().astype(np.uint8)
-        return out
-    return image
+        return cv2.cvtColor(_to_8bit(image), cv2.COLOR_GRAY2BGR)
+    channels = image.shape[2]
+    if channels == 3:
+        return _to_8bit(image)
+    if channels not in (2, 4):
+        raise _invalid(f"Images with {channels} channels are not supported.")
+    # Composite on white, a band of rows at a time, in 8-bit integer arithmetic:
+    # out = round(colour * alpha / 255) + (255 - alpha).
+    height, width = image.shape[:2]
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    step = max(1, _CHUNK_PIXELS // max(width, 1))
+    for top in range(0, height, step):
+        band = _to_8bit(image[top : top + step])
+        alpha = band[:, :, -1]
+        colour = band[:, :, :3] if channels == 4 else cv2.cvtColor(band[:, :, 0], cv2.COLOR_GRAY2BGR)
+        alpha3 = cv2.merge([alpha, alpha, alpha])
+        blended = cv2.multiply(np.ascontiguousarray(colour), alpha3, scale=1.0 / 255.0)
+        out[top : top + step] = cv2.add(blended, cv2.bitwise_not(alpha3))
+    return out

@@ -102,7 +102,7 @@ async def embed(request: Request, engine: EngineDep, settings: SettingsDep) -> O
 
 def _embed_image(image: str, engine: FaceEngine, settings: Settings) -> FaceEmbedding:
     data = decode_base64_image(image, settings.max_image_size)
-    return engine.embed_single(decode_image(data, settings.max_image_pixels))
+    return engine.embed_single(decode_image(data, settings.max_image_pixels, settings.decode_budget_bytes))
 
 
 @router.post(

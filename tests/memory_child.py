@@ -1,0 +1,51 @@
+"""Child process for tests/test_memory_budget.py: load the engine, embed one image
+file, print the process's peak RSS in MiB as JSON. A process of its own, so the
+peak is this request's and nothing else's.
+
+    python -m tests.memory_child MODEL_DIR IMAGE [DECODE_BUDGET_MB]
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+from pathlib import Path
+
+from face_recognition_service.config import Settings
+from face_recognition_service.engine import load_model
+from face_recognition_service.errors import ServiceError
+from face_recognition_service.imaging import decode_image
+
+
+def peak_mb() -> float:
+    # VmHWM, not ru_maxrss: ru_maxrss survives execve, so a child of a large
+    # parent (pytest with models loaded) would report the parent's size.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def main(argv: list[str]) -> int:
+    values: dict[str, object] = {"model_dir": Path(argv[0]), "model_name": "buffalo_sc", "ort_threads": 2}
+    if len(argv) > 2:
+        values["decode_budget_mb"] = int(argv[2])
+    settings = Settings(_env_file=None, **values)  # type: ignore[arg-type,call-arg]
+    state = load_model(settings)
+    assert state.engine is not None, state.error
+    loaded = peak_mb()
+    data = Path(argv[1]).read_bytes()
+    outcome = "embedded"
+    try:
+        image = decode_image(data, settings.max_image_pixels, settings.decode_budget_bytes)
+        del data
+        state.engine.embed_single(image)
+    except ServiceError as exc:
+        outcome = exc.code.value
+    print(json.dumps({"loaded_mb": loaded, "peak_mb": peak_mb(), "outcome": outcome}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
