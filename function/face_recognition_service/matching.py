@@ -76,3 +76,28 @@ def rank(query: np.ndarray, references: np.ndarray, metric: DistanceMetric) -> R
     distances = 1.0 - cos if metric is DistanceMetric.COSINE else np.sqrt(np.maximum(0.0, 2.0 - 2.0 * cos))
     order = np.argsort(distances, kind="stable")
     return Ranking(order=order, distances=distances[order], similarities=cos[order])
+
+
+class OperatingPoint(StrEnum):
+    """Named similarity thresholds; README "Thresholds" gives the evidence for each."""
+
+    STRICT = "strict"
+    BALANCED = "balanced"
+    LENIENT = "lenient"
+
+
+# Similarity thresholds by pack (a threshold belongs to the recogniser: buffalo_l
+# and buffalo_m share w600k_r50, buffalo_s and buffalo_sc share w600k_mbf).
+_R50 = {OperatingPoint.STRICT: 0.45, OperatingPoint.BALANCED: 0.36, OperatingPoint.LENIENT: 0.28}
+_MBF = {OperatingPoint.STRICT: 0.45, OperatingPoint.BALANCED: 0.36, OperatingPoint.LENIENT: 0.28}
+OPERATING_POINTS: dict[str, dict[OperatingPoint, float]] = {
+    "buffalo_l": _R50,
+    "buffalo_m": _R50,
+    "buffalo_s": _MBF,
+    "buffalo_sc": _MBF,
+}
+
+
+def operating_points_for(model_name: str) -> dict[str, float]:
+    points = OPERATING_POINTS.get(model_name, _R50)
+    return {point.value: value for point, value in points.items()}

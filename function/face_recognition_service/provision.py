@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .config import get_settings
 from .engine import Detector, ModelLoadError, Recognizer, open_session
-from .packs import MODEL_PACKS, PackError, fetch, get_pack
+from .packs import MODEL_PACKS, PackError, fetch, get_pack, model_tag
 
 __all__ = ["MODEL_PACKS", "ProvisionError", "install", "provision", "verify"]
 
@@ -42,6 +42,7 @@ def verify(pack_dir: Path) -> dict[str, object]:
     if size != 512:
         raise ProvisionError(f"{pack.recognizer} gives {size}-d embeddings, expected 512")
     return {
+        "model": model_tag(pack_dir, pack),
         "detector": pack.detector,
         "strides": list(detector.strides),
         "recognizer": pack.recognizer,

@@ -3,13 +3,15 @@
     runtime     ONNX Runtime sessions, providers, the shared thread pool
     detector    SCRFD: boxes, scores and five landmarks per face
     recognizer  five-point alignment and ArcFace embeddings
+    quality     quality verdicts from landmarks, crop, detector score and embedding norm
     pipeline    FaceEngine: face selection and the two networks together; load_model
 
 The pack catalogue (which files make a pack) is ``face_recognition_service.packs``.
 """
 
 from .detector import Detections, Detector, nms
-from .pipeline import FaceEmbedding, FaceEngine, ModelState, Span, load_model
+from .pipeline import FaceEmbedding, FaceEngine, FaceOptions, FaceSelection, ModelState, Span, load_model
+from .quality import Quality, Verdict
 from .recognizer import ARCFACE_REFERENCE, Recognizer, similarity_transform
 from .runtime import ModelLoadError, create_shared_pool, open_session, providers_for, session_options
 
@@ -19,10 +21,14 @@ __all__ = [
     "Detector",
     "FaceEmbedding",
     "FaceEngine",
+    "FaceOptions",
+    "FaceSelection",
     "ModelLoadError",
     "ModelState",
+    "Quality",
     "Recognizer",
     "Span",
+    "Verdict",
     "create_shared_pool",
     "load_model",
     "nms",

@@ -20,6 +20,14 @@ class Detections:
     def __len__(self) -> int:
         return int(self.scores.shape[0])
 
+    @property
+    def areas(self) -> np.ndarray:
+        areas: np.ndarray = (self.boxes[:, 2] - self.boxes[:, 0]) * (self.boxes[:, 3] - self.boxes[:, 1])
+        return areas
+
+    def take(self, index: np.ndarray) -> Detections:
+        return Detections(self.boxes[index], self.scores[index], self.landmarks[index])
+
 
 class Detector:
     """SCRFD with keypoints, as shipped in the buffalo packs."""

@@ -13,14 +13,16 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 
 from ..config import Settings
 from ..errors import ErrorCode, ServiceError
-from ..packs import MODEL_PACKS
+from ..packs import MODEL_PACKS, model_tag
 from .detector import Detections, Detector
+from .quality import Quality, assess
 from .recognizer import Recognizer
 from .runtime import ModelLoadError, create_shared_pool, open_session, providers_for
 
@@ -33,11 +35,32 @@ def _no_span(_name: str) -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext()
 
 
+class FaceSelection(StrEnum):
+    """Which faces of a photo are embedded."""
+
+    SINGLE = "single"  # exactly one face, else MULTIPLE_FACES_DETECTED (the default)
+    LARGEST = "largest"  # the biggest face (a selfie with people behind)
+    ALL = "all"  # every face (a class photo), largest first
+
+
+@dataclass(frozen=True)
+class FaceOptions:
+    """Per-request face options; None means the engine's setting."""
+
+    selection: FaceSelection = FaceSelection.SINGLE
+    max_faces: int | None = None
+    min_face_size: int = 0  # pixels, the shorter side of the face box
+    detection_threshold: float | None = None
+    quality: bool = False
+
+
 @dataclass(frozen=True)
 class FaceEmbedding:
     embedding: np.ndarray  # (512,) float32, unit length
     detection_score: float
-    box: np.ndarray  # (4,)
+    box: np.ndarray  # (4,) x1, y1, x2, y2
+    landmarks: np.ndarray | None = None  # (5, 2)
+    quality: Quality | None = None
 
 
 class FaceEngine:
@@ -54,10 +77,14 @@ class FaceEngine:
         det_retry_size: int = 160,
         threshold: float = 0.5,
         span: Span = _no_span,
+        model_tag: str | None = None,
     ) -> None:
         self.detector = detector
         self.recognizer = recognizer
         self.model_name = model_name
+        # Identifies the pack and the recogniser file: embeddings of different
+        # tags must never be compared (README "Model identity").
+        self.model_tag = model_tag or f"{model_name}/unverified"
         self.device = device
         self.det_size = det_size
         self.det_retry_size = det_retry_size
@@ -113,44 +140,101 @@ class FaceEngine:
             det_retry_size=det_retry_size,
             threshold=threshold,
             span=span,
+            model_tag=model_tag(model_path, pack),
         )
 
     @property
     def embedding_size(self) -> int:
         return int(self.recognizer.session.get_outputs()[0].shape[-1])
 
-    def detect(self, image: np.ndarray) -> Detections:
+    def detect(self, image: np.ndarray, threshold: float | None = None) -> Detections:
+        """Every face scoring at least ``threshold`` (default: the setting); a second,
+        smaller detector pass when the first finds nothing (frame-filling faces)."""
+        threshold = self.threshold if threshold is None else threshold
         with self.span("detect"):
-            found = self.detector.detect(image, self.det_size, self.threshold)
+            found = self.detector.detect(image, self.det_size, threshold)
             if len(found) == 0 and self.det_retry_size and self.det_retry_size != self.det_size:
-                found = self.detector.detect(image, self.det_retry_size, self.threshold)
+                found = self.detector.detect(image, self.det_retry_size, threshold)
         return found
 
     def embed_single(self, image: np.ndarray) -> FaceEmbedding:
-        """The embedding of the one face in ``image``; refuses zero or several faces.
+        """The embedding of the one face in ``image``; refuses zero or several faces."""
+        return self.embed_faces(image, FaceOptions())[0]
 
-        Faces are counted before any embedding is computed, so a rejected image
-        costs detection only.
-        """
-        found = self.detect(image)
+    def select(self, image: np.ndarray, options: FaceOptions) -> Detections:
+        """The faces ``options`` ask for, counted and chosen before any embedding,
+        so a refused image costs detection only."""
+        threshold = options.detection_threshold if options.detection_threshold is not None else self.threshold
+        found = self.detect(image, threshold)
+        if options.min_face_size and len(found):
+            sides = np.minimum(found.boxes[:, 2] - found.boxes[:, 0], found.boxes[:, 3] - found.boxes[:, 1])
+            found = found.take(np.flatnonzero(sides >= options.min_face_size))
         if len(found) == 0:
+            smallest = f" and at least {options.min_face_size} px" if options.min_face_size else ""
             raise ServiceError(
                 ErrorCode.NO_FACE_DETECTED,
                 "No face was detected in the image.",
-                f"No face scored at least the detection threshold ({self.threshold}).",
+                f"No face scored at least the detection threshold ({threshold}){smallest}.",
                 faces=0,
             )
-        if len(found) > 1:
-            raise ServiceError(
-                ErrorCode.MULTIPLE_FACES_DETECTED,
-                "More than one face was detected in the image.",
-                f"{len(found)} faces found; send an image with exactly one face.",
-                faces=len(found),
-            )
+        if options.selection is FaceSelection.SINGLE:
+            if len(found) > 1:
+                raise ServiceError(
+                    ErrorCode.MULTIPLE_FACES_DETECTED,
+                    "More than one face was detected in the image.",
+                    f"{len(found)} faces found; send an image with exactly one face, "
+                    "or ask for face_selection 'largest' or 'all'.",
+                    faces=len(found),
+                )
+            return found
+        order = np.argsort(-found.areas, kind="stable")
+        keep = 1 if options.selection is FaceSelection.LARGEST else options.max_faces or len(order)
+        return found.take(order[:keep])
+
+    def embed_faces(self, image: np.ndarray, options: FaceOptions) -> list[FaceEmbedding]:
+        """Embeddings of the faces ``options`` select, all crops through the
+        recogniser in one batched run."""
+        found = self.select(image, options)
         with self.span("embed"):
-            crop = self.recognizer.align(image, found.landmarks[0])
-            vector = self.recognizer.embed(crop)
-        return FaceEmbedding(vector, float(found.scores[0]), found.boxes[0])
+            crops = [self.recognizer.align(image, found.landmarks[i]) for i in range(len(found))]
+            vectors, norms = self.recognizer.embed_batch(crops)
+        faces = []
+        for i in range(len(found)):
+            quality = None
+            if options.quality:
+                quality = assess(
+                    found.landmarks[i],
+                    found.boxes[i],
+                    image.shape,
+                    float(found.scores[i]),
+                    crops[i],
+                    float(norms[i]),
+                )
+            faces.append(
+                FaceEmbedding(vectors[i], float(found.scores[i]), found.boxes[i], found.landmarks[i], quality)
+            )
+        return faces
+
+    def embed_aligned(self, crops: list[np.ndarray], quality: bool = False) -> list[FaceEmbedding]:
+        """Embeddings of crops already aligned the ArcFace way (112x112): no detection."""
+        size = self.recognizer.size
+        for crop in crops:
+            if crop.shape[:2] != (size, size):
+                raise ServiceError(
+                    ErrorCode.INVALID_IMAGE,
+                    "An aligned face must be exactly the recogniser's input size.",
+                    f"Got {crop.shape[1]}x{crop.shape[0]}; aligned: true needs {size}x{size} "
+                    "(five-point ArcFace alignment).",
+                )
+        with self.span("embed"):
+            vectors, norms = self.recognizer.embed_batch(crops)
+        reference = self.recognizer.reference
+        box = np.array([0.0, 0.0, float(size), float(size)], np.float32)
+        faces = []
+        for i, crop in enumerate(crops):
+            q = assess(reference, box, crop.shape, 1.0, crop, float(norms[i])) if quality else None
+            faces.append(FaceEmbedding(vectors[i], 1.0, box, reference.astype(np.float32), q))
+        return faces
 
     def warm_up(self) -> None:
         """One pass through both networks so the first request pays no lazy init

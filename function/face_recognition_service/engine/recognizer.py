@@ -59,14 +59,25 @@ class Recognizer:
         matrix = similarity_transform(landmarks, self.reference)
         return cv2.warpAffine(image, matrix, (self.size, self.size), borderValue=0.0)
 
-    def embed(self, crop: np.ndarray) -> np.ndarray:
-        blob = cv2.dnn.blobFromImage(
-            crop, 1.0 / self.std, (self.size, self.size), (self.mean,) * 3, swapRB=True
+    def embed_batch(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Unit-length embeddings (n, 512) float32 and the raw norms (n,) of
+        several aligned crops, in one network run.
+
+        The norm before normalisation is the recogniser's own signal of how
+        recognisable a face is (low for blurred, tiny or occluded faces).
+        """
+        blob = cv2.dnn.blobFromImages(
+            crops, 1.0 / self.std, (self.size, self.size), (self.mean,) * 3, swapRB=True
         )
-        vector = self.session.run([self.output_name], {self.input_name: blob})[0][0]
-        vector = vector.astype(np.float32)
-        norm = float(np.linalg.norm(vector))
-        if not np.isfinite(norm) or norm == 0.0:
+        vectors = self.session.run([self.output_name], {self.input_name: blob})[0].astype(np.float32)
+        norms = np.linalg.norm(vectors, axis=1)
+        if not np.isfinite(norms).all() or (norms == 0.0).any():
             raise ServiceError(ErrorCode.PROCESSING_ERROR, "The model produced no usable embedding.")
-        unit: np.ndarray = vector / norm
-        return unit
+        unit: np.ndarray = vectors / norms[:, None]
+        return unit, norms
+
+    def embed(self, crop: np.ndarray) -> np.ndarray:
+        """The unit-length embedding of one aligned crop."""
+        unit, _ = self.embed_batch([crop])
+        vector: np.ndarray = unit[0]
+        return vector
