@@ -26,7 +26,18 @@ ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 FACES = ROOT / "tests" / "data" / "faces"
 
-EMBED_KEYS = ["embedding", "face_detected", "detection_score"]
+EMBED_KEYS = ["embedding", "face_detected", "detection_score", "model"]
+VERIFY_KEYS = [
+    "match",
+    "similarity",
+    "threshold",
+    "operating_point",
+    "best_match",
+    "runner_up",
+    "margin",
+    "ambiguous",
+    "model",
+]
 ERROR_KEYS = ["error", "error_code", "detail"]
 COMPARE_KEYS = ["matches", "best_match", "distance_metric"]
 
@@ -68,7 +79,31 @@ def compare_body(metric: str) -> dict[str, Any]:
     }
 
 
+def enrolled() -> dict[str, list[float]]:
+    """Real buffalo_sc embeddings of labelled photos, for the verify events."""
+    import tempfile
+
+    from face_recognition_service.engine import FaceEngine
+    from face_recognition_service.imaging import decode_image
+    from face_recognition_service.provision import provision
+
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = FaceEngine.load(provision("buffalo_sc", Path(tmp)), threads=2)
+        out = {}
+        for name in ("obama_1.jpg", "obama_3.jpg", "biden_1.jpg", "biden_2.jpg", "rose_leslie_1.jpg"):
+            face = engine.embed_single(decode_image((FACES / name).read_bytes(), 40_000_000))
+            out[name] = [round(float(v), 6) for v in face.embedding]
+        return out
+
+
 def main() -> None:
+    gallery = enrolled()
+    references = [
+        {"id": "obama", "embedding": gallery["obama_1.jpg"]},
+        {"id": "obama", "embedding": gallery["obama_3.jpg"]},
+        {"id": "biden", "embedding": gallery["biden_1.jpg"]},
+        {"id": "rose", "embedding": gallery["rose_leslie_1.jpg"]},
+    ]
     gif = "data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACH5BAAAAAAALAAAAAABAAEAAAICRAEAOw=="
     events: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         "health.json": (
@@ -77,7 +112,19 @@ def main() -> None:
         ),
         "model-info.json": (
             http_api_event("GET", "/api/v1/model-info"),
-            {"status": 200, "keys": ["name", "embedding_size", "backend", "device"]},
+            {
+                "status": 200,
+                "keys": [
+                    "name",
+                    "embedding_size",
+                    "backend",
+                    "device",
+                    "model",
+                    "thresholds",
+                    "default_operating_point",
+                    "ambiguity_margin",
+                ],
+            },
         ),
         "embed-face.json": (
             http_api_event("POST", "/api/v1/embed", {"image": photo("obama_small.jpg")}),
@@ -135,6 +182,48 @@ def main() -> None:
                 {"query_embedding": [0.1, 0.2], "reference_embeddings": [{"id": "u1", "embedding": [0.1]}]},
             ),
             {"status": 422, "keys": ERROR_KEYS, "error_code": "INVALID_EMBEDDING"},
+        ),
+        "verify-image-match.json": (
+            http_api_event(
+                "POST",
+                "/api/v1/verify",
+                {"image": photo("obama_small.jpg"), "references": references, "include": ["quality"]},
+            ),
+            {
+                "status": 200,
+                "keys": [*VERIFY_KEYS, "detection_score", "quality"],
+                "best_match": "obama",
+                "match": True,
+            },
+        ),
+        "verify-embedding-no-match.json": (
+            http_api_event(
+                "POST",
+                "/api/v1/verify",
+                {
+                    "embedding": gallery["biden_2.jpg"],
+                    "references": [r for r in references if r["id"] != "biden"],
+                    "operating_point": "strict",
+                },
+            ),
+            {"status": 200, "keys": VERIFY_KEYS, "match": False},
+        ),
+        "verify-model-mismatch.json": (
+            http_api_event(
+                "POST",
+                "/api/v1/verify",
+                {
+                    "image": photo("obama_small.jpg"),
+                    "references": [{**references[0], "model": "buffalo_l/w600k_r50@00000000"}],
+                },
+            ),
+            {"status": 409, "keys": ERROR_KEYS, "error_code": "MODEL_MISMATCH"},
+        ),
+        "embed-low-quality.json": (
+            http_api_event(
+                "POST", "/api/v1/embed", {"image": photo("obama_240p.jpg"), "min_quality": "good"}
+            ),
+            {"status": 422, "keys": ERROR_KEYS, "error_code": "LOW_QUALITY"},
         ),
         "not-found.json": (
             http_api_event("GET", "/api/v1/users"),

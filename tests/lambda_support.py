@@ -40,6 +40,8 @@ def check_response(name: str, result: dict[str, Any]) -> dict[str, Any]:
         assert body["error_code"] == expected["error_code"], (name, body)
     if "best_match" in expected:
         assert body["best_match"]["id"] == expected["best_match"]
+    if "match" in expected:
+        assert body["match"] is expected["match"], (name, body)
     if "embedding" in body:
         assert len(body["embedding"]) == 512
     return body

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,16 @@ def test_health(client: TestClient) -> None:
 
 
 def test_model_info(client: TestClient) -> None:
-    assert client.get("/api/v1/model-info").json() == {
+    info = client.get("/api/v1/model-info").json()
+    assert {k: info[k] for k in ("name", "embedding_size", "backend", "device")} == {
         "name": "buffalo_sc",
         "embedding_size": 512,
         "backend": "insightface",
         "device": "cpu",
     }
+    assert re.fullmatch(r"buffalo_sc/w600k_mbf@[0-9a-f]{8}", info["model"])
+    assert info["thresholds"] == {"strict": 0.45, "balanced": 0.36, "lenient": 0.28}
+    assert info["default_operating_point"] == "balanced" and info["ambiguity_margin"] == 0.1
 
 
 def test_docs_and_openapi(client: TestClient) -> None:
@@ -52,7 +57,7 @@ def test_embed_real_photo(client: TestClient, mime: str | None) -> None:
     response = client.post(EMBED, json={"image": b64(read("obama_1.jpg"), mime)})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"embedding", "face_detected", "detection_score"}
+    assert set(body) == {"embedding", "face_detected", "detection_score", "model"}
     assert len(body["embedding"]) == 512 and body["face_detected"] is True
     assert abs(np.linalg.norm(body["embedding"]) - 1) < 1e-4
     assert 0.5 <= body["detection_score"] <= 1.0
@@ -124,7 +129,14 @@ def test_model_not_loaded(tmp_path: Path) -> None:
     with TestClient(create_app(settings)) as c:
         health = c.get("/api/v1/health")
         assert health.status_code == 503
-        assert health.json() == {"status": "unhealthy", "model_loaded": False, "model_name": "buffalo_sc"}
+        reported = health.json()
+        assert {k: reported[k] for k in ("status", "model_loaded", "model_name")} == {
+            "status": "unhealthy",
+            "model_loaded": False,
+            "model_name": "buffalo_sc",
+        }
+        # The reason, without the server's folders.
+        assert "provision" in reported["detail"] and str(tmp_path) not in reported["detail"]
         body = assert_error(c.post(EMBED, json={"image": b64(read("obama_1.jpg"))}), 503, "MODEL_NOT_LOADED")
         assert "provision" in body["detail"]
         assert_error(c.get("/api/v1/model-info"), 503, "MODEL_NOT_LOADED")

@@ -108,7 +108,10 @@ def test_model_from_s3_files(
 
     _bucket_with({f"packs/buffalo_sc/{k}": v for k, v in _pack(model_dir).items()})
     target = fetch_model_from_s3("s3://face-models/packs", "buffalo_sc", tmp_path)
-    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == ["det_500m.onnx", "w600k_mbf.onnx"]
+    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == [
+        "det_500m.onnx",
+        "w600k_mbf.onnx",
+    ]
 
 
 def test_model_from_s3_zip_serves_embeddings(

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from face_recognition_service.api.compare_parser import parse_compare
+from face_recognition_service.api.comparison import compare_request_arrays
 from face_recognition_service.api.schemas import CompareRequest
-from face_recognition_service.matching import DistanceMetric, to_matrix
+from face_recognition_service.matching import DistanceMetric
 
 
 def body(**overrides: object) -> dict[str, object]:
@@ -29,9 +30,9 @@ def test_agrees_with_pydantic_path() -> None:
     fast = parse_compare(raw)
     assert fast is not None
     slow = CompareRequest.model_validate_json(raw)
-    q, m = to_matrix(slow.query_embedding, [r.embedding for r in slow.reference_embeddings])
-    np.testing.assert_array_equal(fast.query, q)
-    np.testing.assert_array_equal(fast.references, m)
+    arrays = compare_request_arrays(slow)
+    np.testing.assert_array_equal(fast.query, arrays.query)
+    np.testing.assert_array_equal(fast.references, arrays.references)
     assert fast.ids == [r.id for r in slow.reference_embeddings]
     assert fast.metric is DistanceMetric.EUCLIDEAN
 

@@ -12,7 +12,10 @@ from face_recognition_service.provision import ProvisionError, main, provision, 
 
 def test_buffalo_sc_offline_from_the_package(tmp_path: Path) -> None:
     target = provision("buffalo_sc", tmp_path)
-    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == ["det_500m.onnx", "w600k_mbf.onnx"]
+    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == [
+        "det_500m.onnx",
+        "w600k_mbf.onnx",
+    ]
     assert verify(target)["embedding_size"] == 512
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging left behind"
 
@@ -38,7 +41,10 @@ def test_from_a_zip_like_the_model_zoo(tmp_path: Path, model_dir: Path) -> None:
         zf.write(model_dir / "buffalo_sc" / "w600k_mbf.onnx", "buffalo_sc/w600k_mbf.onnx")
         zf.writestr("buffalo_sc/1k3d68.onnx", b"landmarks we never load")
     target = provision("buffalo_sc", tmp_path / "models", source=str(archive))
-    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == ["det_500m.onnx", "w600k_mbf.onnx"]
+    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == [
+        "det_500m.onnx",
+        "w600k_mbf.onnx",
+    ]
 
 
 def test_wrong_model_fails_verification_and_leaves_nothing(tmp_path: Path, model_dir: Path) -> None:
@@ -86,7 +92,10 @@ def test_buffalo_l_layout_from_a_zoo_shaped_zip(tmp_path: Path, model_dir: Path)
         for extra in ("1k3d68.onnx", "2d106det.onnx", "genderage.onnx"):
             zf.writestr(extra, b"landmark and attribute models are never installed")
     target = provision("buffalo_l", tmp_path / "models", source=str(archive))
-    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == ["det_10g.onnx", "w600k_r50.onnx"]
+    assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == [
+        "det_10g.onnx",
+        "w600k_r50.onnx",
+    ]
     state = load_model(make_settings(tmp_path / "models", model_name="buffalo_l"), warm_up=False)
     assert state.engine is not None and state.engine.model_name == "buffalo_l"
     face = state.engine.embed_single(decode_image(read("obama_1.jpg"), 40_000_000))

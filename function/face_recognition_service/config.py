@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .matching import OperatingPoint
+
 
 class Device(StrEnum):
     CPU = "cpu"
@@ -43,6 +45,10 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = 8000
     workers: int = Field(default=1, ge=1)
+
+    # Decisions: the operating point /verify uses when a request names none
+    # (strict, balanced, lenient: README "Thresholds").
+    operating_point: OperatingPoint = OperatingPoint.BALANCED
 
     # Model
     model_name: str = "buffalo_sc"

@@ -18,6 +18,11 @@ class ErrorCode(StrEnum):
     MODEL_NOT_LOADED = "MODEL_NOT_LOADED"
     INVALID_EMBEDDING = "INVALID_EMBEDDING"
     PROCESSING_ERROR = "PROCESSING_ERROR"
+    # The face was found but the photo is not good enough for the quality the
+    # request asked for (min_quality); detail names the reasons.
+    LOW_QUALITY = "LOW_QUALITY"
+    # Embeddings of different models (pack/recogniser) cannot be compared.
+    MODEL_MISMATCH = "MODEL_MISMATCH"
     # Transport-level codes: not about images or embeddings, but they keep the
     # one error shape for every answer.
     UNAUTHORIZED = "UNAUTHORIZED"
@@ -37,6 +42,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.MODEL_NOT_LOADED: 503,
     ErrorCode.INVALID_EMBEDDING: 422,
     ErrorCode.PROCESSING_ERROR: 500,
+    ErrorCode.LOW_QUALITY: 422,
+    # 409 Conflict: the request is well-formed but conflicts with the state of
+    # the caller's gallery (enrolled under another model); re-enrolling fixes it.
+    ErrorCode.MODEL_MISMATCH: 409,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,

@@ -11,6 +11,8 @@ mean the same thing for both: the cosine of the angle between the faces.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -101,3 +103,116 @@ OPERATING_POINTS: dict[str, dict[OperatingPoint, float]] = {
 def operating_points_for(model_name: str) -> dict[str, float]:
     points = OPERATING_POINTS.get(model_name, _R50)
     return {point.value: value for point, value in points.items()}
+
+
+# A match whose best other person is within this similarity of the best is
+# flagged ambiguous: 0.1 is about 1.3 standard deviations of the impostor
+# distribution measured on the labelled photos (bench/thresholds.py), so two
+# enrolled people that close to one probe cannot both be told apart with confidence.
+AMBIGUITY_MARGIN = 0.1
+
+
+@dataclass(frozen=True)
+class PersonScores:
+    """References grouped by id: each person's best template, best first."""
+
+    ids: list[str]
+    similarities: np.ndarray  # (persons,) best template's cosine, descending
+    templates: list[int]  # how many references each person had
+
+
+def best_per_id(ids: list[str], similarities: np.ndarray) -> PersonScores:
+    """A person's score is the best of their templates (several enrolment photos)."""
+    best: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for ref_id, sim in zip(ids, similarities.tolist(), strict=True):
+        counts[ref_id] = counts.get(ref_id, 0) + 1
+        if sim > best.get(ref_id, -2.0):
+            best[ref_id] = sim
+    order = sorted(best, key=lambda k: -best[k])
+    return PersonScores(order, np.array([best[k] for k in order]), [counts[k] for k in order])
+
+
+def similarities(query: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """Cosine of the query with each reference, after unit-normalising both."""
+    q = as_unit_vectors(query, "query embedding")
+    refs = as_unit_vectors(references, "reference embeddings")
+    result: np.ndarray = np.clip(refs @ q, -1.0, 1.0)
+    return result
+
+
+@dataclass(frozen=True)
+class Verification:
+    match: bool
+    similarity: float
+    threshold: float
+    best_id: str
+    runner_up_id: str | None
+    runner_up_similarity: float | None
+    margin: float | None
+    ambiguous: bool
+
+
+def decide(persons: PersonScores, threshold: float) -> Verification:
+    """Match when the best person's similarity reaches the threshold; ambiguous
+    when that match has another person within AMBIGUITY_MARGIN."""
+    best = float(persons.similarities[0])
+    match = best >= threshold
+    runner_id = persons.ids[1] if len(persons.ids) > 1 else None
+    runner = float(persons.similarities[1]) if runner_id is not None else None
+    margin = best - runner if runner is not None else None
+    ambiguous = bool(match and margin is not None and margin < AMBIGUITY_MARGIN)
+    return Verification(match, best, threshold, persons.ids[0], runner_id, runner, margin, ambiguous)
+
+
+def check_models(probe_model: str | None, reference_models: list[str | None]) -> None:
+    """Refuse to compare embeddings of different models (MODEL_MISMATCH).
+
+    Tags that are given must all agree with the probe's (or, without one, with
+    each other); references without a tag are taken as the probe's model.
+    """
+    given = {m for m in reference_models if m}
+    expected = probe_model or (next(iter(given)) if given else None)
+    others = sorted(m for m in given if m != expected)
+    if expected and others:
+        count = sum(1 for m in reference_models if m and m != expected)
+        raise ServiceError(
+            ErrorCode.MODEL_MISMATCH,
+            "The embeddings come from different models and cannot be compared.",
+            f"The probe is {expected}; {count} reference(s) are {', '.join(others)}. "
+            "Re-enrol those references with the current model.",
+        )
+
+
+def decode_embedding(value: list[float] | str, what: str) -> np.ndarray:
+    """A float list, or base64 of little-endian float32 values (embedding_format=base64)."""
+    if isinstance(value, str):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise _invalid(f"The {what} is not valid base64.") from None
+        if not raw or len(raw) % 4:
+            raise _invalid(
+                f"The {what} must be base64 of little-endian float32 values (a multiple of 4 bytes)."
+            )
+        return np.frombuffer(raw, dtype="<f4").astype(np.float64)
+    return np.asarray(value, dtype=np.float64)
+
+
+def encode_embedding(vector: np.ndarray) -> str:
+    """Base64 of the vector as little-endian float32 (about a quarter of the JSON text)."""
+    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+
+
+def stack_references(query: np.ndarray, references: list[np.ndarray]) -> np.ndarray:
+    """The references as one (n, d) matrix, each the query's length."""
+    if not references:
+        raise _invalid("At least one reference embedding is required.")
+    size = query.shape[0]
+    bad = next((i for i, ref in enumerate(references) if ref.shape[0] != size), None)
+    if bad is not None:
+        raise _invalid(
+            f"Reference {bad} has {references[bad].shape[0]} values; the query has {size}. "
+            "All embeddings must have the same length."
+        )
+    return np.stack(references)

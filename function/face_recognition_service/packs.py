@@ -10,6 +10,7 @@ of its networks, the SCRFD detector and the ArcFace recogniser.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -162,10 +163,8 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     value = digest.hexdigest()
-    try:
+    with contextlib.suppress(OSError):  # a read-only model folder: hash again next start
         cache.write_text(json.dumps({**key, "sha256": value}))
-    except OSError:  # read-only model folder: hash again next start
-        pass
     return value
 
 

@@ -11,21 +11,13 @@ the pydantic path, which produces the same errors as before.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 import simdjson
 
 from ..matching import DistanceMetric
+from .comparison import CompareArrays
 from .schemas import MAX_ID_LENGTH, MAX_REFERENCES
-
-
-@dataclass(frozen=True)
-class CompareArrays:
-    query: np.ndarray
-    ids: list[str]
-    references: np.ndarray
-    metric: DistanceMetric
 
 
 def _floats(value: object) -> np.ndarray | None:
@@ -72,16 +64,25 @@ def _arrays(doc: object, body: bytes) -> CompareArrays | None:
     metric_value = doc.get("distance_metric", "cosine")
     if metric_value not in ("cosine", "euclidean"):
         return None
+    query_ok, query_model = _tag(doc.get("query_model"))
+    group_by_id = doc.get("group_by_id", False)
+    if not query_ok or not isinstance(group_by_id, bool):
+        return None
     query = _floats(doc.get("query_embedding"))
     refs = doc.get("reference_embeddings")
     if query is None or not isinstance(refs, simdjson.Array) or not 1 <= len(refs) <= MAX_REFERENCES:
         return None
     matrix = np.empty((len(refs), query.shape[0]), dtype=np.float64)
     ids: list[str] = []
+    models: list[str | None] = []
     for i, ref in enumerate(refs):
         if not isinstance(ref, simdjson.Object):
             return None
         ref_id = ref.get("id")
+        model_ok, ref_model = _tag(ref.get("model"))
+        if not model_ok:
+            return None
+        models.append(ref_model)
         vector = _floats(ref.get("embedding"))
         if not isinstance(ref_id, str) or not 1 <= len(ref_id) <= MAX_ID_LENGTH:
             return None
@@ -94,4 +95,15 @@ def _arrays(doc: object, body: bytes) -> CompareArrays | None:
     # body down the pydantic path).
     if _count_brackets(body, limit=len(refs) + 3) != len(refs) + 2:
         return None
-    return CompareArrays(query.copy(), ids, matrix, DistanceMetric(metric_value))
+    return CompareArrays(
+        query.copy(), ids, matrix, DistanceMetric(metric_value), query_model, models, group_by_id
+    )
+
+
+def _tag(value: object) -> tuple[bool, str | None]:
+    """(acceptable, tag): absent, or a string the schema would take."""
+    if value is None:
+        return True, None
+    if isinstance(value, str) and 1 <= len(value) <= 200:
+        return True, value
+    return False, None

@@ -2,50 +2,163 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from ..matching import DistanceMetric
+from ..embedding import EmbeddingFormat, Include
+from ..engine import FaceSelection
+from ..matching import DistanceMetric, OperatingPoint
 
 MAX_REFERENCES = 10_000
 MAX_ID_LENGTH = 256
+MAX_FACES = 100
 
+# A JSON number, not a string or a boolean that would convert to one.
+StrictFloat = Annotated[float, Field(strict=True)]
+_EMBEDDING_EXAMPLE = [0.0123, -0.0456, 0.0789]
 Embedding = Annotated[
-    list[float],
-    Field(min_length=1, description="Embedding vector; /embed returns 512 L2-normalised floats."),
+    list[StrictFloat] | str,
+    Field(
+        description="512 floats (what /embed returns), or the same as base64 of little-endian float32 "
+        "bytes (`embedding_format=base64`). Compared after L2 normalisation; must not be all zeros.",
+        examples=[_EMBEDDING_EXAMPLE],
+    ),
 ]
+ModelTag = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200),
+    Field(
+        description="The model tag that produced an embedding (`model` in /embed answers); "
+        "embeddings of different tags are refused with MODEL_MISMATCH.",
+        examples=["buffalo_sc/w600k_mbf@5e4b4c5a"],
+    ),
+]
+ReferenceId = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=MAX_ID_LENGTH),
+    Field(description="The caller's identifier for this embedding (returned as is).", examples=["user_001"]),
+]
+IMAGE_DESCRIPTION = (
+    "The photo as a data URI (`data:image/jpeg;base64,...`) or bare base64 of the file's bytes "
+    "(not a URL or a file path). JPEG, PNG, WebP or BMP; EXIF orientation is applied."
+)
+# A real 1x1 JPEG: the schema's example decodes (and gets NO_FACE_DETECTED, not INVALID_IMAGE).
+IMAGE_EXAMPLE = (
+    "data:image/jpeg;base64,/9j/4AAQSkZJRgABAQAAAQABAAD/2wBDAAgGBgcGBQgHBwcJCQgKDBQNDAsLDBkSEw8UHRofHh0aHBwgJC4nICIs"
+    "IxwcKDcpLDAxNDQ0Hyc5PTgyPC4zNDL/wAALCAABAAEBAREA/8QAFAABAAAAAAAAAAAAAAAAAAAACf/EABQQAQAAAAAAAAAAAAAAAAAAAAD/2gAI"
+    "AQEAAD8AKp//2Q=="
+)
 
 
-class EmbedRequest(BaseModel):
+class FaceRequestOptions(BaseModel):
+    """Options of every request that embeds a photo."""
+
     model_config = ConfigDict(extra="ignore")
-    image: str = Field(
-        description="The photo as a data URI (`data:image/jpeg;base64,...`) or bare base64. "
-        "JPEG, PNG, WebP or BMP; EXIF orientation is applied.",
-        examples=["data:image/jpeg;base64,/9j/4AAQSkZJRgABAQEA..."],
+
+    face_selection: FaceSelection = Field(
+        default=FaceSelection.SINGLE,
+        description="`single` (default): exactly one face, else MULTIPLE_FACES_DETECTED. `largest`: the "
+        "biggest face. `all`: every face, answered as `faces` (largest first).",
     )
+    max_faces: int | None = Field(
+        default=None, ge=1, le=MAX_FACES, description="With `all`: at most this many."
+    )
+    min_face_size: int = Field(
+        default=0, ge=0, le=10_000, description="Ignore faces smaller than this (pixels)."
+    )
+    detection_threshold: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description="Detector score a face needs (default: DETECTION_THRESHOLD).",
+    )
+    include: list[Include] = Field(
+        default_factory=list, description="Optional blocks: `quality`, `bbox`, `landmarks`.", max_length=3
+    )
+    min_quality: Literal["acceptable", "good"] | None = Field(
+        default=None,
+        description="Refuse a face whose quality verdict is below this with LOW_QUALITY (422), naming the reasons.",
+    )
+    embedding_format: EmbeddingFormat = Field(
+        default=EmbeddingFormat.FLOAT, description="`float` (a list) or `base64` (little-endian float32)."
+    )
+    aligned: bool = Field(
+        default=False,
+        description="The image is a 112x112 face crop already aligned the ArcFace way: no detection.",
+    )
+
+
+class EmbedRequest(FaceRequestOptions):
+    image: str = Field(description=IMAGE_DESCRIPTION, examples=[IMAGE_EXAMPLE])
+
+
+class QualityBlock(BaseModel):
+    score: float = Field(description="0 to 1; geometric mean of the measures' sub-scores.")
+    verdict: Literal["good", "acceptable", "poor"]
+    reasons: list[str] = Field(
+        description="Stable codes: face_too_small, pose_yaw, pose_pitch, pose_roll, blurry, too_dark, too_bright, "
+        "low_contrast, low_detection_score, face_cut_off, low_recognisability."
+    )
+    interocular_px: float
+    yaw: float
+    pitch: float
+    roll: float
+    sharpness: float
+    brightness: float
+    contrast: float
+    visible_fraction: float
+    edge_margin: float
+    embedding_norm: float
+
+
+class FaceResult(BaseModel):
+    embedding: list[float] | str
+    detection_score: float
+    bbox: list[float] | None = Field(default=None, description="x1, y1, x2, y2 in image pixels.")
+    landmarks: list[list[float]] | None = Field(
+        default=None, description="Five points: eyes, nose tip, mouth corners (image pixels)."
+    )
+    quality: QualityBlock | None = None
 
 
 class EmbedResponse(BaseModel):
-    embedding: list[float] = Field(description="512 floats, unit L2 norm.")
-    face_detected: bool = Field(description="Always true on success: exactly one face was found.")
-    detection_score: float = Field(description="The detector's confidence for the face, 0 to 1.")
+    embedding: list[float] | str | None = Field(
+        default=None, description="512 floats, unit L2 norm (or base64 with embedding_format=base64)."
+    )
+    face_detected: bool | None = Field(default=None, description="True on success: the face was found.")
+    detection_score: float | None = Field(default=None, description="The detector's confidence, 0 to 1.")
+    model: str = Field(description="The model tag of the embedding: compare only embeddings of one tag.")
+    bbox: list[float] | None = None
+    landmarks: list[list[float]] | None = None
+    quality: QualityBlock | None = None
+    faces: list[FaceResult] | None = Field(default=None, description="With face_selection `all`.")
+    face_count: int | None = None
+    faces_left_out: int | None = Field(default=None, description="Faces below min_quality (selection `all`).")
 
 
 class ReferenceEmbedding(BaseModel):
-    id: Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)] = Field(
-        description="The caller's identifier for this embedding (returned as is)."
-    )
+    model_config = ConfigDict(extra="ignore")
+
+    id: ReferenceId
     embedding: Embedding
+    model: ModelTag | None = None
 
 
 class CompareRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
     query_embedding: Embedding
     reference_embeddings: list[ReferenceEmbedding] = Field(
         min_length=1, max_length=MAX_REFERENCES, description="One or more references, each with an id."
     )
     distance_metric: DistanceMetric = Field(
         default=DistanceMetric.COSINE, description="`cosine` (default) or `euclidean`."
+    )
+    query_model: ModelTag | None = None
+    group_by_id: bool = Field(
+        default=False,
+        description="One match per id, scored by its best reference (several enrolment photos of one person).",
     )
 
 
@@ -56,21 +169,73 @@ class Match(BaseModel):
         "L2-normalised vectors, 0 to 2. Smaller is more alike."
     )
     similarity: float = Field(
-        description="cos(angle) between the L2-normalised vectors, -1 to 1, for both "
-        "metrics; larger is more alike."
+        description="cos(angle) between the L2-normalised vectors, -1 to 1, for both metrics; larger is more alike."
     )
+    templates: int | None = Field(default=None, description="With group_by_id: references of this id.")
 
 
 class CompareResponse(BaseModel):
-    matches: list[Match] = Field(description="Every reference, best match first.")
+    matches: list[Match] = Field(description="Every reference (or id), best match first.")
     best_match: Match
     distance_metric: DistanceMetric
+
+
+class VerifyRequest(FaceRequestOptions):
+    image: str | None = Field(default=None, description=IMAGE_DESCRIPTION + " Give `image` or `embedding`.")
+    embedding: Embedding | None = Field(
+        default=None, description="The probe as an embedding instead of a photo."
+    )
+    model: ModelTag | None = Field(
+        default=None, description="Model tag of `embedding` (an image's is known)."
+    )
+    references: list[ReferenceEmbedding] = Field(
+        min_length=1,
+        max_length=MAX_REFERENCES,
+        description="Enrolled templates; several may share an id (a person's score is their best template).",
+    )
+    threshold: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Similarity needed for a match (overrides operating_point).",
+    )
+    operating_point: OperatingPoint | None = Field(
+        default=None, description="`strict`, `balanced` or `lenient` (default: the OPERATING_POINT setting)."
+    )
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> VerifyRequest:
+        if (self.image is None) == (self.embedding is None):
+            raise ValueError("give exactly one of image or embedding")
+        return self
+
+
+class ScoredId(BaseModel):
+    id: str
+    similarity: float
+
+
+class VerifyResponse(BaseModel):
+    match: bool = Field(description="similarity >= threshold.")
+    similarity: float = Field(description="Cosine similarity of the best person (their best template).")
+    threshold: float
+    operating_point: str = Field(
+        description="`strict`, `balanced`, `lenient`, or `custom` (a given threshold)."
+    )
+    best_match: ScoredId
+    runner_up: ScoredId | None = Field(description="The best other id, or null with one id.")
+    margin: float | None = Field(description="best_match - runner_up similarity; null with one id.")
+    ambiguous: bool = Field(description="A match whose runner-up is within 0.1 similarity (see the README).")
+    model: str | None
+    detection_score: float | None = None
+    quality: QualityBlock | None = None
 
 
 class HealthResponse(BaseModel):
     status: str = Field(description="`healthy` when the model is loaded, else `unhealthy`.")
     model_loaded: bool
     model_name: str
+    detail: str | None = Field(default=None, description="Why the model is not loaded.")
 
 
 class ModelInfoResponse(BaseModel):
@@ -78,9 +243,18 @@ class ModelInfoResponse(BaseModel):
     embedding_size: int
     backend: str
     device: str
+    model: str = Field(description="The tag every embedding of this model carries.")
+    thresholds: dict[str, float] = Field(description="Similarity threshold of each operating point.")
+    default_operating_point: str
+    ambiguity_margin: float
 
 
 class ErrorResponse(BaseModel):
     error: str
     error_code: str
     detail: str | None = None
+
+
+def options_of(body: FaceRequestOptions) -> dict[str, Any]:
+    """The face options of a request, as keyword arguments of EmbedOptions' parts."""
+    return body.model_dump(exclude={"image", "embedding", "references", "model"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,11 @@ Span = Callable[[str], contextlib.AbstractContextManager[object]]
 
 def _no_span(_name: str) -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext()
+
+
+def _last_part(match: re.Match[str]) -> str:
+    parts = [p for p in re.split(r"[/\\]", match.group(0)) if p]
+    return f".../{parts[-1]}" if parts else match.group(0)
 
 
 class FaceSelection(StrEnum):
@@ -251,6 +257,13 @@ class ModelState:
 
     engine: FaceEngine | None
     error: str | None = None
+
+    @property
+    def public_error(self) -> str | None:
+        """The reason without the server's folder names (for unauthenticated callers)."""
+        if self.error is None:
+            return None
+        return re.sub(r"(?:[A-Za-z]:)?(?:[/\\][^\s'\"(),/\\]+)+[/\\]?", _last_part, self.error)
 
 
 def load_model(settings: Settings, span: Span = _no_span, warm_up: bool = True) -> ModelState:

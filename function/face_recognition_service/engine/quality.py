@@ -71,8 +71,11 @@ BARS: dict[str, Bar] = {
     "brightness_high": Bar("too_bright", acceptable=200.0, poor=225.0, higher_is_better=False),
     "contrast": Bar("low_contrast", acceptable=25.0, poor=12.0),
     "detection_score": Bar("low_detection_score", acceptable=0.65, poor=0.55),
-    # Share of the face box inside the image.
+    # Share of the face box inside the image, and how far the five landmarks are
+    # from the image's edges (in eye distances): a face cut at the nose has a
+    # box the detector fits to the visible half, but its nose on the edge.
     "visible_fraction": Bar("face_cut_off", acceptable=0.95, poor=0.8),
+    "edge_margin": Bar("face_cut_off", acceptable=0.3, poor=0.1),
     # The recogniser's raw embedding norm (w600k models: ~20+ for clear faces).
     "embedding_norm": Bar("low_recognisability", acceptable=15.0, poor=10.0),
 }
@@ -133,11 +136,20 @@ def assess(
     contrast = float(centre.std())
     # Laplacian variance grows with the square of contrast: rescale it to a
     # contrast of 50 so that a dark or flat but sharp face does not read as blurred.
-    laplacian = float(cv2.Laplacian(grey[16:112, 16:96], cv2.CV_64F).var())
+    # Only over pixels that came from the image: where the face runs off the
+    # photo, the crop has a black border whose edge is not detail.
+    region = grey[16:112, 16:96]
+    inside = cv2.erode((region > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    lap = cv2.Laplacian(region, cv2.CV_64F)
+    laplacian = float(lap[inside].var()) if inside.sum() > 100 else 0.0
     sharpness = laplacian * (50.0 / max(contrast, 5.0)) ** 2
     x1, y1, x2, y2 = (float(v) for v in box)
     area = max((x2 - x1) * (y2 - y1), 1e-6)
-    inside = max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))
+    visible = max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))
+    margins = np.concatenate(
+        [landmarks[:, 0], width - landmarks[:, 0], landmarks[:, 1], height - landmarks[:, 1]]
+    )
+    edge_margin = float(max(0.0, margins.min()) / max(iod, 1e-6))
     values = {
         "interocular_px": iod,
         "yaw": abs(yaw),
@@ -148,7 +160,8 @@ def assess(
         "brightness_high": brightness,
         "contrast": contrast,
         "detection_score": detection_score,
-        "visible_fraction": min(1.0, inside / area),
+        "visible_fraction": min(1.0, visible / area),
+        "edge_margin": edge_margin,
         "embedding_norm": embedding_norm,
     }
     verdict = Verdict.GOOD
@@ -157,7 +170,7 @@ def assess(
     for key, value in values.items():
         bar = BARS[key]
         level = bar.level(value)
-        if level is not Verdict.GOOD:
+        if level is not Verdict.GOOD and bar.reason not in reasons:
             reasons.append(bar.reason)
             verdict = min(verdict, level, key=lambda v: v.rank)
         log_sum += math.log(max(bar.sub_score(value), 1e-9))
@@ -171,6 +184,7 @@ def assess(
         "brightness": round(brightness, 1),
         "contrast": round(contrast, 1),
         "visible_fraction": round(values["visible_fraction"], 3),
+        "edge_margin": round(edge_margin, 2),
         "embedding_norm": round(embedding_norm, 2),
     }
     return Quality(round(score, 4), verdict, reasons, measures)

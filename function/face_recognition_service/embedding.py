@@ -1,0 +1,123 @@
+"""An embed request's work, independent of its transport (HTTP, batch, queue):
+image bytes and options in, the answer's fields out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from .config import Settings
+from .engine import FaceEmbedding, FaceEngine, FaceOptions, FaceSelection, Verdict
+from .errors import ErrorCode, ServiceError
+from .imaging import decode_image
+from .matching import encode_embedding
+
+
+class Include(StrEnum):
+    """Optional blocks of an embed answer."""
+
+    QUALITY = "quality"
+    BBOX = "bbox"
+    LANDMARKS = "landmarks"
+
+
+class EmbeddingFormat(StrEnum):
+    FLOAT = "float"  # a JSON list of 512 floats
+    BASE64 = "base64"  # little-endian float32 bytes in base64 (~1/4 of the text)
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    faces: FaceOptions = field(default_factory=FaceOptions)
+    include: frozenset[Include] = frozenset()
+    min_quality: Verdict | None = None
+    embedding_format: EmbeddingFormat = EmbeddingFormat.FLOAT
+    aligned: bool = False
+
+    @property
+    def needs_quality(self) -> bool:
+        return Include.QUALITY in self.include or self.min_quality is not None
+
+
+def find_faces(
+    data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions
+) -> tuple[list[FaceEmbedding], int]:
+    """Decode, detect, select and embed, then apply min_quality: the faces kept,
+    and how many there were before it. One face below min_quality (or, with
+    selection ``all``, every face below it) is LOW_QUALITY."""
+    image = decode_image(data, settings.max_image_pixels, settings.decode_budget_bytes)
+    if options.aligned:
+        faces = engine.embed_aligned([image], quality=options.needs_quality)
+    else:
+        face_options = FaceOptions(
+            selection=options.faces.selection,
+            max_faces=options.faces.max_faces,
+            min_face_size=options.faces.min_face_size,
+            detection_threshold=options.faces.detection_threshold,
+            quality=options.needs_quality,
+        )
+        faces = engine.embed_faces(image, face_options)
+    if options.min_quality is None:
+        return faces, len(faces)
+    bar = options.min_quality
+    kept = [f for f in faces if f.quality is not None and f.quality.verdict.rank >= bar.rank]
+    if not kept:
+        worst = faces[0].quality
+        assert worst is not None
+        raise ServiceError(
+            ErrorCode.LOW_QUALITY,
+            "The face is not good enough for the quality asked for.",
+            f"Quality is {worst.verdict.value} (score {worst.score}), min_quality is {bar.value}; "
+            f"reasons: {', '.join(worst.reasons) or 'none'}.",
+            faces=len(faces),
+        )
+    return kept, len(faces)
+
+
+def _vector(vector: np.ndarray, fmt: EmbeddingFormat) -> Any:
+    return encode_embedding(vector) if fmt is EmbeddingFormat.BASE64 else vector
+
+
+def face_fields(
+    face: FaceEmbedding, options: EmbedOptions, *, always_geometry: bool = False
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "embedding": _vector(face.embedding, options.embedding_format),
+        "detection_score": round(face.detection_score, 6),
+    }
+    if always_geometry or Include.BBOX in options.include:
+        out["bbox"] = [round(float(v), 1) for v in face.box]
+    if (always_geometry or Include.LANDMARKS in options.include) and face.landmarks is not None:
+        out["landmarks"] = [[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks]
+    if Include.QUALITY in options.include and face.quality is not None:
+        out["quality"] = face.quality.as_dict()
+    return out
+
+
+def render(faces: list[FaceEmbedding], options: EmbedOptions, model_tag: str, found: int) -> dict[str, Any]:
+    """The /embed answer: the seed's single-face shape, or ``faces`` for selection ``all``."""
+    if options.faces.selection is FaceSelection.ALL and not options.aligned:
+        out: dict[str, Any] = {
+            "faces": [face_fields(f, options, always_geometry=True) for f in faces],
+            "face_count": len(faces),
+            "model": model_tag,
+        }
+        if found != len(faces):
+            out["faces_left_out"] = found - len(faces)
+        return out
+    face = faces[0]
+    return {
+        "embedding": _vector(face.embedding, options.embedding_format),
+        "face_detected": True,
+        "detection_score": round(face.detection_score, 6),
+        "model": model_tag,
+        **{k: v for k, v in face_fields(face, options).items() if k not in ("embedding", "detection_score")},
+    }
+
+
+def embed_bytes(data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions) -> dict[str, Any]:
+    faces, found = find_faces(data, engine, settings, options)
+    return render(faces, options, engine.model_tag, found=found)
