@@ -136,7 +136,14 @@ def plot(genuine: np.ndarray, impostor: np.ndarray, points: dict[str, float], mo
     for row, (name, value) in enumerate(sorted(points.items(), key=lambda item: item[1])):
         colour = colours.get(name, "black")
         ax.axvline(value, color=colour, linestyle="--", linewidth=1.4)
-        ax.text(value + 0.008, top * (0.97 - 0.09 * row), f"{name} {value:.2f}", color=colour, fontsize=8, va="top")
+        ax.text(
+            value + 0.008,
+            top * (0.97 - 0.09 * row),
+            f"{name} {value:.2f}",
+            color=colour,
+            fontsize=8,
+            va="top",
+        )
     ax.axvline(0.6, color="grey", linestyle=":", linewidth=1.2)
     ax.text(0.605, ax.get_ylim()[1] * 0.55, "old example\n(distance < 0.4)", color="grey", fontsize=8)
     ax.set_xlabel("cosine similarity of the two embeddings")
