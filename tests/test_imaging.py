@@ -125,3 +125,34 @@ def test_transparent_areas_become_white() -> None:
     assert image.shape == (20, 20, 3)
     assert tuple(image[5, 5]) == (0, 0, 255)
     assert tuple(image[5, 15]) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_opencv(orientation: int) -> None:
+    from .helpers import with_exif_orientation
+
+    jpeg = with_exif_orientation(read("obama_small.jpg"), orientation)
+    ours = decode_image(jpeg, 40_000_000)
+    reference = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert reference is not None and ours.shape == reference.shape
+    assert np.abs(ours.astype(int) - reference.astype(int)).mean() < 1.0
+
+
+def test_corrupt_jpeg_is_refused_not_decoded() -> None:
+    data = bytearray(read("obama_3.jpg"))
+    middle = len(data) // 2
+    data[middle : middle + 1024] = np.random.default_rng(0).integers(0, 255, 1024, dtype=np.uint8).tobytes()
+    assert code_of(decode_image, bytes(data), 40_000_000) is ErrorCode.INVALID_IMAGE
+
+
+def test_truncated_jpeg_is_refused() -> None:
+    data = read("obama_3.jpg")
+    assert code_of(decode_image, data[: len(data) // 2], 40_000_000) is ErrorCode.INVALID_IMAGE
+
+
+def test_tiny_jpeg_declaring_a_huge_frame_is_refused() -> None:
+    # 629 bytes declaring 6000x6000: decoded (to grey) and then refused before;
+    # the strict decoder stops at the first missing data (~0.05 s here).
+    ok, buf = cv2.imencode(".jpg", np.full((6000, 6000, 3), 120, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])
+    assert ok
+    assert code_of(decode_image, buf.tobytes()[:629], 40_000_000) is ErrorCode.INVALID_IMAGE

@@ -28,6 +28,16 @@ class ErrorCode(StrEnum):
     UNAUTHORIZED = "UNAUTHORIZED"
     NOT_FOUND = "NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    # The request itself could not be read (a malformed Lambda event, a header
+    # or body the HTTP layer refuses).
+    INVALID_REQUEST = "INVALID_REQUEST"
+    # The body's Content-Type is not one the route takes.
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    # The request body is over the route's size limit (an image over
+    # MAX_IMAGE_SIZE is IMAGE_TOO_LARGE).
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    # Every worker is busy and the short queue is full: retry after Retry-After seconds.
+    SERVICE_BUSY = "SERVICE_BUSY"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -49,6 +59,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.INVALID_REQUEST: 400,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.SERVICE_BUSY: 503,
 }
 
 

@@ -20,6 +20,7 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(2**27))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import simplejpeg  # noqa: E402
 
 from .errors import ErrorCode, ServiceError  # noqa: E402
 
@@ -38,6 +39,8 @@ class ImageInfo:
     height: int
     has_alpha: bool
     sixteen_bit: bool = False
+    orientation: int = 1  # EXIF orientation (JPEG), 1 = upright
+    components: int = 3  # JPEG colour components (4: CMYK/YCCK)
 
     @property
     def decoded_bytes(self) -> int:
@@ -148,6 +151,7 @@ _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0
 
 def _probe_jpeg(data: bytes) -> ImageInfo:
     pos, end = 2, len(data)
+    orientation = 1
     while pos + 4 <= end:
         if data[pos] != 0xFF:
             break
@@ -161,13 +165,56 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
         if marker in (0xD9, 0xDA):  # end of image / start of scan before any frame header
             break
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        if marker == 0xE1 and data[pos + 4 : pos + 10] == b"Exif\x00\x00":
+            orientation = _exif_orientation(data[pos + 10 : pos + 2 + length]) or orientation
         if marker in _JPEG_SOF:
-            if pos + 9 > end:
+            if pos + 10 > end:
                 break
             height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
-            return _checked(ImageFormat.JPEG, width, height, False)
+            info = _checked(ImageFormat.JPEG, width, height, False)
+            return ImageInfo(info.format, info.width, info.height, False, False, orientation, data[pos + 9])
         pos += 2 + length
     raise _invalid("The JPEG data is truncated or corrupt.")
+
+
+def _exif_orientation(tiff: bytes) -> int | None:
+    """The Orientation tag (0x0112) of IFD0 in an EXIF TIFF block, if valid."""
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        return None
+    order = "<" if tiff[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(order + "I", tiff[4:8])
+    if ifd + 2 > len(tiff):
+        return None
+    (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+    for i in range(min(count, 256)):
+        entry = ifd + 2 + 12 * i
+        if entry + 12 > len(tiff):
+            return None
+        tag, kind = struct.unpack(order + "HH", tiff[entry : entry + 4])
+        if tag == 0x0112 and kind == 3:  # SHORT
+            (value,) = struct.unpack(order + "H", tiff[entry + 8 : entry + 10])
+            return value if 1 <= value <= 8 else None
+    return None
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn decoded pixels upright, as EXIF orientation 1-8 says (what OpenCV's
+    IMREAD_COLOR does for the formats it decodes itself)."""
+    if orientation == 2:
+        return cv2.flip(image, 1)
+    if orientation == 3:
+        return cv2.rotate(image, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(image, 0)
+    if orientation == 5:
+        return cv2.transpose(image)
+    if orientation == 6:
+        return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.rotate(cv2.transpose(image), cv2.ROTATE_180)
+    if orientation == 8:
+        return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return image
 
 
 def _probe_png(data: bytes) -> ImageInfo:
@@ -248,6 +295,8 @@ def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int = DEFAULT_
             f"{' at 16 bits' if info.sixteen_bit else ''} decodes to {info.decoded_bytes // 2**20} MiB; "
             f"the limit is {max_decoded_bytes // 2**20} MiB (send it as an 8-bit image without alpha, or smaller).",
         )
+    if info.format is ImageFormat.JPEG and info.components in (1, 3):
+        return _decode_jpeg(data, info)
     buffer = np.frombuffer(data, dtype=np.uint8)
     # IMREAD_COLOR applies EXIF orientation and converts 16-bit, grey and palette
     # images to 8-bit BGR while decoding. Only images with an alpha channel need
@@ -261,6 +310,23 @@ def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int = DEFAULT_
     if image is None or image.size == 0:
         raise _invalid(f"The {info.format.name} data could not be decoded.")
     return _to_bgr8(image)
+
+
+def _decode_jpeg(data: bytes, info: ImageInfo) -> np.ndarray:
+    """libjpeg-turbo through simplejpeg, strictly: corrupt or truncated data is
+    refused (INVALID_IMAGE) instead of decoding to grey or garbage, and libjpeg's
+    warnings never reach stderr (they would be non-JSON lines in the logs)."""
+    try:
+        image = simplejpeg.decode_jpeg(data, colorspace="BGR", fastdct=False, fastupsample=False, strict=True)
+    except ValueError as exc:
+        raise _invalid(f"The JPEG data is corrupt or truncated ({_jpeg_problem(exc)}).") from None
+    return apply_orientation(image, info.orientation)
+
+
+def _jpeg_problem(exc: ValueError) -> str:
+    # libjpeg's messages name a defect, never the data ("Premature end of JPEG file").
+    text = str(exc).split(":")[0].strip()
+    return text[:80] or "decoder error"
 
 
 def _to_8bit(block: np.ndarray) -> np.ndarray:

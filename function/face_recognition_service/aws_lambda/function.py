@@ -5,6 +5,9 @@ those live in ``handler``, the one module Lambda imports."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ from mangum import Mangum
 from ..api import create_app
 from ..config import Settings
 from ..engine import ModelState, load_model
+from ..errors import ErrorCode, ServiceError
 from .observability import PowertoolsObserver, logger, metrics, span, traced
 from .sources import api_key_source, fetch_model_from_s3
 from .warmup import warm_up_requests
@@ -34,6 +38,32 @@ def load(settings: Settings) -> ModelState:
             return ModelState(None, f"model download from {settings.model_s3_uri} failed: {exc}")
         settings = settings.model_copy(update={"model_dir": local})
     return load_model(settings, span=span)
+
+
+def malformed(event: dict[str, Any]) -> str | None:
+    """Why an HTTP-shaped event cannot be a request, for what Mangum would not
+    refuse itself (a body that is not a string, a base64 body that is not base64)."""
+    body = event.get("body")
+    if body is not None and not isinstance(body, str):
+        return "the event's body is not a string"
+    if event.get("isBase64Encoded") and body:
+        try:
+            base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            return "the event's body is marked base64 but is not base64"
+    return None
+
+
+def bad_event(reason: str, context: Any) -> dict[str, Any]:
+    """A 400 in the error shape for an event that is not a readable request."""
+    logger.warning("malformed event", extra={"reason": reason, "request_id": getattr(context, "aws_request_id", None)})
+    error = ServiceError(ErrorCode.INVALID_REQUEST, "The request could not be read.", reason)
+    return {
+        "statusCode": error.status,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps(error.to_dict()),
+        "isBase64Encoded": False,
+    }
 
 
 def is_http_event(event: Any) -> bool:
@@ -63,7 +93,13 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
     @metrics.log_metrics(capture_cold_start_metric=True)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if is_http_event(event):
-            response: dict[str, Any] = asgi(event, context)  # type: ignore[arg-type]  # two context protocols
+            reason = malformed(event)
+            if reason is not None:
+                return bad_event(reason, context)
+            try:
+                response: dict[str, Any] = asgi(event, context)  # type: ignore[arg-type]  # two context protocols
+            except Exception as exc:  # the app answers every request; this is Mangum refusing the event
+                return bad_event(f"the event is not an API Gateway or ALB request ({type(exc).__name__})", context)
             return response
         # A warm-up ping or a scheduled event: answer, do not crash in Mangum.
         loaded = model.engine is not None
