@@ -45,6 +45,18 @@ class Settings(BaseSettings):
     host: str = "0.0.0.0"
     port: int = 8000
     workers: int = Field(default=1, ge=1)
+    # Connections one worker keeps open at most (beyond: 503 from uvicorn), and
+    # how long an idle keep-alive connection or a slow request body may take.
+    max_connections: int = Field(default=256, ge=1)
+    keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    body_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+
+    # Work in flight: requests that run the model (embed, verify, batch) at once
+    # per process (0: one per CPU, at least 2), and how many more may wait for a
+    # turn (for at most QUEUE_TIMEOUT_SECONDS) before SERVICE_BUSY (503, Retry-After).
+    max_in_flight: int = Field(default=0, ge=0)
+    max_queued: int = Field(default=8, ge=0)
+    queue_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     # Decisions: the operating point /verify uses when a request names none
     # (strict, balanced, lenient: README "Thresholds").
@@ -88,6 +100,15 @@ class Settings(BaseSettings):
     cors_enabled: bool = True
     cors_origins: Annotated[list[str], NoDecode] = ["*"]
 
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _empty_key_is_no_key(cls, value: object) -> object:
+        # API_KEY= (set but empty) means "no key", as for every other unset
+        # setting; an empty key would otherwise lock every route with 401.
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _upper_level(cls, value: str) -> str:
@@ -130,13 +151,19 @@ class Settings(BaseSettings):
         return budget * 2**20
 
     @property
+    def in_flight_limit(self) -> int:
+        return self.max_in_flight or max(2, self.threads if not self.ort_threads else _cpus())
+
+    @property
     def threads(self) -> int:
-        if self.ort_threads:
-            return self.ort_threads
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # not Linux
-            return os.cpu_count() or 1
+        return self.ort_threads or _cpus()
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=1)

@@ -6,22 +6,64 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.datastructures import Headers
+from starlette.responses import Response
 
 from .. import __version__
 from ..config import Settings
 from ..engine import ModelState, load_model
+from ..errors import ErrorCode, ServiceError
+from .admission import Admission
 from .error_handlers import install_error_handlers
-from .middleware import RequestContextMiddleware
+from .middleware import BodyLimit, RequestContextMiddleware
 from .observe import LogObserver, RequestObserver
+from .responses import ORJSONResponse
 from .routes import router
 
-# JSON around the image: base64 grows data by 4/3; the rest is field names and
-# quotes. Large enough for a compare request of a few thousand references.
+# JSON around the image: base64 grows data by 4/3; the rest is field names,
+# quotes and options.
 _JSON_OVERHEAD = 64 * 1024
+# /compare and /verify: 10,000 references (the schema's limit) as base64
+# embeddings are ~28 MB; as full-precision float lists 32 MiB hold ~2,800.
+EMBEDDINGS_BODY_LIMIT = 32 * 1024 * 1024
 
 
 def max_body_bytes(settings: Settings) -> int:
+    """The /embed body limit: one image of MAX_IMAGE_SIZE bytes as base64, in JSON."""
     return (settings.max_image_size + 2) // 3 * 4 + _JSON_OVERHEAD
+
+
+def body_limits(settings: Settings) -> dict[str, BodyLimit]:
+    """Body size limit of each route that takes a body, and the code a body over
+    it gets (README "Limits"): on /embed the only large thing is the image."""
+    return {
+        "/api/v1/embed": BodyLimit(
+            max_body_bytes(settings),
+            ErrorCode.IMAGE_TOO_LARGE,
+            f"Maximum image size is {settings.max_image_size} bytes (after base64 decoding); "
+            f"the request body may be at most {max_body_bytes(settings)} bytes.",
+        ),
+        "/api/v1/compare": BodyLimit(EMBEDDINGS_BODY_LIMIT, ErrorCode.PAYLOAD_TOO_LARGE),
+        "/api/v1/verify": BodyLimit(
+            EMBEDDINGS_BODY_LIMIT + max_body_bytes(settings), ErrorCode.PAYLOAD_TOO_LARGE
+        ),
+    }
+
+
+class JSONErrorCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS middleware, with a refused preflight answered in the
+    service's error shape instead of plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        reason = bytes(response.body).decode("utf-8", "replace")
+        error = ServiceError(ErrorCode.INVALID_REQUEST, "The CORS preflight request was refused.", reason)
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")
+        }
+        return ORJSONResponse(error.to_dict(), status_code=response.status_code, headers=headers)
 
 
 def create_app(
@@ -52,15 +94,18 @@ def create_app(
     install_error_handlers(app)
     if settings.cors_enabled:
         app.add_middleware(
-            CORSMiddleware,
+            JSONErrorCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST"],
             allow_headers=["*"],
             expose_headers=["x-request-id"],
         )
+    limits = body_limits(settings)
     app.add_middleware(
         RequestContextMiddleware,
-        max_body_bytes=max(max_body_bytes(settings), 16 * 1024 * 1024),
+        body_limit=limits.get,
         observer=observer or LogObserver(),
+        admission=Admission(settings.in_flight_limit, settings.max_queued, settings.queue_timeout_seconds),
+        body_timeout_s=settings.body_timeout_seconds,
     )
     return app

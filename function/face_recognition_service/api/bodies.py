@@ -9,8 +9,26 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ErrorCode, ServiceError
+from .compare_parser import duplicate_key
 
 Body = TypeVar("Body", bound=BaseModel)
+
+
+def require_json(request: Request) -> None:
+    """JSON routes take JSON: a body sent as text/plain or as a form is refused,
+    so a web page cannot post to the service without a CORS preflight. A body
+    without a Content-Type is read as JSON."""
+    content_type = request.headers.get("content-type")
+    if content_type is None:
+        return
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/") and media.endswith("+json")):
+        return
+    raise ServiceError(
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        "The request body must be JSON.",
+        f"Send Content-Type: application/json (got {media[:60]!r}).",
+    )
 
 
 async def parse_body(request: Request, model: type[Body], code: ErrorCode) -> Body:
@@ -21,11 +39,20 @@ async def parse_body(request: Request, model: type[Body], code: ErrorCode) -> Bo
     18 ms here. A body that fails validation is a ServiceError with the route's
     own ``code`` (what its body carries: an image, embeddings) and status 422.
     """
+    require_json(request)
     return validate_json(await request.body(), model, code)
 
 
 def validate_json(raw: bytes, model: type[Body], code: ErrorCode) -> Body:
     """``parse_body`` for bytes already read (for example, in a worker thread)."""
+    duplicate = duplicate_key(raw)
+    if duplicate is not None:
+        raise ServiceError(
+            code,
+            "The request is not valid.",
+            f"the key {duplicate[:40]!r} appears twice in one object; send each key once",
+            status=422,
+        )
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:

@@ -58,8 +58,52 @@ def parse_compare(body: bytes) -> CompareArrays | None:
             return None
 
 
+def duplicate_key(body: bytes) -> str | None:
+    """The first key that appears twice in one JSON object of ``body`` (None when
+    there is none, or when the body is not JSON: pydantic reports that).
+
+    Duplicate keys are refused on both parse paths: otherwise the fast path
+    would read the first value and pydantic the last."""
+    global _parser
+    with _parser_lock:
+        try:
+            try:
+                doc = _parser.parse(body)
+            except RuntimeError:
+                _parser = simdjson.Parser()
+                doc = _parser.parse(body)
+            return _first_duplicate(doc, depth=0)
+        except (ValueError, TypeError, RuntimeError, KeyError):
+            return None
+
+
+def _first_duplicate(value: object, depth: int) -> str | None:
+    if depth > 4:
+        return None
+    if isinstance(value, simdjson.Object):
+        keys = list(value.keys())
+        if len(keys) != len(set(keys)):
+            seen: set[str] = set()
+            return next(k for k in keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        for key in keys:
+            found = _first_duplicate(value[key], depth + 1)
+            if found is not None:
+                return found
+    elif (
+        isinstance(value, simdjson.Array)
+        and len(value)
+        and isinstance(value[0], (simdjson.Object, simdjson.Array))
+    ):
+        # Arrays of numbers (embeddings) are skipped whole: only objects have keys.
+        for item in value:
+            found = _first_duplicate(item, depth + 1)
+            if found is not None:
+                return found
+    return None
+
+
 def _arrays(doc: object, body: bytes) -> CompareArrays | None:
-    if not isinstance(doc, simdjson.Object):
+    if not isinstance(doc, simdjson.Object) or _first_duplicate(doc, depth=0) is not None:
         return None
     metric_value = doc.get("distance_metric", "cosine")
     if metric_value not in ("cosine", "euclidean"):

@@ -10,14 +10,16 @@ from ..errors import ErrorCode, ServiceError
 from .bodies import describe_errors
 from .responses import ORJSONResponse
 
-_HTTP_CODE = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.IMAGE_TOO_LARGE}
+_HTTP_CODE = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.PAYLOAD_TOO_LARGE}
 
 
-def error_response(request: Request, error: ServiceError, status: int | None = None) -> ORJSONResponse:
+def error_response(
+    request: Request, error: ServiceError, status: int | None = None, headers: dict[str, str] | None = None
+) -> ORJSONResponse:
     request.state.error_code = error.code.value
     if error.faces is not None:
         request.state.faces = error.faces
-    return ORJSONResponse(error.to_dict(), status_code=status or error.status)
+    return ORJSONResponse(error.to_dict(), status_code=status or error.status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -41,4 +43,5 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
         code = _HTTP_CODE.get(exc.status_code, ErrorCode.PROCESSING_ERROR)
         error = ServiceError(code, str(exc.detail) if exc.detail else "Request failed.")
-        return error_response(request, error, status=exc.status_code)
+        # Keep the router's own headers: Allow on 405.
+        return error_response(request, error, status=exc.status_code, headers=dict(exc.headers or {}))

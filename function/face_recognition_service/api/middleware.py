@@ -7,15 +7,19 @@ request that carries megabytes of base64.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from ..errors import ErrorCode, ServiceError
+from .admission import Admission, Busy
 from .observe import RequestObserver, RequestRecord
 
 logger = logging.getLogger(__name__)
@@ -27,11 +31,42 @@ class _BodyTooLarge(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class BodyLimit:
+    bytes: int
+    code: ErrorCode
+    detail: str = ""
+
+
+class _BodyTimeout(Exception):
+    pass
+
+
+# Routes that run the model: admitted through Admission. Everything else (health,
+# model-info, compare) answers from the event loop or a thread without waiting.
+MODEL_ROUTES = frozenset({"/api/v1/embed", "/api/v1/verify", "/api/v1/embed/batch"})
+# A refused request's body is read (and dropped) up to this much before the
+# answer, so that an ordinary client, still sending, reads the JSON error
+# instead of a connection reset.
+_DRAIN_BYTES = 64 * 1024 * 1024
+_DRAIN_SECONDS = 5.0
+
+
 class RequestContextMiddleware:
-    def __init__(self, app: Any, *, max_body_bytes: int, observer: RequestObserver) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        body_limit: Callable[[str], BodyLimit | None],
+        observer: RequestObserver,
+        admission: Admission | None = None,
+        body_timeout_s: float = 15.0,
+    ) -> None:
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.body_limit = body_limit
         self.observer = observer
+        self.admission = admission
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -45,20 +80,46 @@ class RequestContextMiddleware:
         status = 500
         response_started = False
         body_bytes = 0
+        body_done = scope.get("method") in ("GET", "HEAD", "OPTIONS") and b"content-length" not in headers
+        limit = self.body_limit(scope.get("path", ""))
 
         async def guarded_receive() -> dict[str, Any]:
-            nonlocal body_bytes
-            message: dict[str, Any] = await receive()
+            nonlocal body_bytes, body_done
+            try:
+                message: dict[str, Any] = await asyncio.wait_for(receive(), self.body_timeout_s)
+            except TimeoutError:
+                raise _BodyTimeout from None
             body_bytes += len(message.get("body", b""))
-            if body_bytes > self.max_body_bytes:
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            if limit is not None and body_bytes > limit.bytes:
                 raise _BodyTooLarge
             return message
+
+        async def drain() -> None:
+            # Read what the client is still sending, within bounds, and drop it.
+            nonlocal body_done
+            deadline = time.monotonic() + _DRAIN_SECONDS
+            drained = 0
+            while not body_done and drained < _DRAIN_BYTES:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                try:
+                    message = await asyncio.wait_for(receive(), remaining)
+                except TimeoutError:
+                    return
+                drained += len(message.get("body", b""))
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    body_done = True
 
         async def tagged_send(message: dict[str, Any]) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
+                if status >= 400 and not body_done:
+                    await drain()
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
@@ -67,20 +128,50 @@ class RequestContextMiddleware:
             declared = int(headers.get(b"content-length", b"0") or 0)
         except ValueError:
             declared = 0
+        turn: float | None = None
         try:
-            if declared > self.max_body_bytes:
+            if limit is not None and declared > limit.bytes:
                 raise _BodyTooLarge
+            if (
+                self.admission is not None
+                and scope.get("path") in MODEL_ROUTES
+                and scope.get("method") == "POST"
+            ):
+                turn = await self.admission.acquire()
             await self.app(scope, guarded_receive, tagged_send)
         except _BodyTooLarge:
             body_bytes = max(body_bytes, declared)
+            assert limit is not None
             error = ServiceError(
-                ErrorCode.IMAGE_TOO_LARGE,
-                "The request body is too large.",
-                f"The limit is {self.max_body_bytes} bytes of JSON.",
+                limit.code,
+                "The image exceeds the maximum size."
+                if limit.code is ErrorCode.IMAGE_TOO_LARGE
+                else "The request body is too large.",
+                limit.detail or f"This route takes a body of at most {limit.bytes} bytes (README: Limits).",
             )
             state["error_code"] = error.code.value
             if not response_started:
                 await _send_error(tagged_send, error)
+        except _BodyTimeout:
+            error = ServiceError(
+                ErrorCode.INVALID_REQUEST,
+                "The request body arrived too slowly.",
+                f"The body must arrive within {self.body_timeout_s:g} s.",
+                status=408,
+            )
+            state["error_code"] = error.code.value
+            if not response_started:
+                await _send_error(tagged_send, error, close=True)
+        except Busy as busy:
+            error = ServiceError(
+                ErrorCode.SERVICE_BUSY,
+                "The service is busy.",
+                f"Every worker is busy and the queue is full; retry after {busy.retry_after} s.",
+            )
+            state["error_code"] = error.code.value
+            await _send_error(
+                tagged_send, error, extra_headers=[(b"retry-after", str(busy.retry_after).encode())]
+            )
         except Exception as exc:  # the last line: never a traceback to the caller
             logger.error(
                 "unhandled exception", extra={"request_id": request_id, "exception_type": type(exc).__name__}
@@ -96,6 +187,8 @@ class RequestContextMiddleware:
                     ),
                 )
         finally:
+            if turn is not None and self.admission is not None:
+                await self.admission.release(turn)
             route = scope.get("route")
             self.observer.record(
                 RequestRecord(
@@ -122,13 +215,18 @@ def _request_id(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str:
     return uuid.uuid4().hex
 
 
-async def _send_error(send: Any, error: ServiceError) -> None:
+async def _send_error(
+    send: Any,
+    error: ServiceError,
+    *,
+    close: bool = False,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     body = orjson.dumps(error.to_dict())
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
     await send(
-        {
-            "type": "http.response.start",
-            "status": error.status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
+        {"type": "http.response.start", "status": error.status, "headers": headers + (extra_headers or [])}
     )
     await send({"type": "http.response.body", "body": body})

@@ -17,7 +17,7 @@ from ..imaging import decode_base64_image
 from ..matching import AMBIGUITY_MARGIN, decode_embedding, operating_points_for
 from ..verification import Reference, pack_of, threshold_for
 from ..verification import verify as verify_references
-from .bodies import body_schema, parse_body, validate_json
+from .bodies import body_schema, parse_body, require_json, validate_json
 from .compare_parser import parse_compare
 from .comparison import compare_arrays, compare_request_arrays
 from .deps import EngineDep, ModelDep, Protected, SettingsDep, get_engine
@@ -47,13 +47,15 @@ def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, object]]:
     return out
 
 
+@router.head("/health", include_in_schema=False)
 @router.get(
     "/health",
     response_model=HealthResponse,
     summary="Is the service up and the model loaded",
     responses={503: {"model": HealthResponse, "description": "Model not loaded"}},
 )
-def health(model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
+async def health(model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
+    # async: answered on the event loop, never queued behind the model's threads.
     loaded = model.engine is not None
     body: dict[str, Any] = {
         "status": "healthy" if loaded else "unhealthy",
@@ -146,6 +148,7 @@ def _embed_image(image: str, engine: FaceEngine, settings: Settings, options: Em
     responses=_errors(*_IMAGE_ERRORS, ErrorCode.INVALID_EMBEDDING, ErrorCode.MODEL_MISMATCH),
 )
 async def verify(request: Request, model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
+    require_json(request)
     raw = await request.body()
     result = await run_in_threadpool(_verify, raw, model, settings)
     if "detection_score" in result:
@@ -190,6 +193,7 @@ def _verify(raw: bytes, model: ModelState, settings: Settings) -> dict[str, Any]
 )
 async def compare(request: Request) -> ORJSONResponse:
     # Parsing a large body costs more than ranking it: both run off the event loop.
+    require_json(request)
     return await run_in_threadpool(_compare, await request.body())
 
 

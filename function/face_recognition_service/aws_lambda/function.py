@@ -56,7 +56,9 @@ def malformed(event: dict[str, Any]) -> str | None:
 
 def bad_event(reason: str, context: Any) -> dict[str, Any]:
     """A 400 in the error shape for an event that is not a readable request."""
-    logger.warning("malformed event", extra={"reason": reason, "request_id": getattr(context, "aws_request_id", None)})
+    logger.warning(
+        "malformed event", extra={"reason": reason, "request_id": getattr(context, "aws_request_id", None)}
+    )
     error = ServiceError(ErrorCode.INVALID_REQUEST, "The request could not be read.", reason)
     return {
         "statusCode": error.status,
@@ -99,7 +101,9 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
             try:
                 response: dict[str, Any] = asgi(event, context)  # type: ignore[arg-type]  # two context protocols
             except Exception as exc:  # the app answers every request; this is Mangum refusing the event
-                return bad_event(f"the event is not an API Gateway or ALB request ({type(exc).__name__})", context)
+                return bad_event(
+                    f"the event is not an API Gateway or ALB request ({type(exc).__name__})", context
+                )
             return response
         # A warm-up ping or a scheduled event: answer, do not crash in Mangum.
         loaded = model.engine is not None

@@ -11,6 +11,7 @@ from typing import Any
 from ..api import create_app
 from ..config import get_settings
 from .logs import configure_logging
+from .protocol import JSONErrorHttpToolsProtocol
 
 _app = None
 
@@ -46,6 +47,14 @@ def main() -> None:
         "access_log": False,
         "ws": "none",
         "lifespan": "off",
+        # Requests uvicorn's parser refuses get the JSON error shape too.
+        "http": JSONErrorHttpToolsProtocol,
+        # Slow and idle clients: connections per worker beyond the limit get 503
+        # from uvicorn; idle keep-alive connections close after a few seconds;
+        # a body that stops arriving is refused by the app (BODY_TIMEOUT_SECONDS).
+        "limit_concurrency": settings.max_connections,
+        "timeout_keep_alive": settings.keep_alive_seconds,
+        "h11_max_incomplete_event_size": 16 * 1024,
     }
     if settings.workers > 1:
         # Each worker process imports the app and loads its own model.
