@@ -109,7 +109,23 @@ def _decode_lenient(payload: str) -> bytes:
     try:
         return base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
-        raise _invalid("The image is not valid base64.") from None
+        raise ServiceError(
+            ErrorCode.INVALID_IMAGE, "The image is not valid base64.", _expected(payload)
+        ) from None
+
+
+def _expected(payload: str) -> str:
+    """What to send instead, with a word about what was sent (never the value)."""
+    head = payload[:10].lower()
+    sent = ""
+    if head.startswith(("http://", "https://", "s3://", "ftp://")):
+        sent = "It looks like a URL: the service does not fetch URLs. "
+    elif head.startswith(("/", "./", "~", "file:")) or payload[1:3] == ":\\":
+        sent = "It looks like a file path: send the file's contents, not its name. "
+    return (
+        sent + "Send the image file's bytes as base64, bare or as a data URI "
+        "('data:image/jpeg;base64,...'), in the JSON field 'image'."
+    )
 
 
 def _too_large(max_bytes: int) -> ServiceError:

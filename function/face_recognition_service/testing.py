@@ -20,13 +20,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .aws_lambda.events import http_api_event, rest_api_event
+from .aws_lambda.events import alb_event, http_api_event, rest_api_event
 
 if TYPE_CHECKING:
     import numpy as np
 
 __all__ = [
     "FakeLambdaContext",
+    "alb_event",
     "LabelledPhoto",
     "data_uri",
     "embed_body",

@@ -118,3 +118,29 @@ def rest_api_event(method: str, path: str, body: Any = None, stage: str = "Prod"
         "body": _body_text(body),
         "isBase64Encoded": False,
     }
+
+
+def alb_event(
+    method: str, path: str, body: str | bytes | None = None, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """An Application Load Balancer target event (Lambda behind an ALB)."""
+    all_headers = {"host": "face.example.com", "content-type": "application/json", **(headers or {})}
+    text: str | None
+    if isinstance(body, bytes):
+        text, encoded = base64.b64encode(body).decode(), True
+    else:
+        text, encoded = body, False
+    return {
+        "requestContext": {
+            "elb": {
+                "targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:"
+                "targetgroup/face/0123456789abcdef"
+            }
+        },
+        "httpMethod": method,
+        "path": path,
+        "queryStringParameters": {},
+        "headers": all_headers,
+        "body": text or "",
+        "isBase64Encoded": encoded,
+    }
