@@ -59,6 +59,7 @@ def bad_event(reason: str, context: Any) -> dict[str, Any]:
     logger.warning(
         "malformed event", extra={"reason": reason, "request_id": getattr(context, "aws_request_id", None)}
     )
+    metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=1)
     error = ServiceError(ErrorCode.INVALID_REQUEST, "The request could not be read.", reason)
     return {
         "statusCode": error.status,
