@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 PIP := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: run test install install-dev models lint format typecheck pytest bench clean
+.PHONY: run test install install-dev models lint format typecheck pytest bench fuzz soak clean
 
 # Stamps make both commands cheap once set up: pip runs again only when the
 # dependency lists change.
@@ -52,6 +52,14 @@ test: lint typecheck pytest
 
 bench: $(VENV)/.dev
 	$(PY) -m bench.run_all
+
+# schemathesis with many more examples than the suite's fixed-seed run.
+fuzz: $(VENV)/.dev
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(PY) -m pytest -q -p no:cacheprovider tests/test_schemathesis.py
+
+# Mixed traffic at concurrency 1, 4, 16 and 64 against a real server (bench/soak.py).
+soak: $(VENV)/.dev
+	$(PY) -m bench.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -79,7 +79,7 @@ def bad_inputs() -> list[dict[str, Any]]:
         case("embed-image-null", e, {"image": None}, 422, "INVALID_IMAGE"),
         case("embed-image-number", e, {"image": 5}, 422, "INVALID_IMAGE"),
         case("embed-image-list", e, {"image": ["a"]}, 422, "INVALID_IMAGE"),
-        case("embed-image-empty", e, {"image": ""}, 400, "INVALID_IMAGE"),
+        case("embed-image-empty", e, {"image": ""}, 422, "INVALID_IMAGE"),
         case("embed-not-base64", e, {"image": "this is not base64!"}, 400, "INVALID_IMAGE"),
         case("embed-url", e, {"image": "https://example.com/face.jpg"}, 400, "INVALID_IMAGE"),
         case("embed-data-uri-not-base64", e, {"image": "data:image/jpeg,abc"}, 400, "INVALID_IMAGE"),

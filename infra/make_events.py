@@ -10,6 +10,7 @@ the events that need a setting changed.
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,25 @@ def compare_body(metric: str) -> dict[str, Any]:
             for k, r in refs.items()
         ],
         "distance_metric": metric,
+    }
+
+
+def sqs_record(body: Any, message_id: str) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"AQEB-{message_id}",
+        "body": body if isinstance(body, str) else json.dumps(body),
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1795824000000",
+            "SenderId": "123456789012",
+            "ApproximateFirstReceiveTimestamp": "1795824000001",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:face-embed",
+        "awsRegion": "us-east-1",
     }
 
 
@@ -240,6 +260,54 @@ def main() -> None:
         "health-stage-path.json": (
             http_api_event("GET", "/api/v1/health", stage="prod"),
             {"status": 200, "keys": ["status", "model_loaded", "model_name"], "env": "env/stage-prod.json"},
+        ),
+        "embed-all-faces.json": (
+            http_api_event(
+                "POST", "/api/v1/embed", {"image": photo("obama_and_biden.jpg"), "face_selection": "all"}
+            ),
+            {"status": 200, "keys": ["faces", "face_count", "model"], "face_count": 3},
+        ),
+        "embed-binary-body.json": (
+            http_api_event(
+                "POST",
+                "/api/v1/embed",
+                (FACES / "obama_small.jpg").read_bytes(),
+                headers={"content-type": "image/jpeg"},
+                query="include=quality",
+            ),
+            {"status": 200, "keys": [*EMBED_KEYS, "quality"]},
+        ),
+        "embed-batch.json": (
+            http_api_event(
+                "POST",
+                "/api/v1/embed/batch",
+                {
+                    "images": [
+                        {"id": "u1", "image": photo("obama_small.jpg")},
+                        {"id": "broken", "image": "data:image/jpeg;base64,bm90IGFuIGltYWdl"},
+                        {"id": "u2", "image": photo("rose_leslie_1.jpg")},
+                    ]
+                },
+            ),
+            {"status": 200, "keys": ["results", "model"], "batch_errors": {"broken": "INVALID_IMAGE"}},
+        ),
+        "sqs-embed.json": (
+            {
+                "Records": [
+                    sqs_record({"id": "u1", "image_s3_uri": "s3://photos/u1.jpg"}, "s3-message"),
+                    sqs_record(
+                        {
+                            "id": "u2",
+                            "image": base64.b64encode((FACES / "obama_small.jpg").read_bytes()).decode(),
+                            "include": ["quality"],
+                        },
+                        "inline-message",
+                    ),
+                    sqs_record("{not json", "poison-message"),
+                ]
+            },
+            # Needs S3 for the photo and the results: tests/test_queue.py runs it against moto.
+            {"direct": {}, "needs_aws": True},
         ),
         "scheduled-warmup.json": (
             {

@@ -40,6 +40,11 @@ def check_response(name: str, result: dict[str, Any]) -> dict[str, Any]:
         assert body["error_code"] == expected["error_code"], (name, body)
     if "best_match" in expected:
         assert body["best_match"]["id"] == expected["best_match"]
+    if "face_count" in expected:
+        assert body["face_count"] == expected["face_count"], (name, body["face_count"])
+    if "batch_errors" in expected:
+        errors = {r["id"]: r.get("error_code") for r in body["results"] if "error_code" in r}
+        assert errors == expected["batch_errors"], (name, errors)
     if "match" in expected:
         assert body["match"] is expected["match"], (name, body)
     if "embedding" in body:

@@ -47,7 +47,11 @@ def test_docs_and_openapi(client: TestClient) -> None:
     assert "413" in spec["paths"][EMBED]["post"]["responses"]
     # Bodies are parsed by the routes themselves; their schemas are still documented.
     embed_body = spec["paths"][EMBED]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert embed_body["required"] == ["image"]
+    assert {"image", "image_s3_uri", "face_selection", "include", "min_quality"} <= set(
+        embed_body["properties"]
+    )
+    content = spec["paths"][EMBED]["post"]["requestBody"]["content"]
+    assert {"application/json", "image/jpeg", "multipart/form-data"} <= set(content)
     compare_body = spec["paths"][COMPARE]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert "id" in compare_body["properties"]["reference_embeddings"]["items"]["properties"]
 

@@ -25,7 +25,8 @@ def handler_for(module: ModuleType, env: dict[str, str], model_dir: Path, model:
     return module.build_handler(make_settings(model_dir, **overrides), model)
 
 
-@pytest.mark.parametrize("name", sorted(MANIFEST))
+# Events that need AWS (S3, SQS) run in their own tests against moto (tests/test_queue.py).
+@pytest.mark.parametrize("name", sorted(n for n, e in MANIFEST.items() if not e.get("needs_aws")))
 def test_every_sample_event(name: str, lambda_module: ModuleType, model_dir: Path, model: ModelState) -> None:
     handler = handler_for(lambda_module, event_env(name), model_dir, model)
     check_response(name, handler(load_event(name), FakeLambdaContext()))

@@ -109,7 +109,12 @@ def runtime_api() -> Iterator[tuple[RuntimeApi, str]]:
 
 
 def start_runtime(
-    address: str, handler: str, model_dir: Path, log: Path, extra_env: dict[str, str] | None = None
+    address: str,
+    handler: str,
+    model_dir: Path,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
@@ -128,7 +133,11 @@ def start_runtime(
     }
     out = open(log, "wb")  # noqa: SIM115 - closed by the process's end
     return subprocess.Popen(
-        [sys.executable, "-m", "awslambdaric", handler], env=env, stdout=out, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "awslambdaric", handler],
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
     )
 
 
@@ -226,3 +235,32 @@ def test_tracing_spans_reach_the_xray_daemon(
         daemon.close()
     text = received.decode(errors="replace")
     assert "## detect" in text and "## embed" in text, (tmp_path / "runtime.log").read_text()[-2000:]
+
+
+def test_handler_writes_nothing_outside_tmp(
+    runtime_api: tuple[RuntimeApi, str], model_dir: Path, tmp_path: Path
+) -> None:
+    """As on Lambda, where only /tmp is writable: a fresh HOME and working
+    directory stay empty through init and an embed (no ONNX Runtime telemetry
+    files, no caches), and the model folder is not touched."""
+    api, address = runtime_api
+    home, work = tmp_path / "home", tmp_path / "task"
+    home.mkdir()
+    work.mkdir()
+    models_before = sorted(str(p) for p in model_dir.rglob("*"))
+    proc = start_runtime(
+        address,
+        "face_recognition_service.aws_lambda.handler.handler",
+        model_dir,
+        tmp_path / "runtime.log",
+        {"HOME": str(home)},
+        cwd=work,
+    )
+    try:
+        kind, result = api.invoke(load_event("embed-face.json"))
+        assert kind == "response"
+        check_response("embed-face.json", result)
+    finally:
+        stop(proc)
+    assert list(home.rglob("*")) == [] and list(work.rglob("*")) == []
+    assert sorted(str(p) for p in model_dir.rglob("*")) == models_before

@@ -146,3 +146,39 @@ def test_parameters_and_outputs() -> None:
 @pytest.mark.parametrize("name", ["samconfig.toml"])
 def test_infra_files_exist(name: str) -> None:
     assert (ROOT / "infra" / name).is_file()
+
+
+def test_queue_mode_resources() -> None:
+    out = translate({"QueueBatchSize": "5", "QueueBatchingWindow": "3"})
+    mappings = resources_of(out, "AWS::Lambda::EventSourceMapping")
+    assert len(mappings) == 1
+    mapping = next(iter(mappings.values()))["Properties"]
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping["BatchSize"] == {"Ref": "QueueBatchSize"}
+    assert mapping["MaximumBatchingWindowInSeconds"] == {"Ref": "QueueBatchingWindow"}
+    queues = resources_of(out, "AWS::SQS::Queue")
+    assert set(queues) == {"EmbedQueue", "EmbedDeadLetterQueue"}
+    redrive = queues["EmbedQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["EmbedDeadLetterQueue", "Arn"]}
+    env = resources_of(out, "AWS::Lambda::Function")["FaceFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["RESULTS_S3_URI"] == {"Fn::Sub": "s3://${ResultsBucket}/results"}
+    role = resources_of(out, "AWS::IAM::Role")["FaceFunctionRole"]["Properties"]
+    # The poller's permissions (receive, delete, change visibility) on the queue.
+    assert any("AWSLambdaSQSQueueExecutionRole" in str(arn) for arn in role["ManagedPolicyArns"])
+
+
+def test_image_buckets_are_the_only_readable_ones() -> None:
+    role = resources_of(translate({"ImageBuckets": "photos-a,photos-b"}), "AWS::IAM::Role")[
+        "FaceFunctionRole"
+    ]
+    statements = [
+        p["Fn::If"][1]["PolicyDocument"]["Statement"]
+        for p in role["Properties"]["Policies"]
+        if isinstance(p, dict) and p.get("Fn::If", [None])[0] == "HasImageBuckets"
+    ]
+    assert len(statements) == 1 and statements[0][0]["Action"] == "s3:GetObject"
+    # One object ARN per configured bucket, nothing wider.
+    resource = json.dumps(statements[0][0]["Resource"])
+    assert '"ImageBuckets"' in resource and "arn:${AWS::Partition}:s3:::${Joined}/*" in resource
+    env = resources_of(translate({}), "AWS::Lambda::Function")["FaceFunction"]["Properties"]["Environment"]
+    assert env["Variables"]["IMAGE_S3_BUCKETS"]["Fn::If"][0] == "HasImageBuckets"

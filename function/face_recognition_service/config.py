@@ -96,6 +96,15 @@ class Settings(BaseSettings):
     model_s3_uri: str | None = None
     api_base_path: str = "/"
 
+    # Images read from S3 (image_s3_uri): only from these buckets (comma list or
+    # JSON list); empty means the feature is off.
+    image_s3_buckets: Annotated[list[str], NoDecode] = []
+    # Queue mode (SQS events): where results go, an s3://bucket/prefix or a queue URL.
+    results_s3_uri: str | None = None
+    results_queue_url: str | None = None
+    # /embed/batch: images per request.
+    max_batch_images: int = Field(default=16, ge=1, le=256)
+
     # CORS
     cors_enabled: bool = True
     cors_origins: Annotated[list[str], NoDecode] = ["*"]
@@ -122,7 +131,7 @@ class Settings(BaseSettings):
     def _lower_device(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "image_s3_buckets", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
         # Accept a JSON list (["*"]) and the plain comma list that is

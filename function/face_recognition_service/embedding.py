@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .config import Settings
-from .engine import FaceEmbedding, FaceEngine, FaceOptions, FaceSelection, Verdict
+from .engine import FaceEmbedding, FaceEngine, FaceOptions, FaceSelection, PreparedFace, Verdict
 from .errors import ErrorCode, ServiceError
 from .imaging import decode_image
 from .matching import encode_embedding
@@ -42,27 +42,22 @@ class EmbedOptions:
         return Include.QUALITY in self.include or self.min_quality is not None
 
 
-def find_faces(
+def prepare_faces(
     data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions
-) -> tuple[list[FaceEmbedding], int]:
-    """Decode, detect, select and embed, then apply min_quality: the faces kept,
-    and how many there were before it. One face below min_quality (or, with
-    selection ``all``, every face below it) is LOW_QUALITY."""
+) -> list[PreparedFace]:
+    """Decode, then detect, select and align (or take an aligned crop as it is)."""
     image = decode_image(data, settings.max_image_pixels, settings.decode_budget_bytes)
     if options.aligned:
-        faces = engine.embed_aligned([image], quality=options.needs_quality)
-    else:
-        face_options = FaceOptions(
-            selection=options.faces.selection,
-            max_faces=options.faces.max_faces,
-            min_face_size=options.faces.min_face_size,
-            detection_threshold=options.faces.detection_threshold,
-            quality=options.needs_quality,
-        )
-        faces = engine.embed_faces(image, face_options)
-    if options.min_quality is None:
-        return faces, len(faces)
+        return [engine.aligned_face(image)]
+    return engine.prepare(image, options.faces)
+
+
+def apply_min_quality(faces: list[FaceEmbedding], options: EmbedOptions) -> list[FaceEmbedding]:
+    """The faces at or above min_quality. One face below it (or, with selection
+    ``all``, every face below it) is LOW_QUALITY, naming the reasons."""
     bar = options.min_quality
+    if bar is None:
+        return faces
     kept = [f for f in faces if f.quality is not None and f.quality.verdict.rank >= bar.rank]
     if not kept:
         worst = faces[0].quality
@@ -74,7 +69,16 @@ def find_faces(
             f"reasons: {', '.join(worst.reasons) or 'none'}.",
             faces=len(faces),
         )
-    return kept, len(faces)
+    return kept
+
+
+def find_faces(
+    data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions
+) -> tuple[list[FaceEmbedding], int]:
+    """Decode, detect, select, embed and apply min_quality: the faces kept, and
+    how many there were before min_quality."""
+    faces = engine.embed_prepared(prepare_faces(data, engine, settings, options), options.needs_quality)
+    return apply_min_quality(faces, options), len(faces)
 
 
 def _vector(vector: np.ndarray, fmt: EmbeddingFormat) -> Any:

@@ -36,6 +36,10 @@ class ErrorCode(StrEnum):
     # The request body is over the route's size limit (an image over
     # MAX_IMAGE_SIZE is IMAGE_TOO_LARGE).
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    # image_s3_uri: the bucket is not allowed (or the role may not read it),
+    # or the object does not exist.
+    IMAGE_SOURCE_FORBIDDEN = "IMAGE_SOURCE_FORBIDDEN"
+    IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
     # Every worker is busy and the short queue is full: retry after Retry-After seconds.
     SERVICE_BUSY = "SERVICE_BUSY"
 
@@ -63,6 +67,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.SERVICE_BUSY: 503,
+    ErrorCode.IMAGE_SOURCE_FORBIDDEN: 403,
+    ErrorCode.IMAGE_NOT_FOUND: 404,
 }
 
 

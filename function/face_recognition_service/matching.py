@@ -39,6 +39,8 @@ def _invalid(message: str) -> ServiceError:
 
 def as_unit_vectors(vectors: np.ndarray, what: str) -> np.ndarray:
     """Rows scaled to unit length, after checking they are finite and non-zero."""
+    if vectors.size == 0:
+        raise _invalid(f"The {what} is empty.")
     if not np.isfinite(vectors).all():
         raise _invalid(f"The {what} contains NaN or infinite values.")
     # Divide by the largest magnitude first so that huge but finite values

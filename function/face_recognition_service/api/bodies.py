@@ -14,7 +14,7 @@ from .compare_parser import duplicate_key
 Body = TypeVar("Body", bound=BaseModel)
 
 
-def require_json(request: Request) -> None:
+def require_json(request: Request, accepted: str = "application/json") -> None:
     """JSON routes take JSON: a body sent as text/plain or as a form is refused,
     so a web page cannot post to the service without a CORS preflight. A body
     without a Content-Type is read as JSON."""
@@ -26,8 +26,8 @@ def require_json(request: Request) -> None:
         return
     raise ServiceError(
         ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-        "The request body must be JSON.",
-        f"Send Content-Type: application/json (got {media[:60]!r}).",
+        "The request's Content-Type is not accepted.",
+        f"This route takes {accepted} (got {media[:60]!r}).",
     )
 
 
@@ -85,12 +85,22 @@ def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
     return schema
 
 
-def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """OpenAPI request body for a route that parses its body itself."""
+def body_schema(model: type[BaseModel], *, image_bodies: bool = False) -> dict[str, Any]:
+    """OpenAPI request body for a route that parses its body itself; with
+    ``image_bodies``, also a raw image body and a multipart form (/embed)."""
     schema = model.model_json_schema()
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": _inline_refs(schema, schema.get("$defs", {}))}},
+    content: dict[str, Any] = {"application/json": {"schema": _inline_refs(schema, schema.get("$defs", {}))}}
+    if image_bodies:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        for media in ("image/jpeg", "image/png", "image/webp", "image/bmp", "application/octet-stream"):
+            content[media] = binary
+        content["multipart/form-data"] = {
+            "schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {
+                    "image": {"type": "string", "format": "binary", "description": "The photo file."}
+                },
+            }
         }
-    }
+    return {"requestBody": {"required": True, "content": content}}

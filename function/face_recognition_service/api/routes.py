@@ -3,36 +3,42 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
+from ..batch import BatchItem, embed_batch, faces_in
 from ..config import Settings
-from ..embedding import EmbedOptions, Include, embed_bytes, find_faces
-from ..engine import FaceEngine, FaceOptions, FaceSelection, ModelState, Verdict
-from ..errors import HTTP_STATUS, ErrorCode
+from ..embedding import Include, embed_bytes, find_faces
+from ..engine import FaceEngine, FaceSelection, ModelState
+from ..errors import HTTP_STATUS, ErrorCode, ServiceError
 from ..imaging import decode_base64_image
 from ..matching import AMBIGUITY_MARGIN, decode_embedding, operating_points_for
+from ..s3_images import fetch_image
 from ..verification import Reference, pack_of, threshold_for
 from ..verification import verify as verify_references
-from .bodies import body_schema, parse_body, require_json, validate_json
+from .bodies import body_schema, require_json, validate_json
 from .compare_parser import parse_compare
 from .comparison import compare_arrays, compare_request_arrays
 from .deps import EngineDep, ModelDep, Protected, SettingsDep, get_engine
+from .inputs import ImageInput, parse_json_input, read_image_input
 from .responses import ORJSONResponse
 from .schemas import (
     CompareRequest,
     CompareResponse,
+    EmbedBatchRequest,
+    EmbedBatchResponse,
     EmbedRequest,
     EmbedResponse,
     ErrorResponse,
-    FaceRequestOptions,
     HealthResponse,
     ModelInfoResponse,
     VerifyRequest,
     VerifyResponse,
+    embed_options,
 )
 
 router = APIRouter(prefix="/api/v1", default_response_class=ORJSONResponse)
@@ -102,40 +108,71 @@ _IMAGE_ERRORS = (
 )
 
 
-def embed_options(body: FaceRequestOptions) -> EmbedOptions:
-    return EmbedOptions(
-        faces=FaceOptions(
-            selection=body.face_selection,
-            max_faces=body.max_faces,
-            min_face_size=body.min_face_size,
-            detection_threshold=body.detection_threshold,
-        ),
-        include=frozenset(body.include),
-        min_quality=Verdict(body.min_quality) if body.min_quality else None,
-        embedding_format=body.embedding_format,
-        aligned=body.aligned,
-    )
-
-
 @router.post(
     "/embed",
     dependencies=Protected,
     response_model=EmbedResponse,
     response_model_exclude_none=True,
     summary="Embed the face (or faces) in a photo",
-    openapi_extra=body_schema(EmbedRequest),
+    openapi_extra=body_schema(EmbedRequest, image_bodies=True),
     responses=_errors(*_IMAGE_ERRORS),
 )
 async def embed(request: Request, engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
-    body = await parse_body(request, EmbedRequest, ErrorCode.INVALID_IMAGE)
-    result = await run_in_threadpool(_embed_image, body.image, engine, settings, embed_options(body))
+    received = await read_image_input(request, settings.max_image_size)
+    result = await run_in_threadpool(_embed, received, engine, settings)
     request.state.faces = result.get("face_count", 1)
     return ORJSONResponse(result)
 
 
-def _embed_image(image: str, engine: FaceEngine, settings: Settings, options: EmbedOptions) -> dict[str, Any]:
-    data = decode_base64_image(image, settings.max_image_size)
-    return embed_bytes(data, engine, settings, options)
+def _embed(received: ImageInput, engine: FaceEngine, settings: Settings) -> dict[str, Any]:
+    if received.json_body is not None:
+        received = parse_json_input(received.json_body)
+    return embed_bytes(_image_bytes(received, settings), engine, settings, embed_options(received.options))
+
+
+def _image_bytes(received: ImageInput, settings: Settings) -> bytes:
+    if received.s3_uri is not None:
+        return fetch_image(received.s3_uri, settings.image_s3_buckets, settings.max_image_size)
+    if received.image is not None:
+        return decode_base64_image(received.image, settings.max_image_size)
+    assert received.data is not None
+    return received.data
+
+
+@router.post(
+    "/embed/batch",
+    dependencies=Protected,
+    response_model=EmbedBatchResponse,
+    response_model_exclude_none=True,
+    summary="Embed many photos in one request, one recogniser pass",
+    openapi_extra=body_schema(EmbedBatchRequest),
+    responses=_errors(ErrorCode.INVALID_IMAGE, ErrorCode.MODEL_NOT_LOADED, ErrorCode.UNAUTHORIZED),
+)
+async def embed_batch_route(request: Request, engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
+    require_json(request)
+    raw = await request.body()
+    results = await run_in_threadpool(_embed_batch, raw, engine, settings)
+    request.state.faces = faces_in(results)
+    return ORJSONResponse({"results": results, "model": engine.model_tag})
+
+
+def _embed_batch(raw: bytes, engine: FaceEngine, settings: Settings) -> list[dict[str, Any]]:
+    body = validate_json(raw, EmbedBatchRequest, ErrorCode.INVALID_IMAGE)
+    if len(body.images) > settings.max_batch_images:
+        raise ServiceError(
+            ErrorCode.INVALID_IMAGE,
+            "Too many images in one batch.",
+            f"{len(body.images)} images; at most {settings.max_batch_images} (MAX_BATCH_IMAGES).",
+            status=422,
+        )
+    items = [
+        BatchItem(
+            item.id,
+            partial(_image_bytes, ImageInput(body, image=item.image, s3_uri=item.image_s3_uri), settings),
+        )
+        for item in body.images
+    ]
+    return embed_batch(items, engine, settings, embed_options(body))
 
 
 @router.post(
@@ -169,8 +206,9 @@ def _verify(raw: bytes, model: ModelState, settings: Settings) -> dict[str, Any]
         options = embed_options(body)
         if options.faces.selection is FaceSelection.ALL:
             options = replace(options, faces=replace(options.faces, selection=FaceSelection.SINGLE))
-        data = decode_base64_image(body.image, settings.max_image_size)
-        faces, _ = find_faces(data, engine, settings, options)
+        faces, _ = find_faces(
+            _image_bytes(ImageInput(body, image=body.image), settings), engine, settings, options
+        )
         probe, probe_model = faces[0].embedding.astype(np.float64), engine.model_tag
         extra["detection_score"] = round(faces[0].detection_score, 6)
         if Include.QUALITY in options.include and faces[0].quality is not None:

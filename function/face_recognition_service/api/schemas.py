@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from ..embedding import EmbeddingFormat, Include
-from ..engine import FaceSelection
+from ..embedding import EmbeddingFormat, EmbedOptions, Include
+from ..engine import FaceOptions, FaceSelection, Verdict
 from ..matching import DistanceMetric, OperatingPoint
 
 MAX_REFERENCES = 10_000
@@ -17,8 +17,18 @@ MAX_FACES = 100
 # A JSON number, not a string or a boolean that would convert to one.
 StrictFloat = Annotated[float, Field(strict=True)]
 _EMBEDDING_EXAMPLE = [0.0123, -0.0456, 0.0789]
+FloatList = Annotated[
+    list[StrictFloat],
+    Field(
+        min_length=1,
+        max_length=4096,
+        # Not all zeros: a zero vector has no direction and is refused.
+        json_schema_extra={"contains": {"not": {"const": 0}}},
+    ),
+]
+Base64Floats = Annotated[str, StringConstraints(min_length=8, max_length=4096 * 4 * 4 // 3 + 4)]
 Embedding = Annotated[
-    list[StrictFloat] | str,
+    FloatList | Base64Floats,
     Field(
         description="512 floats (what /embed returns), or the same as base64 of little-endian float32 "
         "bytes (`embedding_format=base64`). Compared after L2 normalisation; must not be all zeros.",
@@ -89,8 +99,63 @@ class FaceRequestOptions(BaseModel):
     )
 
 
+S3_DESCRIPTION = (
+    "Instead of `image`: an object in S3 (`s3://bucket/key`), read with the function's role from the "
+    "buckets the operator allows (IMAGE_S3_BUCKETS). Lifts the 6 MB Lambda request limit."
+)
+
+
 class EmbedRequest(FaceRequestOptions):
-    image: str = Field(description=IMAGE_DESCRIPTION, examples=[IMAGE_EXAMPLE])
+    image: str | None = Field(
+        default=None, min_length=1, description=IMAGE_DESCRIPTION, examples=[IMAGE_EXAMPLE]
+    )
+    image_s3_uri: str | None = Field(
+        default=None,
+        min_length=6,
+        max_length=2048,
+        description=S3_DESCRIPTION,
+        examples=["s3://photos/u1.jpg"],
+    )
+
+    @model_validator(mode="after")
+    def _one_image(self) -> EmbedRequest:
+        if (self.image is None) == (self.image_s3_uri is None):
+            raise ValueError("give exactly one of image or image_s3_uri")
+        return self
+
+
+class BatchImage(BaseModel):
+    id: ReferenceId
+    image: str | None = Field(default=None, min_length=1, description=IMAGE_DESCRIPTION)
+    image_s3_uri: str | None = Field(default=None, min_length=6, max_length=2048, description=S3_DESCRIPTION)
+
+    @model_validator(mode="after")
+    def _one_image(self) -> BatchImage:
+        if (self.image is None) == (self.image_s3_uri is None):
+            raise ValueError("give exactly one of image or image_s3_uri")
+        return self
+
+
+class EmbedBatchRequest(FaceRequestOptions):
+    images: list[BatchImage] = Field(
+        min_length=1, max_length=256, description="The photos, each with your id (at most MAX_BATCH_IMAGES)."
+    )
+
+
+class BatchResult(BaseModel):
+    """One item of /embed/batch: its id and either the /embed answer's fields or its own error."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    error: str | None = None
+    error_code: str | None = None
+    detail: str | None = None
+
+
+class EmbedBatchResponse(BaseModel):
+    results: list[BatchResult] = Field(description="In request order.")
+    model: str
 
 
 class QualityBlock(BaseModel):
@@ -181,7 +246,9 @@ class CompareResponse(BaseModel):
 
 
 class VerifyRequest(FaceRequestOptions):
-    image: str | None = Field(default=None, description=IMAGE_DESCRIPTION + " Give `image` or `embedding`.")
+    image: str | None = Field(
+        default=None, min_length=1, description=IMAGE_DESCRIPTION + " Give `image` or `embedding`."
+    )
     embedding: Embedding | None = Field(
         default=None, description="The probe as an embedding instead of a photo."
     )
@@ -255,6 +322,16 @@ class ErrorResponse(BaseModel):
     detail: str | None = None
 
 
-def options_of(body: FaceRequestOptions) -> dict[str, Any]:
-    """The face options of a request, as keyword arguments of EmbedOptions' parts."""
-    return body.model_dump(exclude={"image", "embedding", "references", "model"})
+def embed_options(body: FaceRequestOptions) -> EmbedOptions:
+    return EmbedOptions(
+        faces=FaceOptions(
+            selection=body.face_selection,
+            max_faces=body.max_faces,
+            min_face_size=body.min_face_size,
+            detection_threshold=body.detection_threshold,
+        ),
+        include=frozenset(body.include),
+        min_quality=Verdict(body.min_quality) if body.min_quality else None,
+        embedding_format=body.embedding_format,
+        aligned=body.aligned,
+    )

@@ -22,6 +22,7 @@ from ..config import Settings
 from ..engine import ModelState, load_model
 from ..errors import ErrorCode, ServiceError
 from .observability import PowertoolsObserver, logger, metrics, span, traced
+from .queue import build_queue_handler, is_sqs_event
 from .sources import api_key_source, fetch_model_from_s3
 from .warmup import warm_up_requests
 
@@ -90,6 +91,7 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
     asgi = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
     if warm and model.engine is not None:
         warm_up_requests(asgi, observer)
+    queue = build_queue_handler(settings, model)
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
     @traced
@@ -106,6 +108,8 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
                     f"the event is not an API Gateway or ALB request ({type(exc).__name__})", context
                 )
             return response
+        if is_sqs_event(event):
+            return queue(event, context)
         # A warm-up ping or a scheduled event: answer, do not crash in Mangum.
         loaded = model.engine is not None
         logger.info("non-HTTP event", extra={"model_loaded": loaded})

@@ -10,7 +10,16 @@ The pack catalogue (which files make a pack) is ``face_recognition_service.packs
 """
 
 from .detector import Detections, Detector, nms
-from .pipeline import FaceEmbedding, FaceEngine, FaceOptions, FaceSelection, ModelState, Span, load_model
+from .pipeline import (
+    FaceEmbedding,
+    FaceEngine,
+    FaceOptions,
+    FaceSelection,
+    ModelState,
+    PreparedFace,
+    Span,
+    load_model,
+)
 from .quality import Quality, Verdict
 from .recognizer import ARCFACE_REFERENCE, Recognizer, similarity_transform
 from .runtime import ModelLoadError, create_shared_pool, open_session, providers_for, session_options
@@ -25,6 +34,7 @@ __all__ = [
     "FaceSelection",
     "ModelLoadError",
     "ModelState",
+    "PreparedFace",
     "Quality",
     "Recognizer",
     "Span",

@@ -60,6 +60,22 @@ class FaceOptions:
     quality: bool = False
 
 
+# Crops per recogniser run: one run for a group photo of a class, several for
+# a big batch, so that the network's activations stay a few tens of megabytes.
+RECOGNISER_BATCH = 64
+
+
+@dataclass(frozen=True)
+class PreparedFace:
+    """A detected face, aligned and ready for the recogniser."""
+
+    crop: np.ndarray  # (112, 112, 3) uint8 BGR
+    detection_score: float
+    box: np.ndarray
+    landmarks: np.ndarray
+    image_shape: tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class FaceEmbedding:
     embedding: np.ndarray  # (512,) float32, unit length
@@ -197,50 +213,60 @@ class FaceEngine:
         keep = 1 if options.selection is FaceSelection.LARGEST else options.max_faces or len(order)
         return found.take(order[:keep])
 
+    def prepare(self, image: np.ndarray, options: FaceOptions) -> list[PreparedFace]:
+        """Detect, select and align: what the recogniser needs, without running it.
+        The full image is not kept, so many photos can be prepared one after
+        another and embedded together (``embed_prepared``)."""
+        found = self.select(image, options)
+        return [
+            PreparedFace(
+                self.recognizer.align(image, found.landmarks[i]),
+                float(found.scores[i]),
+                found.boxes[i],
+                found.landmarks[i],
+                image.shape[:2],
+            )
+            for i in range(len(found))
+        ]
+
+    def embed_prepared(self, faces: list[PreparedFace], quality: bool = False) -> list[FaceEmbedding]:
+        """Embeddings of prepared faces, RECOGNISER_BATCH crops per network run."""
+        out: list[FaceEmbedding] = []
+        with self.span("embed"):
+            for start in range(0, len(faces), RECOGNISER_BATCH):
+                chunk = faces[start : start + RECOGNISER_BATCH]
+                vectors, norms = self.recognizer.embed_batch([f.crop for f in chunk])
+                for face, vector, norm in zip(chunk, vectors, norms, strict=True):
+                    q = None
+                    if quality:
+                        q = assess(
+                            face.landmarks,
+                            face.box,
+                            face.image_shape,
+                            face.detection_score,
+                            face.crop,
+                            float(norm),
+                        )
+                    out.append(FaceEmbedding(vector, face.detection_score, face.box, face.landmarks, q))
+        return out
+
     def embed_faces(self, image: np.ndarray, options: FaceOptions) -> list[FaceEmbedding]:
         """Embeddings of the faces ``options`` select, all crops through the
         recogniser in one batched run."""
-        found = self.select(image, options)
-        with self.span("embed"):
-            crops = [self.recognizer.align(image, found.landmarks[i]) for i in range(len(found))]
-            vectors, norms = self.recognizer.embed_batch(crops)
-        faces = []
-        for i in range(len(found)):
-            quality = None
-            if options.quality:
-                quality = assess(
-                    found.landmarks[i],
-                    found.boxes[i],
-                    image.shape,
-                    float(found.scores[i]),
-                    crops[i],
-                    float(norms[i]),
-                )
-            faces.append(
-                FaceEmbedding(vectors[i], float(found.scores[i]), found.boxes[i], found.landmarks[i], quality)
-            )
-        return faces
+        return self.embed_prepared(self.prepare(image, options), options.quality)
 
-    def embed_aligned(self, crops: list[np.ndarray], quality: bool = False) -> list[FaceEmbedding]:
-        """Embeddings of crops already aligned the ArcFace way (112x112): no detection."""
+    def aligned_face(self, crop: np.ndarray) -> PreparedFace:
+        """A crop already aligned the ArcFace way (112x112), taken as it is: no detection."""
         size = self.recognizer.size
-        for crop in crops:
-            if crop.shape[:2] != (size, size):
-                raise ServiceError(
-                    ErrorCode.INVALID_IMAGE,
-                    "An aligned face must be exactly the recogniser's input size.",
-                    f"Got {crop.shape[1]}x{crop.shape[0]}; aligned: true needs {size}x{size} "
-                    "(five-point ArcFace alignment).",
-                )
-        with self.span("embed"):
-            vectors, norms = self.recognizer.embed_batch(crops)
-        reference = self.recognizer.reference
+        if crop.shape[:2] != (size, size):
+            raise ServiceError(
+                ErrorCode.INVALID_IMAGE,
+                "An aligned face must be exactly the recogniser's input size.",
+                f"Got {crop.shape[1]}x{crop.shape[0]}; aligned: true needs {size}x{size} "
+                "(five-point ArcFace alignment).",
+            )
         box = np.array([0.0, 0.0, float(size), float(size)], np.float32)
-        faces = []
-        for i, crop in enumerate(crops):
-            q = assess(reference, box, crop.shape, 1.0, crop, float(norms[i])) if quality else None
-            faces.append(FaceEmbedding(vectors[i], 1.0, box, reference.astype(np.float32), q))
-        return faces
+        return PreparedFace(crop, 1.0, box, self.recognizer.reference.astype(np.float32), crop.shape[:2])
 
     def warm_up(self) -> None:
         """One pass through both networks so the first request pays no lazy init

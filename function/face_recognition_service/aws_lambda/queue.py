@@ -1,0 +1,128 @@
+"""Queue mode: the same function handles SQS events.
+
+Each message asks for one embedding: ``{"id", "image_s3_uri" | "image", ...options}``
+(the options of /embed). The result — the /embed answer's fields, or the error
+in the usual shape — is written as JSON to RESULTS_S3_URI (``<prefix>/<id>.json``)
+or sent to RESULTS_QUEUE_URL, with the caller's id and the message id.
+
+Failures are reported per message (Powertools' batch utility, with
+ReportBatchItemFailures): a message that cannot be read, or whose result
+cannot be delivered, or that met a transient fault (model not loaded, an
+unexpected error), returns to the queue and, after the queue's maxReceiveCount,
+goes to the dead-letter queue. A photo that is simply bad (no face, not an
+image) is an answer, not a failure: its error is delivered like any result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import Field, ValidationError, model_validator
+
+from ..api.schemas import FaceRequestOptions, ReferenceId, embed_options
+from ..config import Settings
+from ..embedding import embed_bytes
+from ..engine import ModelState
+from ..errors import ErrorCode, ServiceError
+from ..imaging import decode_base64_image
+from ..s3_images import fetch_image, parse_s3_uri
+from .observability import logger, metrics
+
+# Errors worth another try: the message goes back to the queue.
+TRANSIENT = frozenset({ErrorCode.MODEL_NOT_LOADED, ErrorCode.PROCESSING_ERROR, ErrorCode.SERVICE_BUSY})
+
+
+class QueueMessage(FaceRequestOptions):
+    id: ReferenceId
+    image: str | None = Field(default=None, min_length=1)
+    image_s3_uri: str | None = Field(default=None, min_length=6, max_length=2048)
+
+    @model_validator(mode="after")
+    def _one_image(self) -> QueueMessage:
+        if (self.image is None) == (self.image_s3_uri is None):
+            raise ValueError("give exactly one of image or image_s3_uri")
+        return self
+
+
+class UndeliverableError(RuntimeError):
+    """The message cannot be processed now (it returns to the queue)."""
+
+
+def is_sqs_event(event: Any) -> bool:
+    records = event.get("Records") if isinstance(event, dict) else None
+    return (
+        bool(records)
+        and isinstance(records, list)
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
+    )
+
+
+@lru_cache(maxsize=2)
+def _client(service: str) -> Any:
+    import boto3
+
+    factory: Any = boto3.client
+    return factory(service)
+
+
+def deliver(result: dict[str, Any], settings: Settings) -> None:
+    body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    if settings.results_s3_uri:
+        bucket, prefix = parse_s3_uri(settings.results_s3_uri.rstrip("/") + "/x")
+        key = f"{prefix[:-1]}{result['id']}.json"
+        _client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+    elif settings.results_queue_url:
+        _client("sqs").send_message(QueueUrl=settings.results_queue_url, MessageBody=body)
+    else:
+        raise UndeliverableError("neither RESULTS_S3_URI nor RESULTS_QUEUE_URL is set")
+
+
+def build_queue_handler(
+    settings: Settings, model: ModelState
+) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    # A batch whose every message failed is still answered message by message
+    # (each returns to the queue), not as a failed invocation.
+    processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+    def record_handler(record: SQSRecord) -> None:
+        try:
+            message = QueueMessage.model_validate_json(record.body)
+        except ValidationError as exc:
+            # Poison: no id to answer to. Back to the queue, then to the dead-letter queue.
+            metrics.add_metric(name="QueuePoisonMessages", unit=MetricUnit.Count, value=1)
+            raise UndeliverableError(f"unreadable message ({exc.error_count()} errors)") from None
+        result: dict[str, Any] = {"id": message.id, "message_id": record.message_id}
+        try:
+            if model.engine is None:
+                raise ServiceError(ErrorCode.MODEL_NOT_LOADED, "The face model is not loaded.", model.error)
+            data = (
+                fetch_image(message.image_s3_uri, settings.image_s3_buckets, settings.max_image_size)
+                if message.image_s3_uri
+                else decode_base64_image(message.image or "", settings.max_image_size)
+            )
+            result.update(embed_bytes(data, model.engine, settings, embed_options(message)))
+        except ServiceError as exc:
+            if exc.code in TRANSIENT:
+                raise UndeliverableError(exc.code.value) from None
+            result.update(exc.to_dict())
+        deliver(result, settings)
+        logger.info(
+            "queue message", extra={"message_id": record.message_id, "error_code": result.get("error_code")}
+        )
+
+    def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        response = process_partial_response(
+            event=event,
+            record_handler=record_handler,
+            processor=processor,
+            context=context,
+        )
+        return dict(response)
+
+    return handle

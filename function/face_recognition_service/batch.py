@@ -1,0 +1,55 @@
+"""/embed/batch (and the queue): many photos, one recogniser pass.
+
+Each photo is decoded, detected and aligned in turn, and only its aligned crops
+(37 KB a face) are kept; then every crop of every photo goes through the
+recogniser together. Memory is one decoded photo plus the crops, whatever the
+batch size. One bad photo gets its own error; the others are unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Settings
+from .embedding import EmbedOptions, apply_min_quality, prepare_faces, render
+from .engine import FaceEngine, PreparedFace
+from .errors import ServiceError
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    id: str
+    load: Callable[[], bytes]  # the image's bytes (base64 decoding or an S3 read happens here)
+
+
+def embed_batch(
+    items: list[BatchItem], engine: FaceEngine, settings: Settings, options: EmbedOptions
+) -> list[dict[str, Any]]:
+    results: list[dict[str, Any] | None] = [None] * len(items)
+    prepared: list[tuple[int, list[PreparedFace]]] = []
+    for index, item in enumerate(items):
+        try:
+            prepared.append((index, prepare_faces(item.load(), engine, settings, options)))
+        except ServiceError as exc:
+            results[index] = {"id": item.id, **exc.to_dict()}
+    crops = [face for _, faces in prepared for face in faces]
+    embedded = engine.embed_prepared(crops, options.needs_quality)
+    at = 0
+    for index, faces in prepared:
+        mine, at = embedded[at : at + len(faces)], at + len(faces)
+        try:
+            kept = apply_min_quality(mine, options)
+            results[index] = {
+                "id": items[index].id,
+                **render(kept, options, engine.model_tag, found=len(mine)),
+            }
+        except ServiceError as exc:
+            results[index] = {"id": items[index].id, **exc.to_dict()}
+    return [r for r in results if r is not None]
+
+
+def faces_in(results: list[dict[str, Any]]) -> int:
+    """Faces embedded across a batch's results (for metrics)."""
+    return sum(r.get("face_count", 1) for r in results if "error_code" not in r)

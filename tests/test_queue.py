@@ -1,0 +1,128 @@
+"""Queue mode through the real Lambda handler, against moto (S3 and SQS): each
+message's result (or error) is delivered; only failed messages are reported
+back to the queue; poison messages fail until the dead-letter queue."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from face_recognition_service.aws_lambda.function import build_handler
+from face_recognition_service.engine import ModelState
+from face_recognition_service.testing import FakeLambdaContext
+
+from .conftest import make_settings
+from .helpers import read
+from .lambda_support import load_event
+
+
+def sqs_record(body: Any, message_id: str) -> dict[str, Any]:
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"handle-{message_id}",
+        "body": body if isinstance(body, str) else json.dumps(body),
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1795824000000",
+            "SenderId": "123456789012",
+            "ApproximateFirstReceiveTimestamp": "1795824000001",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:face-embed",
+        "awsRegion": "us-east-1",
+    }
+
+
+@pytest.fixture()
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    from face_recognition_service import s3_images
+    from face_recognition_service.aws_lambda import queue
+
+    s3_images._client.cache_clear()
+    queue._client.cache_clear()
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="photos")
+        s3.create_bucket(Bucket="results")
+        s3.put_object(Bucket="photos", Key="u1.jpg", Body=read("obama_small.jpg"))
+        yield s3
+    s3_images._client.cache_clear()
+    queue._client.cache_clear()
+
+
+def test_a_batch_with_partial_failure(aws: Any, model_dir: Path, model: ModelState) -> None:
+    settings = make_settings(model_dir, image_s3_buckets="photos", results_s3_uri="s3://results/out")
+    handler = build_handler(settings, model, warm=False)
+    event = {
+        "Records": [
+            sqs_record({"id": "from-s3", "image_s3_uri": "s3://photos/u1.jpg", "include": ["quality"]}, "m1"),
+            sqs_record({"id": "inline", "image": base64.b64encode(read("rose_leslie_1.jpg")).decode()}, "m2"),
+            sqs_record(
+                {"id": "no-face", "image": base64.b64encode(b"definitely not a photo").decode()}, "m3"
+            ),
+            sqs_record("{this is not json", "m4"),
+            sqs_record({"id": "missing-image"}, "m5"),
+        ]
+    }
+    response = handler(event, FakeLambdaContext())
+    failed = sorted(item["itemIdentifier"] for item in response["batchItemFailures"])
+    assert failed == ["m4", "m5"]  # only the unreadable messages go back to the queue
+    keys = sorted(o["Key"] for o in aws.list_objects_v2(Bucket="results")["Contents"])
+    assert keys == ["out/from-s3.json", "out/inline.json", "out/no-face.json"]
+
+    def result(name: str) -> dict[str, Any]:
+        return json.loads(aws.get_object(Bucket="results", Key=f"out/{name}.json")["Body"].read())  # type: ignore[no-any-return]
+
+    first = result("from-s3")
+    assert first["message_id"] == "m1" and len(first["embedding"]) == 512 and "quality" in first
+    assert first["model"].startswith("buffalo_sc/")
+    bad = result("no-face")
+    assert bad["error_code"] == "INVALID_IMAGE" and {"error", "detail"} <= set(bad)
+
+
+def test_results_to_a_queue(aws: Any, model_dir: Path, model: ModelState) -> None:
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="results")["QueueUrl"]
+    settings = make_settings(model_dir, results_queue_url=url)
+    handler = build_handler(settings, model, warm=False)
+    body = {
+        "id": "u7",
+        "image": base64.b64encode(read("obama_small.jpg")).decode(),
+        "embedding_format": "base64",
+    }
+    response = handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())
+    assert response["batchItemFailures"] == []
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    delivered = json.loads(messages[0]["Body"])
+    assert delivered["id"] == "u7" and isinstance(delivered["embedding"], str)
+
+
+def test_transient_failures_return_to_the_queue(aws: Any, model_dir: Path, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, results_s3_uri="s3://results/out")  # no model there
+    handler = build_handler(settings, ModelState(None, "not installed"), warm=False)
+    body = {"id": "u1", "image": base64.b64encode(read("obama_small.jpg")).decode()}
+    response = handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())
+    assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m1"]
+    assert "Contents" not in aws.list_objects_v2(Bucket="results")
+
+
+def test_sample_sqs_event_runs_through_the_handler(aws: Any, model_dir: Path, model: ModelState) -> None:
+    settings = make_settings(model_dir, image_s3_buckets="photos", results_s3_uri="s3://results/out")
+    handler = build_handler(settings, model, warm=False)
+    response = handler(load_event("sqs-embed.json"), FakeLambdaContext())
+    assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["poison-message"]
