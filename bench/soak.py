@@ -27,22 +27,31 @@ import numpy as np
 from face_recognition_service.provision import provision
 from face_recognition_service.testing import embed_body, free_port
 
-from .common import DEFAULT_PHOTOS, Client, load_photos, our_server, summary
+from .common import DEFAULT_PHOTOS, Client, load_photos, our_server
 
 
 def _bodies() -> list[tuple[str, bytes]]:
     rng = np.random.default_rng(0)
     refs = rng.normal(size=(500, 512))
     refs /= np.linalg.norm(refs, axis=1, keepdims=True)
-    compare = json.dumps({"query_embedding": refs[0].tolist(),
-                          "reference_embeddings": [{"id": f"u{i}", "embedding": r.tolist()}
-                                                   for i, r in enumerate(refs)]}).encode()
-    verify = json.dumps({"embedding": refs[1].tolist(),
-                         "references": [{"id": f"u{i}", "embedding": r.tolist()} for i, r in enumerate(refs[:50])]}
-                        ).encode()
+    compare = json.dumps(
+        {
+            "query_embedding": refs[0].tolist(),
+            "reference_embeddings": [{"id": f"u{i}", "embedding": r.tolist()} for i, r in enumerate(refs)],
+        }
+    ).encode()
+    verify = json.dumps(
+        {
+            "embedding": refs[1].tolist(),
+            "references": [{"id": f"u{i}", "embedding": r.tolist()} for i, r in enumerate(refs[:50])],
+        }
+    ).encode()
     embeds = [("/api/v1/embed", embed_body(p.data)) for p in load_photos(DEFAULT_PHOTOS)]
-    return [*embeds * 7, *[("/api/v1/compare", compare)] * (2 * len(embeds)),
-            *[("/api/v1/verify", verify)] * len(embeds)]
+    return [
+        *embeds * 7,
+        *[("/api/v1/compare", compare)] * (2 * len(embeds)),
+        *[("/api/v1/verify", verify)] * len(embeds),
+    ]
 
 
 def _rss_mb(pid: int) -> float:
@@ -52,8 +61,9 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_level(port: int, pid: int, concurrency: int, total: int, mix: list[tuple[str, bytes]],
-              max_seconds: float) -> dict[str, Any]:
+def run_level(
+    port: int, pid: int, concurrency: int, total: int, mix: list[tuple[str, bytes]], max_seconds: float
+) -> dict[str, Any]:
     lock = threading.Lock()
     issued = [0]
     latencies: list[float] = []
@@ -121,11 +131,14 @@ def run_level(port: int, pid: int, concurrency: int, total: int, mix: list[tuple
         "concurrency": concurrency,
         "requests": answered,
         "ok_per_s": round(len(latencies) / elapsed, 1),
-        "p50_ms": pct(0.50), "p95_ms": pct(0.95), "p99_ms": pct(0.99),
+        "p50_ms": pct(0.50),
+        "p95_ms": pct(0.95),
+        "p99_ms": pct(0.99),
         "health_p99_ms": round(hs[min(len(hs) - 1, int(0.99 * len(hs)))], 1) if hs else None,
         "health_probes": len(hs),
         "shed_rate": round(statuses.get(503, 0) / max(answered, 1), 3),
-        "server_errors_other": sum(v for k, v in statuses.items() if k >= 500 and k != 503) + statuses.get(0, 0),
+        "server_errors_other": sum(v for k, v in statuses.items() if k >= 500 and k != 503)
+        + statuses.get(0, 0),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "rss_mb_every_500": rss,
         "rss_mb_end": _rss_mb(pid),

@@ -79,7 +79,7 @@ def test_a_batch_with_partial_failure(aws: Any, model_dir: Path, model: ModelSta
             sqs_record({"id": "missing-image"}, "m5"),
         ]
     }
-    response = handler(event, FakeLambdaContext())
+    response = handler(event, FakeLambdaContext())  # type: ignore[arg-type]
     failed = sorted(item["itemIdentifier"] for item in response["batchItemFailures"])
     assert failed == ["m4", "m5"]  # only the unreadable messages go back to the queue
     keys = sorted(o["Key"] for o in aws.list_objects_v2(Bucket="results")["Contents"])
@@ -105,7 +105,7 @@ def test_results_to_a_queue(aws: Any, model_dir: Path, model: ModelState) -> Non
         "image": base64.b64encode(read("obama_small.jpg")).decode(),
         "embedding_format": "base64",
     }
-    response = handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())
+    response = handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())  # type: ignore[arg-type]
     assert response["batchItemFailures"] == []
     messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
     delivered = json.loads(messages[0]["Body"])
@@ -116,7 +116,7 @@ def test_transient_failures_return_to_the_queue(aws: Any, model_dir: Path, tmp_p
     settings = make_settings(tmp_path, results_s3_uri="s3://results/out")  # no model there
     handler = build_handler(settings, ModelState(None, "not installed"), warm=False)
     body = {"id": "u1", "image": base64.b64encode(read("obama_small.jpg")).decode()}
-    response = handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())
+    response = handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())  # type: ignore[arg-type]
     assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m1"]
     assert "Contents" not in aws.list_objects_v2(Bucket="results")
 
@@ -124,5 +124,5 @@ def test_transient_failures_return_to_the_queue(aws: Any, model_dir: Path, tmp_p
 def test_sample_sqs_event_runs_through_the_handler(aws: Any, model_dir: Path, model: ModelState) -> None:
     settings = make_settings(model_dir, image_s3_buckets="photos", results_s3_uri="s3://results/out")
     handler = build_handler(settings, model, warm=False)
-    response = handler(load_event("sqs-embed.json"), FakeLambdaContext())
+    response = handler(load_event("sqs-embed.json"), FakeLambdaContext())  # type: ignore[arg-type]
     assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["poison-message"]
