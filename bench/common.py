@@ -40,10 +40,16 @@ class Client:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+        status, raw, _ = self.request_with_headers(method, path, body)
+        return status, raw
+
+    def request_with_headers(
+        self, method: str, path: str, body: bytes | None = None
+    ) -> tuple[int, bytes, dict[str, str]]:
         headers = {"content-type": "application/json"} if body is not None else {}
         self.conn.request(method, path, body=body, headers=headers)
         resp = self.conn.getresponse()
-        return resp.status, resp.read()
+        return resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()}
 
     def close(self) -> None:
         self.conn.close()

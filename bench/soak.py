@@ -3,7 +3,8 @@
     .venv/bin/python -m bench.soak                     # 500 requests a level
     .venv/bin/python -m bench.soak --requests 2000 --levels 4 64
 
-Per level: throughput, p50/p95/p99 of answered requests, health p99 measured
+Clients are closed-loop and honour Retry-After after a 503. Per level:
+throughput, p50/p95/p99 of answered requests, health p99 measured
 by a separate prober during the load, the shed rate (503 SERVICE_BUSY) and
 5xx other than shedding; the server's RSS is sampled every 500 requests.
 Traffic: 70 % /embed of the labelled photos, 20 % /compare with 500
@@ -84,8 +85,11 @@ def run_level(
                 n = issued[0]
             path, body = order.choice(mix)
             start = time.perf_counter()
+            retry_after = 0.0
             try:
-                status, _ = client.request("POST", path, body)
+                status, _, headers = client.request_with_headers("POST", path, body)
+                if status == 503:
+                    retry_after = float(headers.get("retry-after", "1"))
             except OSError:
                 status = 0
                 client.close()
@@ -97,6 +101,8 @@ def run_level(
                     latencies.append(elapsed)
                 if n % 500 == 0:
                     rss.append((n, _rss_mb(pid)))
+            if retry_after:
+                time.sleep(retry_after)  # a well-behaved client honours Retry-After
         client.close()
 
     def prober() -> None:

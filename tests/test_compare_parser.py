@@ -79,3 +79,24 @@ def test_integers_and_default_metric() -> None:
 )
 def test_irregular_bodies_go_to_the_pydantic_path(raw: bytes) -> None:
     assert parse_compare(raw) is None
+
+
+def test_base64_embeddings_take_the_fast_path_too() -> None:
+    import base64
+
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(4, 512)).astype("<f4")
+    raw = json.dumps(
+        {
+            "query_embedding": vectors[0].tolist(),
+            "reference_embeddings": [
+                {"id": f"u{i}", "embedding": base64.b64encode(v.tobytes()).decode() if i % 2 else v.tolist()}
+                for i, v in enumerate(vectors[1:])
+            ],
+        }
+    ).encode()
+    fast = parse_compare(raw)
+    assert fast is not None
+    slow = compare_request_arrays(CompareRequest.model_validate_json(raw))
+    np.testing.assert_array_equal(fast.references, slow.references)
+    np.testing.assert_allclose(fast.references, vectors[1:].astype(np.float64))

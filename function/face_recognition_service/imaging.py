@@ -7,7 +7,6 @@ Nothing here touches the disk.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import os
 import struct
@@ -20,6 +19,7 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(2**27))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import pybase64  # noqa: E402
 import simplejpeg  # noqa: E402
 
 from .errors import ErrorCode, ServiceError  # noqa: E402
@@ -91,7 +91,7 @@ def decode_base64_image(text: str, max_bytes: int) -> bytes:
     if not payload:
         raise _invalid("The image is empty.")
     try:
-        data = base64.b64decode(payload, validate=True)
+        data = pybase64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         data = _decode_lenient(payload)
     if len(data) > max_bytes:
@@ -107,7 +107,7 @@ def _decode_lenient(payload: str) -> bytes:
     compact = "".join(payload.split()).replace("-", "+").replace("_", "/")
     compact += "=" * (-len(compact) % 4)
     try:
-        return base64.b64decode(compact, validate=True)
+        return pybase64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
         raise ServiceError(
             ErrorCode.INVALID_IMAGE, "The image is not valid base64.", _expected(payload)

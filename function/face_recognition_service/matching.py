@@ -11,12 +11,12 @@ mean the same thing for both: the cosine of the angle between the faces.
 
 from __future__ import annotations
 
-import base64
 import binascii
 from dataclasses import dataclass
 from enum import StrEnum
 
 import numpy as np
+import pybase64
 
 from .errors import ErrorCode, ServiceError
 
@@ -43,6 +43,11 @@ def as_unit_vectors(vectors: np.ndarray, what: str) -> np.ndarray:
         raise _invalid(f"The {what} is empty.")
     if not np.isfinite(vectors).all():
         raise _invalid(f"The {what} contains NaN or infinite values.")
+    # The common case in one pass: norms that neither overflow nor underflow.
+    norms = np.sqrt(np.einsum("...i,...i->...", vectors, vectors))[..., None]
+    if np.isfinite(norms).all() and (norms > 1e-150).all():
+        direct: np.ndarray = vectors / norms
+        return direct
     # Divide by the largest magnitude first so that huge but finite values
     # (1e308) cannot overflow the norm: only the direction matters.
     peak = np.abs(vectors).max(axis=-1, keepdims=True)
@@ -190,7 +195,7 @@ def decode_embedding(value: list[float] | str, what: str) -> np.ndarray:
     """A float list, or base64 of little-endian float32 values (embedding_format=base64)."""
     if isinstance(value, str):
         try:
-            raw = base64.b64decode(value, validate=True)
+            raw = pybase64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise _invalid(f"The {what} is not valid base64.") from None
         if not raw or len(raw) % 4:
@@ -203,7 +208,7 @@ def decode_embedding(value: list[float] | str, what: str) -> np.ndarray:
 
 def encode_embedding(vector: np.ndarray) -> str:
     """Base64 of the vector as little-endian float32 (about a quarter of the JSON text)."""
-    return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+    return pybase64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
 
 
 def stack_references(query: np.ndarray, references: list[np.ndarray]) -> np.ndarray:

@@ -10,9 +10,11 @@ the pydantic path, which produces the same errors as before.
 
 from __future__ import annotations
 
+import binascii
 import threading
 
 import numpy as np
+import pybase64
 import simdjson
 
 from ..matching import DistanceMetric
@@ -21,6 +23,14 @@ from .schemas import MAX_ID_LENGTH, MAX_REFERENCES
 
 
 def _floats(value: object) -> np.ndarray | None:
+    if isinstance(value, str):  # embedding_format=base64: little-endian float32
+        try:
+            raw = pybase64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        if not raw or len(raw) % 4:
+            return None
+        return np.frombuffer(raw, dtype="<f4").astype(np.float64)
     if not isinstance(value, simdjson.Array) or len(value) == 0:
         return None
     return np.frombuffer(value.as_buffer(of_type="d"), dtype=np.float64)
@@ -102,8 +112,14 @@ def _first_duplicate(value: object, depth: int) -> str | None:
     return None
 
 
+_TOP_KEYS = ("query_embedding", "reference_embeddings", "distance_metric", "query_model", "group_by_id")
+_REF_KEYS = ("id", "embedding", "model")
+
+
 def _arrays(doc: object, body: bytes) -> CompareArrays | None:
-    if not isinstance(doc, simdjson.Object) or _first_duplicate(doc, depth=0) is not None:
+    # Only bodies made of known keys, each once: anything else (an extra or a
+    # repeated key) goes down the pydantic path, which checks it in full.
+    if not isinstance(doc, simdjson.Object) or len(doc) != sum(1 for k in _TOP_KEYS if k in doc):
         return None
     metric_value = doc.get("distance_metric", "cosine")
     if metric_value not in ("cosine", "euclidean"):
@@ -119,15 +135,20 @@ def _arrays(doc: object, body: bytes) -> CompareArrays | None:
     matrix = np.empty((len(refs), query.shape[0]), dtype=np.float64)
     ids: list[str] = []
     models: list[str | None] = []
+    vectors_as_lists = [not isinstance(doc.get("query_embedding"), str)]
     for i, ref in enumerate(refs):
         if not isinstance(ref, simdjson.Object):
+            return None
+        if len(ref) != sum(1 for k in _REF_KEYS if k in ref):
             return None
         ref_id = ref.get("id")
         model_ok, ref_model = _tag(ref.get("model"))
         if not model_ok:
             return None
         models.append(ref_model)
-        vector = _floats(ref.get("embedding"))
+        embedding = ref.get("embedding")
+        vectors_as_lists.append(not isinstance(embedding, str))
+        vector = _floats(embedding)
         if not isinstance(ref_id, str) or not 1 <= len(ref_id) <= MAX_ID_LENGTH:
             return None
         if vector is None or vector.shape[0] != query.shape[0]:
@@ -135,9 +156,10 @@ def _arrays(doc: object, body: bytes) -> CompareArrays | None:
         matrix[i] = vector
         ids.append(ref_id)
     # as_buffer() flattens nested arrays; a plain body has exactly one '[' per
-    # vector plus the references list (a '[' inside an id just sends the
-    # body down the pydantic path).
-    if _count_brackets(body, limit=len(refs) + 3) != len(refs) + 2:
+    # float-list vector plus the references list (a '[' inside an id just sends
+    # the body down the pydantic path).
+    lists = sum(1 for v in vectors_as_lists if v) + 1
+    if _count_brackets(body, limit=lists + 2) != lists:
         return None
     return CompareArrays(
         query.copy(), ids, matrix, DistanceMetric(metric_value), query_model, models, group_by_id
