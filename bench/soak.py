@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import random
 import sys
 import tempfile
@@ -62,6 +63,19 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _probe_health(port: int, stop: Any, results: Any) -> None:
+    client = Client(port)
+    latencies = []
+    while not stop.is_set():
+        start = time.perf_counter()
+        status, _ = client.request("GET", "/api/v1/health")
+        latencies.append(time.perf_counter() - start)
+        assert status == 200
+        time.sleep(0.05)
+    client.close()
+    results.put(latencies)
+
+
 def run_level(
     port: int, pid: int, concurrency: int, total: int, mix: list[tuple[str, bytes]], max_seconds: float
 ) -> dict[str, Any]:
@@ -70,7 +84,6 @@ def run_level(
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     rss: list[tuple[int, float]] = []
-    health: list[float] = []
     stop = threading.Event()
     deadline = time.monotonic() + max_seconds
 
@@ -105,17 +118,11 @@ def run_level(
                 time.sleep(retry_after)  # a well-behaved client honours Retry-After
         client.close()
 
-    def prober() -> None:
-        client = Client(port)
-        while not stop.is_set():
-            start = time.perf_counter()
-            status, _ = client.request("GET", "/api/v1/health")
-            health.append(time.perf_counter() - start)
-            assert status == 200
-            time.sleep(0.05)
-        client.close()
-
-    probe = threading.Thread(target=prober)
+    # The health prober is a process of its own: in this process its timings
+    # would include waiting for the load threads' GIL, not only the server's.
+    results: multiprocessing.Queue[list[float]] = multiprocessing.Queue()
+    probe_stop = multiprocessing.Event()
+    probe = multiprocessing.Process(target=_probe_health, args=(port, probe_stop, results))
     probe.start()
     started = time.perf_counter()
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
@@ -125,6 +132,8 @@ def run_level(
         t.join()
     elapsed = time.perf_counter() - started
     stop.set()
+    probe_stop.set()
+    health = results.get(timeout=30)
     probe.join()
     answered = sum(statuses.values())
     ms = sorted(x * 1000 for x in latencies)

@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     keep_alive_seconds: int = Field(default=5, ge=1, le=300)
     body_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
 
+    # Prometheus metrics at /metrics (plain-server mode; the Lambda function
+    # publishes CloudWatch metrics instead).
+    metrics_enabled: bool = True
+
     # Work in flight: requests that run the model (embed, verify, batch) at once
     # per process (0: one per CPU, at least 2), and how many more may wait for a
     # turn (for at most QUEUE_TIMEOUT_SECONDS) before SERVICE_BUSY (503, Retry-After).

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi_offline import FastAPIOffline
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
@@ -17,6 +18,7 @@ from .admission import Admission
 from .error_handlers import install_error_handlers
 from .middleware import BodyLimit, RequestContextMiddleware
 from .observe import LogObserver, RequestObserver
+from .prometheus import PrometheusObserver
 from .responses import ORJSONResponse
 from .routes import router
 
@@ -75,7 +77,9 @@ def create_app(
     """Build the app. ``model`` defaults to loading the configured pack now, so
     a process pays the load once, before its first request. ``api_key`` gives the
     key callers must send (default: the fixed API_KEY setting, if any)."""
-    app = FastAPI(
+    # /docs and /redoc with Swagger UI and ReDoc served by the service itself
+    # (fastapi-offline ships the assets): they render on hosts without internet.
+    app = FastAPIOffline(
         title=settings.app_name,
         version=__version__,
         description="Stateless face embedding and comparison (ArcFace via InsightFace models "
@@ -100,11 +104,18 @@ def create_app(
             allow_headers=["*"],
             expose_headers=["x-request-id"],
         )
+    if observer is None:
+        # Plain-server mode: the log line per request, and Prometheus metrics.
+        observer = LogObserver()
+        if settings.metrics_enabled:
+            prometheus = PrometheusObserver(then=observer, load_seconds=app.state.model.load_seconds)
+            app.add_route("/metrics", prometheus.endpoint, methods=["GET"], include_in_schema=False)
+            observer = prometheus
     limits = body_limits(settings)
     app.add_middleware(
         RequestContextMiddleware,
         body_limit=limits.get,
-        observer=observer or LogObserver(),
+        observer=observer,
         admission=Admission(settings.in_flight_limit, settings.max_queued, settings.queue_timeout_seconds),
         body_timeout_s=settings.body_timeout_seconds,
     )

@@ -283,6 +283,7 @@ class ModelState:
 
     engine: FaceEngine | None
     error: str | None = None
+    load_seconds: float | None = None  # model load (and warm-up), for metrics
 
     @property
     def public_error(self) -> str | None:
@@ -295,6 +296,7 @@ class ModelState:
 def load_model(settings: Settings, span: Span = _no_span, warm_up: bool = True) -> ModelState:
     """Load the configured pack; a missing or broken pack is a state, not a crash,
     so the service can still start, answer health checks and say what is wrong."""
+    started = time.perf_counter()
     try:
         engine = FaceEngine.load(
             settings.model_path,
@@ -310,4 +312,4 @@ def load_model(settings: Settings, span: Span = _no_span, warm_up: bool = True) 
     except ModelLoadError as exc:
         logger.error("model not loaded: %s", exc)
         return ModelState(None, str(exc))
-    return ModelState(engine)
+    return ModelState(engine, load_seconds=time.perf_counter() - started)

@@ -6,6 +6,7 @@ python -m face_recognition_service.server
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -28,6 +29,10 @@ def get_app() -> Any:
         settings = get_settings()
         configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
         _app = create_app(settings)
+        # Everything built so far (libraries, the app, the model's sessions) lives
+        # as long as the process: freezing it keeps the cyclic GC from walking it
+        # again on every full collection, a pause that shows in health p99.
+        gc.freeze()
     return _app
 
 
