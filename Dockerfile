@@ -19,9 +19,10 @@ RUN python /tmp/build/bake_models.py "${MODEL_NAME}" /opt/models /tmp/build/mode
 
 COPY function/ /app/
 RUN useradd --system --uid 10001 --no-create-home app
-ENV MODEL_NAME=${MODEL_NAME} MODEL_DIR=/opt/models HOST=0.0.0.0 PORT=8000 WORKERS=1
+ENV MODEL_NAME=${MODEL_NAME} MODEL_DIR=/opt/models HOST=0.0.0.0 PORT=8000 WORKERS=1 \
+    ORT_DISABLE_TELEMETRY=1
 RUN python -m face_recognition_service.provision --verify-only
-USER app
+USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://localhost:8000/api/v1/health')"]

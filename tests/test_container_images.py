@@ -73,7 +73,7 @@ def test_lambda_dockerfile_shape() -> None:
     assert order == sorted(order), "layers must go dependencies -> models -> code"
     assert 'CMD ["face_recognition_service.aws_lambda.handler.handler"]' in text
     server = (ROOT / "Dockerfile").read_text()
-    assert "USER app" in server and "HEALTHCHECK" in server and "/api/v1/health" in server
+    assert "USER 10001" in server and "HEALTHCHECK" in server and "/api/v1/health" in server
 
 
 def docker_available() -> bool:
@@ -161,3 +161,44 @@ def test_template_command_matches_the_lambda_dockerfile() -> None:
         'Command: ["face_recognition_service.aws_lambda.handler.handler"]'
         in (ROOT / "template.yaml").read_text()
     )
+
+
+def test_dockerfiles_pass_hadolint() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    result = subprocess.run(
+        [str(hadolint), "Dockerfile", "Dockerfile.lambda"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_file_shape() -> None:
+    import yaml
+
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    service = compose["services"]["face-recognition"]
+    assert service["build"]["dockerfile"] == "Dockerfile"
+    assert "api/v1/health" in " ".join(service["healthcheck"]["test"])
+    assert service["deploy"]["resources"]["limits"]["memory"]
+    assert service["env_file"][0] == {"path": ".env", "required": False}
+    assert "models:/opt/models" in service["volumes"] and "models" in compose["volumes"]
+    assert service["read_only"] is True and "/tmp" in service["tmpfs"]
+
+
+def compose_plugin() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.mark.skipif(
+    not compose_plugin(), reason="no docker compose plugin here; test_compose_file_shape checks the file"
+)
+def test_docker_compose_config_validates() -> None:
+    result = subprocess.run(
+        ["docker", "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
