@@ -6,32 +6,46 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 PIP := $(PY) -m pip --disable-pip-version-check
+# bash with pipefail: a failing pip fails the step even when its output is filtered.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+QUIET_SATISFIED := { grep -v "^Requirement already satisfied" || true; }
 
 .PHONY: run test install install-dev models lint format typecheck pytest bench fuzz soak clean
 
 # Stamps make both commands cheap once set up: pip runs again only when the
-# dependency lists change.
+# dependency lists change. pip shows each package as it goes (no -q): the
+# first run downloads for a minute or more.
+PIP_INSTALL := $(PIP) install --progress-bar on
 $(VENV)/.runtime: pyproject.toml constraints.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q -c constraints.txt -e '.[lambda]'
-	touch $@
+	@test -x $(PY) || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> installing the service's dependencies into $(VENV) (first time: about a minute)"
+	$(PIP_INSTALL) -c constraints.txt -e '.[lambda]' | $(QUIET_SATISFIED)
+	@$(PY) -c "import face_recognition_service" || { echo "install failed"; exit 1; }
+	@touch $@
 
 # insightface (for parity tests and the peer benchmark) goes in with --no-deps:
 # it asks for opencv-python, which would replace our opencv-python-headless cv2.
 $(VENV)/.dev: $(VENV)/.runtime
-	$(PIP) install -q -c constraints.txt -e '.[dev]'
-	$(PIP) install -q -c constraints.txt --no-deps insightface
+	@echo "==> installing the test and lint tools (first time: a minute or two)"
+	$(PIP_INSTALL) -c constraints.txt -e '.[dev]' | $(QUIET_SATISFIED)
+	$(PIP_INSTALL) -c constraints.txt --no-deps insightface | $(QUIET_SATISFIED)
+	@$(PY) -c "import pytest, schemathesis, insightface" || { echo "install failed"; exit 1; }
 	@if $(PIP) show -q opencv-python >/dev/null 2>&1; then \
 		echo "opencv-python is installed beside opencv-python-headless; remove it"; exit 1; fi
-	touch $@
+	@touch $@
 
 install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
+# MODEL_SOURCE: a pack's zip or folder (e.g. ~/Downloads/buffalo_l.zip) for a
+# pack that cannot be downloaded here:  MODEL_SOURCE=... MODEL_NAME=buffalo_l make run
 models: $(VENV)/.runtime
-	$(PY) -m face_recognition_service.provision
+	@echo "==> model pack $${MODEL_NAME:-buffalo_sc}"
+	$(PY) -m face_recognition_service.provision $(if $(MODEL_SOURCE),--source "$(MODEL_SOURCE)",)
 
 run: models
+	@echo "==> serving on http://localhost:$${PORT:-8000} (docs: /docs)"
 	$(PY) -m face_recognition_service.server
 
 lint: $(VENV)/.dev

@@ -68,3 +68,29 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, key: str, value
     monkeypatch.setenv(key, value)
     with pytest.raises(ValueError):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-m", "face_recognition_service.server"],
+        ["-m", "uvicorn", "face_recognition_service.server.main:app"],
+        ["-m", "face_recognition_service.provision"],
+    ],
+    ids=["server", "uvicorn", "provision"],
+)
+def test_a_bad_setting_is_one_line_and_a_non_zero_exit(command: list[str], tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LOG_LEVEL": "verbose", "DETECTION_THRESHOLD": "abc", "API_KEY": "s3cret-value"}
+    result = subprocess.run([sys.executable, *command], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0
+    text = result.stdout + result.stderr
+    assert "Traceback" not in text and "s3cret-value" not in text
+    lines = [line for line in text.splitlines() if line.startswith("configuration error:")]
+    assert any("LOG_LEVEL=verbose" in line and "debug, info" in line for line in lines), text
+    assert any("DETECTION_THRESHOLD=abc" in line for line in lines), text
+    assert len(text.strip().splitlines()) <= 4, text  # no wall of validation output

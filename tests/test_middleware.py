@@ -65,3 +65,25 @@ def test_request_id_is_echoed_when_safe_and_made_otherwise(client: TestClient) -
     assert (
         unsafe.headers["x-request-id"] != "bad id\twith spaces" and len(unsafe.headers["x-request-id"]) == 32
     )
+
+
+def test_debug_logs_stage_timings_and_sizes_only(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    image = b64(read("obama_small.jpg"))
+    with caplog.at_level(logging.DEBUG, logger="face_recognition_service.stages"):
+        response = client.post(EMBED, json={"image": image}, headers={"x-request-id": "debug-1"})
+    assert response.status_code == 200
+    stages = [r for r in caplog.records if r.getMessage() == "embed stages"]
+    assert len(stages) == 1
+    fields = vars(stages[0])
+    for key in ("parse_ms", "decode_ms", "detect_ms", "embed_ms", "serialise_ms", "image_bytes", "width",
+                "height", "faces", "response_bytes"):
+        assert key in fields, key
+    assert fields["request_id"] == "debug-1" and fields["faces"] == 1
+    text = str(fields)
+    assert image[50:90] not in text and str(response.json()["embedding"][0])[:8] not in text
+
+
+def test_no_stage_lines_at_info(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        client.post(EMBED, json={"image": b64(read("obama_small.jpg"))})
+    assert not [r for r in caplog.records if r.getMessage() == "embed stages"]

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .matching import OperatingPoint
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     def _upper_level(cls, value: str) -> str:
         level = value.strip().upper()
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError(f"unknown log level {value!r}")
+            raise ValueError("must be one of debug, info, warning, error, critical")
         return level
 
     @field_validator("device", mode="before")
@@ -179,7 +179,45 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+class SettingsError(SystemExit):
+    """Settings that cannot be used: one or two lines naming each variable, the
+    value given and what is allowed. A SystemExit (status 2), so an entry point
+    stops before starting anything, without a traceback."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(2)
+        self.lines = lines
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+def describe(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors(include_url=False):
+        name = str(err["loc"][0]).upper() if err.get("loc") else "SETTINGS"
+        given = err.get("input")
+        shown = (
+            given
+            if isinstance(given, str | int | float | bool) and len(str(given)) <= 80
+            else "(the value given)"
+        )
+        if name in ("API_KEY",):  # never echo a secret
+            shown = "(hidden)"
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        lines.append(f"configuration error: {name}={shown!s}: {message}")
+    return lines
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or SettingsError with a line per bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings, built once. Tests build their own ``Settings``."""
-    return Settings()
+    return load_settings()

@@ -14,6 +14,7 @@ from .engine import FaceEmbedding, FaceEngine, FaceOptions, FaceSelection, Prepa
 from .errors import ErrorCode, ServiceError
 from .imaging import decode_image
 from .matching import encode_embedding
+from .timing import Stages
 
 
 class Include(StrEnum):
@@ -122,6 +123,18 @@ def render(faces: list[FaceEmbedding], options: EmbedOptions, model_tag: str, fo
     }
 
 
-def embed_bytes(data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions) -> dict[str, Any]:
-    faces, found = find_faces(data, engine, settings, options)
-    return render(faces, options, engine.model_tag, found=found)
+def embed_bytes(
+    data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions, stages: Stages | None = None
+) -> dict[str, Any]:
+    stages = stages or Stages()
+    image = decode_image(data, settings.max_image_pixels, settings.decode_budget_bytes)
+    stages.mark("decode")
+    stages.note(image_bytes=len(data), width=int(image.shape[1]), height=int(image.shape[0]))
+    prepared = [engine.aligned_face(image)] if options.aligned else engine.prepare(image, options.faces)
+    del image
+    stages.mark("detect")
+    faces = engine.embed_prepared(prepared, options.needs_quality)
+    stages.mark("embed")
+    kept = apply_min_quality(faces, options)
+    stages.note(faces=len(kept))
+    return render(kept, options, engine.model_tag, found=len(faces))

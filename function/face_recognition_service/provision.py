@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .config import get_settings
+from .config import SettingsError, get_settings
 from .engine import Detector, ModelLoadError, Recognizer, open_session
 from .packs import MODEL_PACKS, PackError, fetch, get_pack, model_tag
 
@@ -105,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         help="only check the installed pack (e.g. one baked into an image)",
     )
     args = parser.parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     name = args.name or settings.model_name
     model_dir = args.model_dir or settings.model_dir
     try:

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from ..errors import ErrorCode, ServiceError
+from ..timing import request_id as request_id_var
 from .admission import Admission, Busy
 from .observe import RequestObserver, RequestRecord
 
@@ -77,6 +78,8 @@ class RequestContextMiddleware:
         request_id = _request_id(scope, headers)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        # For log lines written while this request runs (its worker thread too).
+        request_id_var.set(request_id)
         status = 500
         response_started = False
         body_bytes = 0

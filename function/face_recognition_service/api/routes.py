@@ -18,6 +18,7 @@ from ..errors import HTTP_STATUS, ErrorCode, ServiceError
 from ..imaging import decode_base64_image
 from ..matching import AMBIGUITY_MARGIN, decode_embedding, operating_points_for
 from ..s3_images import fetch_image
+from ..timing import Stages
 from ..verification import Reference, pack_of, threshold_for
 from ..verification import verify as verify_references
 from .bodies import body_schema, require_json, validate_json
@@ -119,15 +120,25 @@ _IMAGE_ERRORS = (
 )
 async def embed(request: Request, engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
     received = await read_image_input(request, settings.max_image_size)
-    result = await run_in_threadpool(_embed, received, engine, settings)
-    request.state.faces = result.get("face_count", 1)
-    return ORJSONResponse(result)
+    response, faces = await run_in_threadpool(_embed, received, engine, settings)
+    request.state.faces = faces
+    return response
 
 
-def _embed(received: ImageInput, engine: FaceEngine, settings: Settings) -> dict[str, Any]:
+def _embed(received: ImageInput, engine: FaceEngine, settings: Settings) -> tuple[ORJSONResponse, int]:
+    stages = Stages()
     if received.json_body is not None:
         received = parse_json_input(received.json_body)
-    return embed_bytes(_image_bytes(received, settings), engine, settings, embed_options(received.options))
+    stages.mark("parse")
+    data = _image_bytes(received, settings)
+    stages.mark("read_image")
+    result = embed_bytes(data, engine, settings, embed_options(received.options), stages)
+    # Rendered here, in the worker thread: a large answer never holds the event loop.
+    response = ORJSONResponse(result)
+    stages.mark("serialise")
+    stages.note(response_bytes=len(response.body))
+    stages.log("embed stages")
+    return response, int(result.get("face_count", 1))
 
 
 def _image_bytes(received: ImageInput, settings: Settings) -> bytes:

@@ -13,7 +13,7 @@ import asyncio
 
 from aws_lambda_powertools.logging import utils
 
-from ..config import get_settings
+from ..config import SettingsError, get_settings
 from .function import build_handler
 from .observability import logger
 
@@ -21,7 +21,11 @@ from .observability import logger
 # thread one explicitly: Python 3.12 warns when get_event_loop() must make it,
 # and later versions refuse.
 asyncio.set_event_loop(asyncio.new_event_loop())
-_settings = get_settings()
+try:
+    _settings = get_settings()
+except SettingsError as exc:
+    # The init error Lambda reports: one line per bad variable, not a traceback of pydantic.
+    raise RuntimeError(str(exc)) from None
 logger.setLevel(_settings.log_level)
 # Core modules log through the standard library; give them Powertools' JSON format.
 utils.copy_config_to_registered_loggers(source_logger=logger, include={"face_recognition_service"})

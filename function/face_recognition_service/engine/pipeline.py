@@ -134,10 +134,15 @@ class FaceEngine:
             )
         missing = [f for f in pack.files if not (model_path / f).is_file()]
         if missing:
+            how = (
+                f"'python -m face_recognition_service.provision {model_name}'"
+                if model_name == "buffalo_sc"
+                else f"'MODEL_SOURCE=/path/to/{model_name}.zip MODEL_NAME={model_name} make run' (or "
+                f"'python -m face_recognition_service.provision {model_name} --source /path/to/{model_name}.zip')"
+            )
             raise ModelLoadError(
                 f"model pack {model_name!r} is not installed in {model_path.parent} "
-                f"(missing {', '.join(missing)}); provision it with "
-                f"'python -m face_recognition_service.provision {model_name}'"
+                f"(missing {', '.join(missing)}); provision it with {how}"
             )
         providers = providers_for(device)
         threads = create_shared_pool(threads) or threads

@@ -10,6 +10,8 @@ import json
 import logging
 import time
 
+from ..timing import request_id
+
 # Attributes every LogRecord has; anything else came in through ``extra=``.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 
@@ -29,6 +31,8 @@ class JsonFormatter(logging.Formatter):
             "service": self.service,
         }
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        if entry.get("request_id") is None and (current := request_id.get()) is not None:
+            entry["request_id"] = current
         if record.exc_info and record.exc_info[0] is not None:
             # The type only: a traceback's text is not needed to act and can carry values.
             entry["exception"] = record.exc_info[0].__name__

@@ -11,11 +11,21 @@ import sys
 from typing import Any
 
 from ..api import create_app
-from ..config import get_settings
+from ..config import Settings, SettingsError, get_settings
 from .logs import configure_logging
 from .protocol import JSONErrorHttpToolsProtocol
 
 _app = None
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or one line per bad variable on stderr and exit status 2:
+    never a traceback, never a half-configured server."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        raise
 
 
 def get_app() -> Any:
@@ -26,7 +36,7 @@ def get_app() -> Any:
         # length; the event loop, which answers health checks, waits for one.
         # 1 ms instead of Python's 5 ms keeps health fast under load.
         sys.setswitchinterval(0.001)
-        settings = get_settings()
+        settings = settings_or_exit()
         configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
         _app = create_app(settings)
         # Everything built so far (libraries, the app, the model's sessions) lives
@@ -47,7 +57,7 @@ def __getattr__(name: str) -> Any:
 def main() -> None:
     import uvicorn
 
-    settings = get_settings()
+    settings = settings_or_exit()
     configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
     # No websockets or lifespan events here: not loading them shortens start-up.
     common: dict[str, Any] = {
