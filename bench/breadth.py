@@ -46,7 +46,9 @@ def face_crops(engine: FaceEngine, data: bytes) -> list[bytes]:
     for x1, y1, x2, y2 in engine.detect(image).boxes:
         w, h = x2 - x1, y2 - y1
         box = [int(max(0, x1 - w / 2)), int(max(0, y1 - h / 2)), int(x2 + w / 2), int(y2 + h / 2)]
-        ok, buf = cv2.imencode(".jpg", image[box[1] : box[3], box[0] : box[2]], [cv2.IMWRITE_JPEG_QUALITY, 90])
+        ok, buf = cv2.imencode(
+            ".jpg", image[box[1] : box[3], box[0] : box[2]], [cv2.IMWRITE_JPEG_QUALITY, 90]
+        )
         crops.append(buf.tobytes())
     return crops
 
@@ -65,14 +67,20 @@ def compare_bodies(engine: FaceEngine) -> dict[str, Any]:
     # The float list as /embed writes it (orjson: the shortest repr of each float32).
     as_list = orjson.dumps(vector.astype(np.float32), option=orjson.OPT_SERIALIZE_NUMPY).decode()
     float_ref = '{"id": "user_000001", "embedding": ' + as_list + "}"
-    b64_ref = json.dumps({"id": "user_000001", "embedding": base64.b64encode(vector.astype("<f4").tobytes()).decode()})
+    b64_ref = json.dumps(
+        {"id": "user_000001", "embedding": base64.b64encode(vector.astype("<f4").tobytes()).decode()}
+    )
     # The Lambda event carries the body as a JSON string: quotes escaped (about +10 %).
     overhead = 2048
     per_float = len(json.dumps(float_ref)) + 1
     per_b64 = len(json.dumps(b64_ref)) + 1
-    return {"float_ref_bytes": per_float, "base64_ref_bytes": per_b64,
-            "float_refs_in_6mb": (LAMBDA_PAYLOAD - overhead) // per_float,
-            "base64_refs_in_6mb": (LAMBDA_PAYLOAD - overhead) // per_b64, "vector": vector}
+    return {
+        "float_ref_bytes": per_float,
+        "base64_ref_bytes": per_b64,
+        "float_refs_in_6mb": (LAMBDA_PAYLOAD - overhead) // per_float,
+        "base64_refs_in_6mb": (LAMBDA_PAYLOAD - overhead) // per_b64,
+        "vector": vector,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,15 +102,28 @@ def main(argv: list[str] | None = None) -> int:
         def refs(n: int, b64: bool) -> list[dict[str, Any]]:
             noise = rng.normal(scale=0.05, size=(n, vector.shape[0])) + vector
             noise = (noise / np.linalg.norm(noise, axis=1, keepdims=True)).astype("<f4")
-            return [{"id": f"user_{i:06d}",
-                     "embedding": base64.b64encode(r.tobytes()).decode() if b64 else json.loads(
-                         orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY))}
-                    for i, r in enumerate(noise)]
+            return [
+                {
+                    "id": f"user_{i:06d}",
+                    "embedding": base64.b64encode(r.tobytes()).decode()
+                    if b64
+                    else json.loads(orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY)),
+                }
+                for i, r in enumerate(noise)
+            ]
 
-        compare_float = json.dumps({"query_embedding": [float(v) for v in vector],
-                                    "reference_embeddings": refs(sizes["float_refs_in_6mb"], False)}).encode()
-        compare_b64 = json.dumps({"query_embedding": [float(v) for v in vector],
-                                  "reference_embeddings": refs(sizes["base64_refs_in_6mb"], True)}).encode()
+        compare_float = json.dumps(
+            {
+                "query_embedding": [float(v) for v in vector],
+                "reference_embeddings": refs(sizes["float_refs_in_6mb"], False),
+            }
+        ).encode()
+        compare_b64 = json.dumps(
+            {
+                "query_embedding": [float(v) for v in vector],
+                "reference_embeddings": refs(sizes["base64_refs_in_6mb"], True),
+            }
+        ).encode()
         port = free_port()
         server = our_server(model_dir, "buffalo_sc", port)
         try:
@@ -110,14 +131,29 @@ def main(argv: list[str] | None = None) -> int:
             client = Client(port)
             group_body = json.dumps({"image": data_uri(group), "face_selection": "all"}).encode()
             crop_bodies = [embed_body(c) for c in crops]
-            batch_body = json.dumps({"images": [{"id": p.name, "image": data_uri(p.data)} for p in photos]}).encode()
+            batch_body = json.dumps(
+                {"images": [{"id": p.name, "image": data_uri(p.data)} for p in photos]}
+            ).encode()
             single_bodies = [embed_body(p.data) for p in photos]
             for body in (group_body, batch_body, compare_float, compare_b64, *crop_bodies[:2]):
-                client.request("POST", "/api/v1/embed" if body not in (batch_body, compare_float, compare_b64)
-                               else ("/api/v1/embed/batch" if body is batch_body else "/api/v1/compare"), body)
-            samples: dict[str, list[float]] = {k: [] for k in ("group_all", "group_as_singles", "batch",
-                                                                "batch_as_singles", "compare_float",
-                                                                "compare_base64")}
+                client.request(
+                    "POST",
+                    "/api/v1/embed"
+                    if body not in (batch_body, compare_float, compare_b64)
+                    else ("/api/v1/embed/batch" if body is batch_body else "/api/v1/compare"),
+                    body,
+                )
+            samples: dict[str, list[float]] = {
+                k: []
+                for k in (
+                    "group_all",
+                    "group_as_singles",
+                    "batch",
+                    "batch_as_singles",
+                    "compare_float",
+                    "compare_base64",
+                )
+            }
             faces_found = 0
             for _ in range(args.rounds):
                 elapsed, status, raw = timed(client, "/api/v1/embed", group_body)
@@ -144,19 +180,35 @@ def main(argv: list[str] | None = None) -> int:
             client.close()
         finally:
             server.stop()
-    out["group_photo"] = {"faces": faces_found, "crops_embedded_singly": len(crops),
-                          "all_in_one_request": summary(samples["group_all"]),
-                          "one_request_per_face_total": summary(samples["group_as_singles"])}
-    out["group_photo"]["ratio"] = round(out["group_photo"]["all_in_one_request"]["median_ms"]
-                                        / out["group_photo"]["one_request_per_face_total"]["median_ms"], 3)
-    out["batch_8_photos"] = {"batch": summary(samples["batch"]), "sequential": summary(samples["batch_as_singles"])}
-    out["batch_8_photos"]["ratio"] = round(out["batch_8_photos"]["batch"]["median_ms"]
-                                           / out["batch_8_photos"]["sequential"]["median_ms"], 3)
-    out["compare_at_6mb"] = {**sizes, "float_body_mb": round(len(compare_float) / 1e6, 2),
-                             "base64_body_mb": round(len(compare_b64) / 1e6, 2),
-                             "float": summary(samples["compare_float"]), "base64": summary(samples["compare_base64"])}
+    out["group_photo"] = {
+        "faces": faces_found,
+        "crops_embedded_singly": len(crops),
+        "all_in_one_request": summary(samples["group_all"]),
+        "one_request_per_face_total": summary(samples["group_as_singles"]),
+    }
+    out["group_photo"]["ratio"] = round(
+        out["group_photo"]["all_in_one_request"]["median_ms"]
+        / out["group_photo"]["one_request_per_face_total"]["median_ms"],
+        3,
+    )
+    out["batch_8_photos"] = {
+        "batch": summary(samples["batch"]),
+        "sequential": summary(samples["batch_as_singles"]),
+    }
+    out["batch_8_photos"]["ratio"] = round(
+        out["batch_8_photos"]["batch"]["median_ms"] / out["batch_8_photos"]["sequential"]["median_ms"], 3
+    )
+    out["compare_at_6mb"] = {
+        **sizes,
+        "float_body_mb": round(len(compare_float) / 1e6, 2),
+        "base64_body_mb": round(len(compare_b64) / 1e6, 2),
+        "float": summary(samples["compare_float"]),
+        "base64": summary(samples["compare_base64"]),
+    }
     print(json.dumps(out, indent=1))
-    (Path(__file__).parent / "results" / "breadth_buffalo_sc.json").write_text(json.dumps(out, indent=1) + "\n")
+    (Path(__file__).parent / "results" / "breadth_buffalo_sc.json").write_text(
+        json.dumps(out, indent=1) + "\n"
+    )
     return 0
 
 

@@ -85,8 +85,9 @@ def test_a_bad_setting_is_one_line_and_a_non_zero_exit(command: list[str], tmp_p
     import sys
 
     env = {**os.environ, "LOG_LEVEL": "verbose", "DETECTION_THRESHOLD": "abc", "API_KEY": "s3cret-value"}
-    result = subprocess.run([sys.executable, *command], env=env, cwd=tmp_path, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, *command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     text = result.stdout + result.stderr
     assert "Traceback" not in text and "s3cret-value" not in text

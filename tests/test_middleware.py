@@ -67,7 +67,9 @@ def test_request_id_is_echoed_when_safe_and_made_otherwise(client: TestClient) -
     )
 
 
-def test_debug_logs_stage_timings_and_sizes_only(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+def test_debug_logs_stage_timings_and_sizes_only(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     image = b64(read("obama_small.jpg"))
     with caplog.at_level(logging.DEBUG, logger="face_recognition_service.stages"):
         response = client.post(EMBED, json={"image": image}, headers={"x-request-id": "debug-1"})
@@ -75,8 +77,18 @@ def test_debug_logs_stage_timings_and_sizes_only(client: TestClient, caplog: pyt
     stages = [r for r in caplog.records if r.getMessage() == "embed stages"]
     assert len(stages) == 1
     fields = vars(stages[0])
-    for key in ("parse_ms", "decode_ms", "detect_ms", "embed_ms", "serialise_ms", "image_bytes", "width",
-                "height", "faces", "response_bytes"):
+    for key in (
+        "parse_ms",
+        "decode_ms",
+        "detect_ms",
+        "embed_ms",
+        "serialise_ms",
+        "image_bytes",
+        "width",
+        "height",
+        "faces",
+        "response_bytes",
+    ):
         assert key in fields, key
     assert fields["request_id"] == "debug-1" and fields["faces"] == 1
     text = str(fields)
