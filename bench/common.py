@@ -103,8 +103,11 @@ class Server:
             self.proc.kill()
 
 
-def our_server(model_dir: Path, model_name: str, port: int, workers: int = 1, threads: int = 0) -> Server:
+def our_server(
+    model_dir: Path, model_name: str, port: int, workers: int = 1, threads: int = 0, **extra: str
+) -> Server:
     env = {
+        **extra,
         "MODEL_DIR": str(model_dir),
         "MODEL_NAME": model_name,
         "PORT": str(port),

@@ -69,12 +69,15 @@ def cold(photo: Path) -> dict[str, Any]:
         from face_recognition_service.aws_lambda import handler as module
 
         t_init = time.perf_counter()
+        from face_recognition_service.aws_lambda.function import INIT_TIMINGS
+
         result = module.handler(event, context())  # type: ignore[arg-type]
         t_first = time.perf_counter()
     assert result["statusCode"] == 200, result
     return {
         "library_imports_ms": round((t_libs - t_libs0) * 1000, 1),
         "model_load_and_warm_up_ms": round((t_init - t_libs) * 1000, 1),
+        **{f"init_{k}": v for k, v in INIT_TIMINGS.items()},
         "first_invoke_ms": round((t_first - t_init) * 1000, 1),
         "import_to_first_response_ms": round((t_first - T0) * 1000, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

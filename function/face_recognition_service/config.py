@@ -81,7 +81,12 @@ class Settings(BaseSettings):
 
     # Image processing
     max_image_size: int = Field(default=10 * 1024 * 1024, gt=0)  # bytes, after base64
-    max_image_pixels: int = Field(default=40_000_000, gt=0)  # decompression-bomb guard
+    # Width x height from the header: a decompression-bomb guard. 60 MP admits a
+    # 50 MP phone photo (JPEGs are decoded reduced; see DECODE_BUDGET_MB).
+    max_image_pixels: int = Field(default=60_000_000, gt=0)
+    # Decode large JPEGs at a DCT reduction for detection (only small faces cost
+    # a finer decode). Off: every image is decoded at full size.
+    reduced_decode: bool = True
     # The largest decoded-pixel buffer one request may make, in MiB, checked from
     # the header before decoding (an RGBA or 16-bit image needs 4-8 bytes a pixel).
     # Default: 192, or an eighth of the Lambda function's memory when smaller.

@@ -288,8 +288,14 @@ DEFAULT_DECODE_BUDGET = 192 * 1024 * 1024
 _CHUNK_PIXELS = 1 << 20
 
 
-def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int = DEFAULT_DECODE_BUDGET) -> np.ndarray:
+def decode_image(
+    data: bytes, max_pixels: int, max_decoded_bytes: int = DEFAULT_DECODE_BUDGET, *, reduce: int = 1
+) -> np.ndarray:
     """Validated, upright (EXIF applied), 8-bit, 3-channel BGR image.
+
+    ``reduce`` (1, 2, 4 or 8) decodes a JPEG at that fraction of its size in the
+    DCT domain: libjpeg skips the detail, so the decode costs a fraction of a
+    full one and the result is properly low-passed. Other formats ignore it.
 
     Memory: the header is checked against both limits before any pixel is
     decoded; the decoded buffer is at most ``max_decoded_bytes``, and the
@@ -297,22 +303,9 @@ def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int = DEFAULT_
     megabytes, never full-size float copies.
     """
     info = probe(data)
-    if info.width * info.height > max_pixels:
-        raise ServiceError(
-            ErrorCode.IMAGE_TOO_LARGE,
-            "The image has too many pixels.",
-            f"{info.width}x{info.height} exceeds the limit of {max_pixels} pixels.",
-        )
-    if info.decoded_bytes > max_decoded_bytes:
-        raise ServiceError(
-            ErrorCode.IMAGE_TOO_LARGE,
-            "The image needs too much memory to decode.",
-            f"{info.width}x{info.height}{' with alpha' if info.has_alpha else ''}"
-            f"{' at 16 bits' if info.sixteen_bit else ''} decodes to {info.decoded_bytes // 2**20} MiB; "
-            f"the limit is {max_decoded_bytes // 2**20} MiB (send it as an 8-bit image without alpha, or smaller).",
-        )
+    check_limits(info, max_pixels, max_decoded_bytes, reduce)
     if info.format is ImageFormat.JPEG and info.components in (1, 3):
-        return _decode_jpeg(data, info)
+        return _decode_jpeg(data, info, reduce)
     buffer = np.frombuffer(data, dtype=np.uint8)
     # IMREAD_COLOR applies EXIF orientation and converts 16-bit, grey and palette
     # images to 8-bit BGR while decoding. Only images with an alpha channel need
@@ -328,12 +321,53 @@ def decode_image(data: bytes, max_pixels: int, max_decoded_bytes: int = DEFAULT_
     return _to_bgr8(image)
 
 
-def _decode_jpeg(data: bytes, info: ImageInfo) -> np.ndarray:
+def upright_size(info: ImageInfo) -> tuple[int, int]:
+    """(width, height) after EXIF orientation."""
+    return (info.height, info.width) if info.orientation in (5, 6, 7, 8) else (info.width, info.height)
+
+
+def jpeg_reduction(info: ImageInfo, min_side: int) -> int:
+    """The largest DCT reduction (1, 2, 4, 8) that keeps the longest side at
+    least ``min_side`` pixels; 1 for anything but an ordinary JPEG."""
+    if info.format is not ImageFormat.JPEG or info.components not in (1, 3):
+        return 1
+    longest = max(info.width, info.height)
+    for factor in (8, 4, 2):
+        if longest / factor >= min_side:
+            return factor
+    return 1
+
+
+def check_limits(info: ImageInfo, max_pixels: int, max_decoded_bytes: int, reduce: int = 1) -> None:
+    if info.width * info.height > max_pixels:
+        raise ServiceError(
+            ErrorCode.IMAGE_TOO_LARGE,
+            "The image has too many pixels.",
+            f"{info.width}x{info.height} exceeds the limit of {max_pixels} pixels.",
+        )
+    decoded = info.decoded_bytes // (reduce * reduce)
+    if decoded > max_decoded_bytes:
+        raise ServiceError(
+            ErrorCode.IMAGE_TOO_LARGE,
+            "The image needs too much memory to decode.",
+            f"{info.width}x{info.height}{' with alpha' if info.has_alpha else ''}"
+            f"{' at 16 bits' if info.sixteen_bit else ''} decodes to {decoded // 2**20} MiB; "
+            f"the limit is {max_decoded_bytes // 2**20} MiB (send it as an 8-bit image without alpha, or smaller).",
+        )
+
+
+def _decode_jpeg(data: bytes, info: ImageInfo, reduce: int = 1) -> np.ndarray:
     """libjpeg-turbo through simplejpeg, strictly: corrupt or truncated data is
     refused (INVALID_IMAGE) instead of decoding to grey or garbage, and libjpeg's
-    warnings never reach stderr (they would be non-JSON lines in the logs)."""
+    warnings never reach stderr (they would be non-JSON lines in the logs).
+    Orientation is applied after decoding, to the (possibly reduced) pixels."""
+    scaled: dict[str, int] = {}
+    if reduce > 1:
+        scaled = {"min_width": -(-info.width // reduce), "min_height": -(-info.height // reduce)}
     try:
-        image = simplejpeg.decode_jpeg(data, colorspace="BGR", fastdct=False, fastupsample=False, strict=True)
+        image = simplejpeg.decode_jpeg(
+            data, colorspace="BGR", fastdct=False, fastupsample=False, strict=True, **scaled
+        )
     except ValueError as exc:
         raise _invalid(f"The JPEG data is corrupt or truncated ({_jpeg_problem(exc)}).") from None
     return apply_orientation(image, info.orientation)

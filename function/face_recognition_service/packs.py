@@ -15,8 +15,6 @@ import hashlib
 import importlib.util
 import json
 import shutil
-import urllib.error
-import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +93,11 @@ def extract_zip(archive: Path, target: Path, wanted: tuple[str, ...]) -> None:
 
 
 def download(url: str, dest: Path, timeout: float) -> None:
+    # Imported here: urllib.request pulls in http.client and email (~30 ms of
+    # start-up) that only a download needs.
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(dest, "wb") as out:
             shutil.copyfileobj(response, out, length=1 << 20)

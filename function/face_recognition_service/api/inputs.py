@@ -10,7 +10,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from starlette.datastructures import Headers, UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 
 from ..errors import ErrorCode, ServiceError
@@ -57,12 +56,6 @@ def _multi(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return values
 
 
-class _InMemoryMultiPartParser(MultiPartParser):
-    # Starlette spools file parts over 1 MB to a temporary file; an image stays
-    # in memory (the body limit bounds it), so nothing a caller sends hits disk.
-    spool_max_size = 1 << 62
-
-
 async def read_image_input(request: Request, max_image_bytes: int) -> ImageInput:
     """The image and options of an /embed request, from any of its transports.
     JSON is only read here; it is validated in the worker thread (parse_json_input)."""
@@ -84,7 +77,15 @@ def parse_json_input(raw: bytes) -> ImageInput:
 
 
 async def _read_form(request: Request, max_image_bytes: int) -> ImageInput:
-    parser = _InMemoryMultiPartParser(
+    # Imported on the first form: python-multipart is not needed to start.
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    class InMemoryMultiPartParser(MultiPartParser):
+        # Starlette spools file parts over 1 MB to a temporary file; an image
+        # stays in memory (the body limit bounds it): nothing sent hits disk.
+        spool_max_size = 1 << 62
+
+    parser = InMemoryMultiPartParser(
         Headers(scope=request.scope), request.stream(), max_files=1, max_fields=16, max_part_size=64 * 1024
     )
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,8 @@ from ..api import create_app
 from ..config import Settings
 from ..engine import ModelState, load_model
 from ..errors import ErrorCode, ServiceError
+from .events import is_sqs_event
 from .observability import PowertoolsObserver, logger, metrics, span, traced
-from .queue import build_queue_handler, is_sqs_event
 from .sources import api_key_source, fetch_model_from_s3
 from .warmup import warm_up_requests
 
@@ -77,8 +78,14 @@ def is_http_event(event: Any) -> bool:
     return isinstance(context, dict) and ("httpMethod" in event or "http" in context or "elb" in context)
 
 
+# Init-phase timings of the last build_handler (ms), logged once and read by bench.lambda_probe.
+INIT_TIMINGS: dict[str, float] = {}
+
+
 def build_handler(settings: Settings, model: ModelState | None = None, warm: bool = True) -> Handler:
+    started = time.perf_counter()
     model = model if model is not None else load(settings)
+    loaded = time.perf_counter()
     observer = PowertoolsObserver()
     app = create_app(
         settings,
@@ -89,9 +96,17 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
         ),
     )
     asgi = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
+    built = time.perf_counter()
     if warm and model.engine is not None:
         warm_up_requests(asgi, observer)
-    queue = build_queue_handler(settings, model)
+    warmed = time.perf_counter()
+    INIT_TIMINGS.update(
+        model_load_ms=round((loaded - started) * 1000, 1),
+        app_build_ms=round((built - loaded) * 1000, 1),
+        warm_up_ms=round((warmed - built) * 1000, 1),
+    )
+    logger.info("init", extra=INIT_TIMINGS)
+    queue: list[Handler] = []  # built on the first SQS event: HTTP-only functions never import it
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
     @traced
@@ -109,7 +124,11 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
                 )
             return response
         if is_sqs_event(event):
-            return queue(event, context)
+            if not queue:
+                from .queue import build_queue_handler
+
+                queue.append(build_queue_handler(settings, model))
+            return queue[0](event, context)
         # A warm-up ping or a scheduled event: answer, do not crash in Mangum.
         loaded = model.engine is not None
         logger.info("non-HTTP event", extra={"model_loaded": loaded})

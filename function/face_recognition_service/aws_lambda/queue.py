@@ -54,15 +54,6 @@ class UndeliverableError(RuntimeError):
     """The message cannot be processed now (it returns to the queue)."""
 
 
-def is_sqs_event(event: Any) -> bool:
-    records = event.get("Records") if isinstance(event, dict) else None
-    return (
-        bool(records)
-        and isinstance(records, list)
-        and all(isinstance(r, dict) and r.get("eventSource") == "aws:sqs" for r in records)
-    )
-
-
 @lru_cache(maxsize=2)
 def _client(service: str) -> Any:
     import boto3

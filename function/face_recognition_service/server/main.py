@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 from typing import Any
 
-from ..api import create_app
 from ..config import Settings, SettingsError, get_settings
 from .logs import configure_logging
-from .protocol import JSONErrorHttpToolsProtocol
 
 _app = None
 
@@ -38,7 +37,23 @@ def get_app() -> Any:
         sys.setswitchinterval(0.001)
         settings = settings_or_exit()
         configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
-        _app = create_app(settings)
+        # The model loads (and runs one warm-up inference) in a thread while this
+        # one imports the web stack: ONNX Runtime's session creation releases the
+        # GIL, so the two overlap on a multi-core host and the first request pays
+        # no lazy initialisation.
+        loaded: list[Any] = []
+
+        def load() -> None:
+            from ..engine import load_model
+
+            loaded.append(load_model(settings, warm_up=True))
+
+        loader = threading.Thread(target=load, name="model-loader")
+        loader.start()
+        from ..api import create_app
+
+        loader.join()
+        _app = create_app(settings, loaded[0] if loaded else None)
         # Everything built so far (libraries, the app, the model's sessions) lives
         # as long as the process: freezing it keeps the cyclic GC from walking it
         # again on every full collection, a pause that shows in health p99.
@@ -60,6 +75,8 @@ def main() -> None:
     settings = settings_or_exit()
     configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
     # No websockets or lifespan events here: not loading them shortens start-up.
+    from .protocol import JSONErrorHttpToolsProtocol
+
     common: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,

@@ -1,0 +1,185 @@
+"""Phone-camera photos: warm single-face /embed of large JPEGs, ours against the
+FaceAnalysis-per-request peer (interleaved), stage times, accuracy against our
+own full-resolution pipeline, and the peak memory of a 50 MP decode.
+
+    .venv/bin/python -m bench.large_photos [--rounds 3]
+
+Photos: every labelled photo of 3 MP or more, and each single-face labelled
+photo scaled up to 12 MP (4000x3000-ish) and 24 MP (6000x4000-ish) and saved as
+a JPEG at quality 92, as a phone camera would. Both servers take up to 40 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from face_recognition_service.config import Settings
+from face_recognition_service.embedding import EmbedOptions, find_faces
+from face_recognition_service.engine import FaceEngine
+from face_recognition_service.imaging import decode_image, jpeg_reduction, probe
+from face_recognition_service.provision import provision
+from face_recognition_service.testing import embed_body, free_port
+
+from .common import DEFAULT_PHOTOS, ROOT, Client, load_photos, our_server, peer_server, summary
+
+BIG = str(40 * 1024 * 1024)
+
+
+def scaled_jpeg(data: bytes, megapixels: float) -> bytes:
+    image = decode_image(data, 10**9)
+    factor = (megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5
+    big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    ok, buf = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    assert ok
+    return buf.tobytes()
+
+
+def photo_set() -> list[tuple[str, str, bytes]]:
+    """(name, person, JPEG bytes)."""
+    out = []
+    for photo in load_photos(DEFAULT_PHOTOS):
+        info = probe(photo.data)
+        if info.width * info.height >= 3e6:
+            out.append((photo.name, photo.person, photo.data))
+        out.append((f"{photo.name}@12MP", photo.person, scaled_jpeg(photo.data, 12)))
+        out.append((f"{photo.name}@24MP", photo.person, scaled_jpeg(photo.data, 24)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    photos = photo_set()
+    out: dict[str, Any] = {"photos": len(photos)}
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = Path(tmp) / "models"
+        provision("buffalo_sc", model_dir)
+        # Accuracy and stage times, in process.
+        engine = FaceEngine.load(model_dir / "buffalo_sc", threads=2)
+        engine.warm_up()
+        reduced = Settings(_env_file=None, model_dir=model_dir, max_image_size=int(BIG))  # type: ignore[call-arg]
+        full = reduced.model_copy(update={"reduced_decode": False})
+        rows: list[dict[str, Any]] = []
+        vectors: dict[str, tuple[str, np.ndarray]] = {}
+        for name, person, data in photos:
+            info = probe(data)
+            started = time.perf_counter()
+            ours = find_faces(data, engine, reduced, EmbedOptions())[0][0]
+            ours_ms = (time.perf_counter() - started) * 1000
+            started = time.perf_counter()
+            reference = find_faces(data, engine, full, EmbedOptions())[0][0]
+            full_ms = (time.perf_counter() - started) * 1000
+            assert ours.landmarks is not None
+            face_px = float(ours.box[2] - ours.box[0])
+            rows.append(
+                {
+                    "photo": name,
+                    "megapixels": round(info.width * info.height / 1e6, 1),
+                    "reduction": jpeg_reduction(info, engine.det_size),
+                    "face_px": round(face_px),
+                    "reduced_ms": round(ours_ms, 1),
+                    "full_ms": round(full_ms, 1),
+                    "cosine_to_full": round(float(ours.embedding @ reference.embedding), 5),
+                }
+            )
+            vectors[name] = (person, ours.embedding)
+        out["in_process"] = rows
+        faces_112 = [r for r in rows if r["face_px"] >= 112]
+        out["min_cosine_to_full_where_face_ge_112px"] = min(r["cosine_to_full"] for r in faces_112)
+        out["in_process_median_ms"] = {
+            "reduced": float(np.median([r["reduced_ms"] for r in rows])),
+            "full": float(np.median([r["full_ms"] for r in rows])),
+        }
+        # Same/different decisions at the default threshold on the large versions.
+        names = list(vectors)
+        flips = []
+        base = {n.split("@")[0]: v for n, v in vectors.items()}
+        threshold = 0.36
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if a.split("@")[0] == b.split("@")[0]:
+                    continue
+                (pa, va), (pb, vb) = vectors[a], vectors[b]
+                same = pa == pb
+                if (float(va @ vb) >= threshold) != same:
+                    flips.append((a, b))
+        out["decision_errors_at_balanced"] = len(flips)
+        out["pairs_checked"] = len(names) * (len(names) - 1) // 2
+        del base
+        # Over HTTP, ours against the peer, interleaved.
+        port_ours, port_peer = free_port(), free_port()
+        ours_server = our_server(model_dir, "buffalo_sc", port_ours, MAX_IMAGE_SIZE=BIG)
+        peer = peer_server(model_dir, "buffalo_sc", port_peer)
+        try:
+            ours_server.wait_ready()
+            peer.wait_ready()
+            clients = {"ours": Client(port_ours), "peer": Client(port_peer)}
+            bodies = [(name, embed_body(data)) for name, _, data in photos]
+            for client in clients.values():
+                for _, body in bodies[:2]:
+                    client.request("POST", "/api/v1/embed", body)
+            samples: dict[str, dict[str, list[float]]] = {"ours": {}, "peer": {}}
+            # Round by round, each server through every photo in turn (as bench.run_all
+            # does): request-by-request alternation lets one server's idle-spinning
+            # threads (the peer's ONNX Runtime default) slow the other's request.
+            for _ in range(args.rounds):
+                for who, client in clients.items():
+                    for name, body in bodies:
+                        started = time.perf_counter()
+                        status, raw = client.request("POST", "/api/v1/embed", body)
+                        samples[who].setdefault(name, []).append(time.perf_counter() - started)
+                        assert status == 200, (who, name, raw[:200])
+            groups = {
+                "3MP+ real": [n for n, _, _ in photos if "@" not in n],
+                "12MP": [n for n, _, _ in photos if n.endswith("@12MP")],
+                "24MP": [n for n, _, _ in photos if n.endswith("@24MP")],
+            }
+            groups["all"] = [n for n, _, _ in photos]
+            table: dict[str, dict[str, Any]] = {}
+            for group, members in groups.items():
+                row: dict[str, Any] = {}
+                for who in ("ours", "peer"):
+                    row[who] = summary([s for n in members for s in samples[who][n]])
+                ratio: float = row["ours"]["median_ms"] / row["peer"]["median_ms"]
+                row["ratio"] = round(ratio, 3)
+                table[group] = row
+            out["http"] = table
+            out["rss_mb_after"] = {"ours": ours_server.peak_rss_mb(), "peer": peer.peak_rss_mb()}
+        finally:
+            ours_server.stop()
+            peer.stop()
+        # A 50 MP phone photo: the process's peak while embedding it (child process).
+        fifty = Path(tmp) / "fifty.jpg"
+        fifty.write_bytes(scaled_jpeg((DEFAULT_PHOTOS / "obama_1.jpg").read_bytes(), 50))
+        child = subprocess.run(
+            [sys.executable, "-m", "tests.memory_child", str(model_dir), str(fifty)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        out["fifty_megapixel"] = (
+            json.loads(child.stdout.strip().splitlines()[-1])
+            if child.returncode == 0
+            else {"error": child.stderr[-500:]}
+        )
+    print(json.dumps({k: v for k, v in out.items() if k != "in_process"}, indent=1))
+    (Path(__file__).parent / "results" / "large_photos_buffalo_sc.json").write_text(
+        json.dumps(out, indent=1) + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
