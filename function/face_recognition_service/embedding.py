@@ -88,12 +88,14 @@ def prepare_faces(
         stages.note(finer=finer)
     out = []
     for face, eye_distance in zip(faces, eyes, strict=True):
-        landmarks = face.landmarks * scale
+        landmarks: np.ndarray = face.landmarks * scale
         box = face.box * np.tile(scale, 2)
         crop = face.crop
         if finer_image is not None and eye_distance < MIN_SOURCE_EYES:
             to_finer = np.array([finer_image.shape[1] / width, finer_image.shape[0] / height], np.float32)
-            crop = engine.recognizer.align(finer_image, landmarks * to_finer)
+            refined = engine.refine(finer_image, box * np.tile(to_finer, 2), landmarks * to_finer)
+            crop = engine.recognizer.align(finer_image, refined)
+            landmarks = (refined / to_finer).astype(np.float32)
         out.append(PreparedFace(crop, face.detection_score, box, landmarks, (height, width)))
     return out
 

@@ -234,6 +234,27 @@ class FaceEngine:
             for i in range(len(found))
         ]
 
+    def refine(self, image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """Landmarks measured again on a region of a sharper image around a face
+        found at low resolution: a face 50 px wide in the detector's input has
+        landmarks a pixel or two off, which at four times the resolution would
+        misalign the crop. Returns the given landmarks if the region finds no face."""
+        x1, y1, x2, y2 = (float(v) for v in box)
+        w, h = x2 - x1, y2 - y1
+        left, top = max(0, int(x1 - w)), max(0, int(y1 - h))
+        right, bottom = min(image.shape[1], int(x2 + w)), min(image.shape[0], int(y2 + h))
+        region = image[top:bottom, left:right]
+        if region.size == 0:
+            return landmarks
+        size = min(self.det_size, -(-max(region.shape[:2]) // 32) * 32)
+        found = self.detector.detect(region, size, self.threshold)
+        if len(found) == 0:
+            return landmarks
+        centres = found.landmarks.mean(axis=1) + np.array([left, top], np.float32)
+        nearest = int(np.argmin(np.linalg.norm(centres - landmarks.mean(axis=0), axis=1)))
+        refined: np.ndarray = found.landmarks[nearest] + np.array([left, top], np.float32)
+        return refined
+
     def embed_prepared(self, faces: list[PreparedFace], quality: bool = False) -> list[FaceEmbedding]:
         """Embeddings of prepared faces, RECOGNISER_BATCH crops per network run."""
         out: list[FaceEmbedding] = []

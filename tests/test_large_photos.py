@@ -1,0 +1,79 @@
+"""Large JPEGs are decoded at a DCT reduction for detection (engine input is
+640 px anyway) and only small faces cost a finer decode; answers stay in the
+original photo's pixels and embeddings stay those of the photo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from face_recognition_service.config import Settings
+from face_recognition_service.embedding import EmbedOptions, find_faces
+from face_recognition_service.engine import FaceEngine
+from face_recognition_service.imaging import decode_image, jpeg_reduction, probe
+from face_recognition_service.timing import Stages
+
+from .conftest import make_settings
+from .helpers import encode, read
+
+
+def big_jpeg(name: str, megapixels: float) -> bytes:
+    image = decode_image(read(name), 10**9)
+    factor = (megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5
+    big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    return encode(big, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 92])
+
+
+def test_reduction_keeps_the_detector_input(engine: FaceEngine) -> None:
+    assert jpeg_reduction(probe(big_jpeg("obama_1.jpg", 24)), engine.det_size) == 8
+    assert jpeg_reduction(probe(big_jpeg("obama_1.jpg", 12)), engine.det_size) == 4
+    assert jpeg_reduction(probe(read("obama_small.jpg")), engine.det_size) == 1
+    assert jpeg_reduction(probe(encode(np.zeros((3000, 4000, 3), np.uint8), ".png")), engine.det_size) == 1
+
+
+def test_a_phone_size_photo_embeds_like_the_original(engine: FaceEngine, model_dir: Path) -> None:
+    settings = make_settings(model_dir, max_image_size=50_000_000)
+    original = find_faces(read("obama_1.jpg"), engine, settings, EmbedOptions())[0][0]
+    data = big_jpeg("obama_1.jpg", 24)
+    stages = Stages()
+    stages.enabled = True
+    from face_recognition_service.embedding import prepare_faces
+
+    prepared = prepare_faces(data, engine, settings, EmbedOptions(), stages)
+    assert stages.values["reduced"] == 8 and "decode_finer" not in stages.values
+    face = engine.embed_prepared(prepared)[0]
+    assert float(face.embedding @ original.embedding) > 0.98
+    # Box and landmarks in the big photo's own pixels.
+    info = probe(data)
+    scale = info.width / decode_image(read("obama_1.jpg"), 10**9).shape[1]
+    np.testing.assert_allclose(face.box, original.box * scale, rtol=0.05, atol=20)
+    full = settings.model_copy(update={"reduced_decode": False})
+    reference = find_faces(data, engine, full, EmbedOptions())[0][0]
+    assert float(face.embedding @ reference.embedding) > 0.97
+
+
+def test_a_small_face_in_a_big_photo_gets_a_finer_decode(engine: FaceEngine, model_dir: Path) -> None:
+    settings: Settings = make_settings(model_dir, max_image_size=50_000_000)
+    # A portrait (eyes ~107 px apart) in a 24 MP frame: at 1/8 its eyes are 13 px
+    # apart, too few for a 112 px crop, so it is aligned from a 1/2 decode.
+    face = decode_image(read("obama_1.jpg"), 10**9)
+    canvas = np.full((4000, 6000, 3), 110, np.uint8)
+    canvas[1500 : 1500 + face.shape[0], 2900 : 2900 + face.shape[1]] = face
+    data = encode(canvas, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 92])
+    stages = Stages()
+    stages.enabled = True
+    from face_recognition_service.embedding import prepare_faces
+
+    prepared = prepare_faces(data, engine, settings, EmbedOptions(), stages)
+    assert stages.values["reduced"] == 8 and stages.values["finer"] == 2
+    small = engine.embed_prepared(prepared)[0]
+    alone = find_faces(read("obama_1.jpg"), engine, settings, EmbedOptions())[0][0]
+    full = find_faces(data, engine, settings.model_copy(update={"reduced_decode": False}), EmbedOptions())[0][
+        0
+    ]
+    ours, theirs = float(small.embedding @ alone.embedding), float(full.embedding @ alone.embedding)
+    # As close to the portrait on its own as the full-resolution pipeline gets, or closer.
+    assert ours > 0.97 and ours >= theirs - 0.005, (ours, theirs)
+    assert 2900 <= small.box[0] <= 2900 + face.shape[1]
