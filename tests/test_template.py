@@ -182,3 +182,34 @@ def test_image_buckets_are_the_only_readable_ones() -> None:
     assert '"ImageBuckets"' in resource and "arn:${AWS::Partition}:s3:::${Joined}/*" in resource
     env = resources_of(translate({}), "AWS::Lambda::Function")["FaceFunction"]["Properties"]["Environment"]
     assert env["Variables"]["IMAGE_S3_BUCKETS"]["Fn::If"][0] == "HasImageBuckets"
+
+
+def test_jwt_authorizer_guards_every_route_but_health() -> None:
+    out = translate({"JwtIssuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc", "JwtAudience": "c1"})
+    resources = out["Resources"]
+    authorizer = resources["JwtAuthorizer"]
+    assert authorizer["Condition"] == "HasJwt"
+    assert authorizer["Properties"]["JwtConfiguration"] == {"Issuer": {"Ref": "JwtIssuer"},
+                                                             "Audience": {"Ref": "JwtAudience"}}
+    route = resources["ProxyRoute"]["Properties"]
+    assert route["RouteKey"] == "ANY /{proxy+}"
+    assert route["AuthorizationType"] == {"Fn::If": ["HasJwt", "JWT", "NONE"]}
+    assert route["AuthorizerId"] == {"Fn::If": ["HasJwt", {"Ref": "JwtAuthorizer"}, {"Ref": "AWS::NoValue"}]}
+    api = next(iter(resources_of(out, "AWS::ApiGatewayV2::Api").values()))["Properties"]
+    paths = api["Body"]["paths"]
+    assert list(paths) == ["/api/v1/health"]  # SAM's only route: health, without security
+    assert "security" not in paths["/api/v1/health"]["get"]
+    assert resources["ProxyIntegration"]["Properties"]["IntegrationUri"] == {"Ref": "FaceFunctionAliaslive"}
+
+
+@pytest.mark.parametrize("issuer", ["", "https://issuer.example.com/"], ids=["jwt-off", "jwt-on"])
+def test_template_lints_with_the_authorizer_on_and_off(issuer: str, tmp_path: Path) -> None:
+    text = TEMPLATE.read_text().replace(
+        '  JwtIssuer:\n    Type: String\n    Default: ""', f'  JwtIssuer:\n    Type: String\n    Default: "{issuer}"'
+    )
+    assert (text != TEMPLATE.read_text()) == bool(issuer)
+    path = tmp_path / "template.yaml"
+    path.write_text(text)
+    for extra in ((), ("--lint",)):
+        result = sam_validate(path, *extra)
+        assert result.returncode == 0, result.stdout + result.stderr
