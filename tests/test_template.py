@@ -185,12 +185,16 @@ def test_image_buckets_are_the_only_readable_ones() -> None:
 
 
 def test_jwt_authorizer_guards_every_route_but_health() -> None:
-    out = translate({"JwtIssuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc", "JwtAudience": "c1"})
+    out = translate(
+        {"JwtIssuer": "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_abc", "JwtAudience": "c1"}
+    )
     resources = out["Resources"]
     authorizer = resources["JwtAuthorizer"]
     assert authorizer["Condition"] == "HasJwt"
-    assert authorizer["Properties"]["JwtConfiguration"] == {"Issuer": {"Ref": "JwtIssuer"},
-                                                             "Audience": {"Ref": "JwtAudience"}}
+    assert authorizer["Properties"]["JwtConfiguration"] == {
+        "Issuer": {"Ref": "JwtIssuer"},
+        "Audience": {"Ref": "JwtAudience"},
+    }
     route = resources["ProxyRoute"]["Properties"]
     assert route["RouteKey"] == "ANY /{proxy+}"
     assert route["AuthorizationType"] == {"Fn::If": ["HasJwt", "JWT", "NONE"]}
@@ -205,7 +209,8 @@ def test_jwt_authorizer_guards_every_route_but_health() -> None:
 @pytest.mark.parametrize("issuer", ["", "https://issuer.example.com/"], ids=["jwt-off", "jwt-on"])
 def test_template_lints_with_the_authorizer_on_and_off(issuer: str, tmp_path: Path) -> None:
     text = TEMPLATE.read_text().replace(
-        '  JwtIssuer:\n    Type: String\n    Default: ""', f'  JwtIssuer:\n    Type: String\n    Default: "{issuer}"'
+        '  JwtIssuer:\n    Type: String\n    Default: ""',
+        f'  JwtIssuer:\n    Type: String\n    Default: "{issuer}"',
     )
     assert (text != TEMPLATE.read_text()) == bool(issuer)
     path = tmp_path / "template.yaml"
