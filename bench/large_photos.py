@@ -60,6 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
+    out = measure(args.rounds)
+    print(json.dumps({k: v for k, v in out.items() if k != "in_process"}, indent=1))
+    return 0
+
+
+def measure(rounds: int) -> dict[str, Any]:
+    """Every figure of the large-photo section (also run by bench.run_all)."""
     photos = photo_set()
     out: dict[str, Any] = {"photos": len(photos)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             # Round by round, each server through every photo in turn (as bench.run_all
             # does): request-by-request alternation lets one server's idle-spinning
             # threads (the peer's ONNX Runtime default) slow the other's request.
-            for _ in range(args.rounds):
+            for _ in range(rounds):
                 for who, client in clients.items():
                     for name, body in bodies:
                         started = time.perf_counter()
@@ -174,11 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             if child.returncode == 0
             else {"error": child.stderr[-500:]}
         )
-    print(json.dumps({k: v for k, v in out.items() if k != "in_process"}, indent=1))
     (Path(__file__).parent / "results" / "large_photos_buffalo_sc.json").write_text(
         json.dumps(out, indent=1) + "\n"
     )
-    return 0
+    return out
 
 
 if __name__ == "__main__":

@@ -304,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--skip", nargs="*", default=[], help="sections to skip: throughput cold compare")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], help="sections to skip: throughput cold compare large"
+    )
     args = parser.parse_args(argv)
     photos = load_photos(args.photos)
     from face_recognition_service.config import Settings
@@ -372,6 +374,24 @@ def main(argv: list[str] | None = None) -> int:
         section("Throughput, server mode, 8 s per configuration")
         results["throughput"] = bench_throughput(photos, model_dir, args.model, 8.0)
         print(json.dumps(results["throughput"], indent=1))
+
+    if "large" not in args.skip:
+        section("Large photos (phone cameras): ours vs the peer over HTTP, accuracy against full decode")
+        from .large_photos import measure
+
+        large = measure(max(2, args.rounds // 2))
+        results["large_photos"] = {k: v for k, v in large.items() if k != "in_process"}
+        for group, row in large["http"].items():
+            print(
+                f"  {group:10s} ours {row['ours']['median_ms']:7.1f} ms  peer {row['peer']['median_ms']:7.1f} ms  "
+                f"ratio {row['ratio']:.3f}"
+            )
+        print(f"  stage medians in process: {json.dumps(large['in_process_median_ms'])}")
+        print(
+            f"  min cosine to full decode (faces >= 112 px): {large['min_cosine_to_full_where_face_ge_112px']}, "
+            f"decision errors at balanced: {large['decision_errors_at_balanced']} of {large['pairs_checked']} pairs"
+        )
+        print(f"  50 MP photo, process peak: {json.dumps(large['fifty_megapixel'])}")
 
     section("Cost per million embeddings (Lambda at the template's memory, 1-vCPU latency)")
     results["cost"] = cost(results["lambda"]["threads_1"]["median_ms"])

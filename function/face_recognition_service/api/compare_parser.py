@@ -113,7 +113,6 @@ def _first_duplicate(value: object, depth: int) -> str | None:
 
 
 _TOP_KEYS = ("query_embedding", "reference_embeddings", "distance_metric", "query_model", "group_by_id")
-_REF_KEYS = ("id", "embedding", "model")
 
 
 def _arrays(doc: object, body: bytes) -> CompareArrays | None:
@@ -135,30 +134,36 @@ def _arrays(doc: object, body: bytes) -> CompareArrays | None:
     matrix = np.empty((len(refs), query.shape[0]), dtype=np.float64)
     ids: list[str] = []
     models: list[str | None] = []
-    vectors_as_lists = [not isinstance(doc.get("query_embedding"), str)]
+    lists = 0 if isinstance(doc.get("query_embedding"), str) else 1
     for i, ref in enumerate(refs):
         if not isinstance(ref, simdjson.Object):
             return None
-        if len(ref) != sum(1 for k in _REF_KEYS if k in ref):
-            return None
+        # Two fields (id, embedding) or three (and model), each found by name:
+        # a repeated or unknown key makes the count disagree.
+        fields = len(ref)
         ref_id = ref.get("id")
-        model_ok, ref_model = _tag(ref.get("model"))
-        if not model_ok:
-            return None
-        models.append(ref_model)
         embedding = ref.get("embedding")
-        vectors_as_lists.append(not isinstance(embedding, str))
-        vector = _floats(embedding)
+        ref_model = None
+        if fields == 3:
+            model_ok, ref_model = _tag(ref.get("model"))
+            if not model_ok or ref_model is None:
+                return None
+        elif fields != 2:
+            return None
         if not isinstance(ref_id, str) or not 1 <= len(ref_id) <= MAX_ID_LENGTH:
             return None
+        vector = _floats(embedding)
         if vector is None or vector.shape[0] != query.shape[0]:
             return None
         matrix[i] = vector
         ids.append(ref_id)
+        models.append(ref_model)
+        if not isinstance(embedding, str):
+            lists += 1
     # as_buffer() flattens nested arrays; a plain body has exactly one '[' per
     # float-list vector plus the references list (a '[' inside an id just sends
     # the body down the pydantic path).
-    lists = sum(1 for v in vectors_as_lists if v) + 1
+    lists += 1  # the references' own list
     if _count_brackets(body, limit=lists + 2) != lists:
         return None
     return CompareArrays(
