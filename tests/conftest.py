@@ -80,3 +80,7 @@ def lambda_module(model_dir: Path) -> Iterator[ModuleType]:
         os.environ.clear()
         os.environ.update(saved)
         config.get_settings.cache_clear()
+
+
+# The local Lambda Runtime API (a fixture shared by the runtime-client tests).
+from .runtime_api_support import runtime_api  # noqa: E402, F401

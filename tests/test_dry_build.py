@@ -19,7 +19,7 @@ from face_recognition_service.testing import free_port
 
 from .dry_build import ROOT, Replay, python312
 from .lambda_support import check_response, load_event
-from .test_runtime_api import RuntimeApi, runtime_api  # noqa: F401  (the local Runtime API fixture)
+from .runtime_api_support import RuntimeApi
 
 PYTHON312 = python312()
 pytestmark = pytest.mark.skipif(
@@ -52,7 +52,7 @@ def test_lambda_dockerfile_replays(lambda_image: Replay) -> None:
 def test_lambda_image_serves_through_awslambdaric(
     lambda_image: Replay,
     runtime_api: tuple[RuntimeApi, str],
-    tmp_path: Path,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
     assert PYTHON312 is not None
     api, address = runtime_api
