@@ -99,3 +99,28 @@ def test_no_stage_lines_at_info(client: TestClient, caplog: pytest.LogCaptureFix
     with caplog.at_level(logging.INFO):
         client.post(EMBED, json={"image": b64(read("obama_small.jpg"))})
     assert not [r for r in caplog.records if r.getMessage() == "embed stages"]
+
+
+def test_prometheus_metrics_for_plain_servers(settings: Settings, model: ModelState) -> None:
+    with TestClient(create_app(settings, model), raise_server_exceptions=False) as c:
+        c.post(EMBED, json={"image": b64(read("obama_small.jpg"))})
+        c.post(EMBED, json={"image": b64(b"not an image")})
+        c.get("/api/v1/nothing-here-secret-path")
+        text = c.get("/metrics").text
+    assert 'face_requests_total{method="POST",route="/api/v1/embed",status="200"} 1.0' in text
+    assert 'face_errors_total{error_code="INVALID_IMAGE"} 1.0' in text
+    assert "face_request_latency_seconds_bucket" in text and "face_faces_detected_total 1.0" in text
+    assert "face_model_load_seconds" in text
+    assert "nothing-here-secret-path" not in text and 'route="other"' in text  # no label per unknown path
+
+
+def test_no_metrics_route_when_disabled_or_in_lambda(
+    settings: Settings, model: ModelState, lambda_module: Any
+) -> None:
+    from face_recognition_service.testing import FakeLambdaContext, http_api_event
+
+    off = settings.model_copy(update={"metrics_enabled": False})
+    with TestClient(create_app(off, model)) as c:
+        assert c.get("/metrics").status_code == 404
+    result = lambda_module.handler(http_api_event("GET", "/metrics"), FakeLambdaContext())
+    assert result["statusCode"] == 404

@@ -28,6 +28,7 @@ _JSON_OVERHEAD = 64 * 1024
 # /compare and /verify: 10,000 references (the schema's limit) as base64
 # embeddings are ~28 MB; as full-precision float lists 32 MiB hold ~2,800.
 EMBEDDINGS_BODY_LIMIT = 32 * 1024 * 1024
+BATCH_BODY_CAP = 64 * 1024 * 1024
 
 
 def max_body_bytes(settings: Settings) -> int:
