@@ -165,13 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=500, help="requests per level")
     parser.add_argument("--levels", type=int, nargs="*", default=[1, 4, 16, 64])
     parser.add_argument("--max-seconds", type=float, default=120.0, help="time cap per level")
+    parser.add_argument("--env", nargs="*", default=[], help="server settings, NAME=VALUE")
+    parser.add_argument("--out", default="soak_buffalo_sc.json", help="file under bench/results/")
     args = parser.parse_args(argv)
     mix = _bodies()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(tmp)
         provision("buffalo_sc", model_dir)
         port = free_port()
-        server = our_server(model_dir, "buffalo_sc", port)
+        server = our_server(model_dir, "buffalo_sc", port, **dict(e.split("=", 1) for e in args.env))
         try:
             server.wait_ready()
             pid = server.proc.pid
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({"peak_rss_mb": results["peak_rss_mb"]}))
         finally:
             server.stop()
-    out = Path(__file__).parent / "results" / "soak_buffalo_sc.json"
+    out = Path(__file__).parent / "results" / args.out
     out.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
