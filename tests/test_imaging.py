@@ -156,3 +156,20 @@ def test_tiny_jpeg_declaring_a_huge_frame_is_refused() -> None:
     ok, buf = cv2.imencode(".jpg", np.full((6000, 6000, 3), 120, np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 50])
     assert ok
     assert code_of(decode_image, buf.tobytes()[:629], 40_000_000) is ErrorCode.INVALID_IMAGE
+
+
+def test_corrupt_or_truncated_png_is_refused_without_native_noise(capfd: pytest.CaptureFixture[str]) -> None:
+    image = (np.random.default_rng(0).random((200, 200, 3)) * 255).astype(np.uint8)
+    data = bytearray(encode(image, ".png"))
+    middle = len(data) // 2
+    data[middle : middle + 200] = bytes(200)
+    assert code_of(decode_image, bytes(data), 40_000_000) is ErrorCode.INVALID_IMAGE
+    assert code_of(decode_image, encode(image, ".png")[:middle], 40_000_000) is ErrorCode.INVALID_IMAGE
+    # libpng would have printed "libpng error: IDAT: CRC error" into the JSON log stream.
+    assert capfd.readouterr().err == ""
+
+
+def test_truncated_webp_is_refused() -> None:
+    image = (np.random.default_rng(0).random((200, 200, 3)) * 255).astype(np.uint8)
+    data = encode(image, ".webp")
+    assert code_of(decode_image, data[: len(data) // 2], 40_000_000) is ErrorCode.INVALID_IMAGE

@@ -10,6 +10,7 @@ from __future__ import annotations
 import binascii
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -306,6 +307,10 @@ def decode_image(
     check_limits(info, max_pixels, max_decoded_bytes, reduce)
     if info.format is ImageFormat.JPEG and info.components in (1, 3):
         return _decode_jpeg(data, info, reduce)
+    if info.format is ImageFormat.PNG:
+        _check_png(data)
+    elif info.format is ImageFormat.WEBP:
+        _check_riff(data)
     buffer = np.frombuffer(data, dtype=np.uint8)
     # IMREAD_COLOR applies EXIF orientation and converts 16-bit, grey and palette
     # images to 8-bit BGR while decoding. Only images with an alpha channel need
@@ -319,6 +324,34 @@ def decode_image(
     if image is None or image.size == 0:
         raise _invalid(f"The {info.format.name} data could not be decoded.")
     return _to_bgr8(image)
+
+
+def _check_png(data: bytes) -> None:
+    """Every chunk complete, its CRC right, IEND present: a corrupt or truncated
+    PNG is refused here, before libpng would print its complaint to stderr (a
+    plain-text line in the JSON logs) and fail anyway."""
+    pos, end = 8, len(data)
+    while pos + 12 <= end:
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        chunk_end = pos + 12 + length
+        if chunk_end > end:
+            break
+        kind = data[pos + 4 : pos + 8]
+        (crc,) = struct.unpack(">I", data[chunk_end - 4 : chunk_end])
+        if zlib.crc32(data[pos + 4 : chunk_end - 4]) != crc:
+            raise _invalid(f"The PNG data is corrupt (a {kind.decode('latin-1')!r} chunk fails its checksum).")
+        if kind == b"IEND":
+            return
+        pos = chunk_end
+    raise _invalid("The PNG data is truncated.")
+
+
+def _check_riff(data: bytes) -> None:
+    """A WebP's RIFF header says how long the file is: shorter is truncated.
+    (WebP has no checksum: data overwritten in the middle cannot be detected.)"""
+    (size,) = struct.unpack("<I", data[4:8])
+    if size + 8 > len(data):
+        raise _invalid("The WebP data is truncated.")
 
 
 def upright_size(info: ImageInfo) -> tuple[int, int]:
