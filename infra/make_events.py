@@ -21,6 +21,7 @@ from face_recognition_service.testing import (
     no_face_image,
     png_header_only,
     rest_api_event,
+    sqs_record,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,25 +78,6 @@ def compare_body(metric: str) -> dict[str, Any]:
             for k, r in refs.items()
         ],
         "distance_metric": metric,
-    }
-
-
-def sqs_record(body: Any, message_id: str) -> dict[str, Any]:
-    return {
-        "messageId": message_id,
-        "receiptHandle": f"AQEB-{message_id}",
-        "body": body if isinstance(body, str) else json.dumps(body),
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": "1795824000000",
-            "SenderId": "123456789012",
-            "ApproximateFirstReceiveTimestamp": "1795824000001",
-        },
-        "messageAttributes": {},
-        "md5OfBody": "0" * 32,
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:face-embed",
-        "awsRegion": "us-east-1",
     }
 
 

@@ -84,3 +84,24 @@ def lambda_module(model_dir: Path) -> Iterator[ModuleType]:
 
 # The local Lambda Runtime API (a fixture shared by the runtime-client tests).
 from .runtime_api_support import runtime_api  # noqa: E402, F401
+
+
+@pytest.fixture()
+def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fake credentials for moto, and the service's cached boto3 clients dropped
+    before and after, so no test reaches a real account or another test's mock."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    from face_recognition_service import s3_images
+    from face_recognition_service.aws_lambda import queue
+
+    s3_images._client.cache_clear()
+    queue._client.cache_clear()
+    yield
+    s3_images._client.cache_clear()
+    queue._client.cache_clear()

@@ -178,16 +178,7 @@ def test_binary_bodies_through_the_lambda_handler(lambda_module: ModuleType) -> 
 
 
 @pytest.fixture()
-def s3_photos(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    from face_recognition_service import s3_images
-
-    s3_images._client.cache_clear()
+def s3_photos(aws_credentials: None) -> Iterator[Any]:
     with mock_aws():
         s3 = boto3.client("s3")
         for bucket in ("photos", "private"):
@@ -196,7 +187,6 @@ def s3_photos(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         s3.put_object(Bucket="photos", Key="big.jpg", Body=read("obama_3.jpg"))
         s3.put_object(Bucket="private", Key="secret.jpg", Body=read("obama_small.jpg"))
         yield s3
-    s3_images._client.cache_clear()
 
 
 def test_images_from_allowed_buckets_only(s3_photos: Any, model_dir: Path, model: ModelState) -> None:

@@ -16,53 +16,21 @@ from moto import mock_aws
 
 from face_recognition_service.aws_lambda.function import build_handler
 from face_recognition_service.engine import ModelState
-from face_recognition_service.testing import FakeLambdaContext
+from face_recognition_service.testing import FakeLambdaContext, sqs_record
 
 from .conftest import make_settings
 from .helpers import read
 from .lambda_support import load_event
 
 
-def sqs_record(body: Any, message_id: str) -> dict[str, Any]:
-    return {
-        "messageId": message_id,
-        "receiptHandle": f"handle-{message_id}",
-        "body": body if isinstance(body, str) else json.dumps(body),
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": "1795824000000",
-            "SenderId": "123456789012",
-            "ApproximateFirstReceiveTimestamp": "1795824000001",
-        },
-        "messageAttributes": {},
-        "md5OfBody": "0" * 32,
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:face-embed",
-        "awsRegion": "us-east-1",
-    }
-
-
 @pytest.fixture()
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(key, value)
-    from face_recognition_service import s3_images
-    from face_recognition_service.aws_lambda import queue
-
-    s3_images._client.cache_clear()
-    queue._client.cache_clear()
+def aws(aws_credentials: None) -> Iterator[Any]:
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="photos")
         s3.create_bucket(Bucket="results")
         s3.put_object(Bucket="photos", Key="u1.jpg", Body=read("obama_small.jpg"))
         yield s3
-    s3_images._client.cache_clear()
-    queue._client.cache_clear()
 
 
 def test_a_batch_with_partial_failure(aws: Any, model_dir: Path, model: ModelState) -> None:

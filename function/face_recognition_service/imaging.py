@@ -339,7 +339,9 @@ def _check_png(data: bytes) -> None:
         kind = data[pos + 4 : pos + 8]
         (crc,) = struct.unpack(">I", data[chunk_end - 4 : chunk_end])
         if zlib.crc32(data[pos + 4 : chunk_end - 4]) != crc:
-            raise _invalid(f"The PNG data is corrupt (a {kind.decode('latin-1')!r} chunk fails its checksum).")
+            raise _invalid(
+                f"The PNG data is corrupt (a {kind.decode('latin-1')!r} chunk fails its checksum)."
+            )
         if kind == b"IEND":
             return
         pos = chunk_end

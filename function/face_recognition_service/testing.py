@@ -37,6 +37,7 @@ __all__ = [
     "no_face_image",
     "png_header_only",
     "rest_api_event",
+    "sqs_record",
 ]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
@@ -121,3 +122,23 @@ def no_face_image() -> np.ndarray:
     img[hill] = (40, 120, 60)
     img += rng.normal(0, 6, img.shape)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def sqs_record(body: object, message_id: str) -> dict[str, object]:
+    """One record of an SQS event as Lambda delivers it; a dict body is sent as JSON."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"AQEB-{message_id}",
+        "body": body if isinstance(body, str) else json.dumps(body),
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1795824000000",
+            "SenderId": "123456789012",
+            "ApproximateFirstReceiveTimestamp": "1795824000001",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "0" * 32,
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:face-embed",
+        "awsRegion": "us-east-1",
+    }

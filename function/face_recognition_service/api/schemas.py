@@ -105,7 +105,9 @@ S3_DESCRIPTION = (
 )
 
 
-class EmbedRequest(FaceRequestOptions):
+class OneImage(BaseModel):
+    """`image` or `image_s3_uri`, exactly one (/embed, /embed/batch items, queue messages)."""
+
     image: str | None = Field(
         default=None, min_length=1, description=IMAGE_DESCRIPTION, examples=[IMAGE_EXAMPLE]
     )
@@ -118,22 +120,18 @@ class EmbedRequest(FaceRequestOptions):
     )
 
     @model_validator(mode="after")
-    def _one_image(self) -> EmbedRequest:
+    def _one_image(self) -> OneImage:
         if (self.image is None) == (self.image_s3_uri is None):
             raise ValueError("give exactly one of image or image_s3_uri")
         return self
 
 
-class BatchImage(BaseModel):
+class EmbedRequest(FaceRequestOptions, OneImage):
+    """An /embed request in JSON: the photo and the face options."""
+
+
+class BatchImage(OneImage):
     id: ReferenceId
-    image: str | None = Field(default=None, min_length=1, description=IMAGE_DESCRIPTION)
-    image_s3_uri: str | None = Field(default=None, min_length=6, max_length=2048, description=S3_DESCRIPTION)
-
-    @model_validator(mode="after")
-    def _one_image(self) -> BatchImage:
-        if (self.image is None) == (self.image_s3_uri is None):
-            raise ValueError("give exactly one of image or image_s3_uri")
-        return self
 
 
 class EmbedBatchRequest(FaceRequestOptions):

@@ -23,9 +23,9 @@ import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from ..api.schemas import FaceRequestOptions, ReferenceId, embed_options
+from ..api.schemas import FaceRequestOptions, OneImage, ReferenceId, embed_options
 from ..config import Settings
 from ..embedding import embed_bytes
 from ..engine import ModelState
@@ -38,16 +38,8 @@ from .observability import logger, metrics
 TRANSIENT = frozenset({ErrorCode.MODEL_NOT_LOADED, ErrorCode.PROCESSING_ERROR, ErrorCode.SERVICE_BUSY})
 
 
-class QueueMessage(FaceRequestOptions):
+class QueueMessage(FaceRequestOptions, OneImage):
     id: ReferenceId
-    image: str | None = Field(default=None, min_length=1)
-    image_s3_uri: str | None = Field(default=None, min_length=6, max_length=2048)
-
-    @model_validator(mode="after")
-    def _one_image(self) -> QueueMessage:
-        if (self.image is None) == (self.image_s3_uri is None):
-            raise ValueError("give exactly one of image or image_s3_uri")
-        return self
 
 
 class UndeliverableError(RuntimeError):
