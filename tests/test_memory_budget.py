@@ -1,5 +1,6 @@
 """The memory budget of one request: the worst images the default limits admit
-keep the process under 600 MB with buffalo_sc (measured in a child process),
+(MAX_IMAGE_PIXELS 60 MP, DECODE_BUDGET_MB 192) keep the process under 600 MB
+with buffalo_sc (measured in a child process),
 and images past the decode budget are refused from the header alone."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from face_recognition_service.config import Settings
 from face_recognition_service.errors import ErrorCode, ServiceError
 from face_recognition_service.imaging import DEFAULT_DECODE_BUDGET, decode_image
 
@@ -21,7 +23,12 @@ from .helpers import encode, read
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_MB = 600
-SIDE_40MP = 6320  # 39.9 million pixels: just inside MAX_IMAGE_PIXELS (40,000,000)
+_DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
+# The largest square each kind of image may be under the default limits.
+SIDE_MAX_PIXELS = int(_DEFAULTS.max_image_pixels**0.5)  # 7,745: MAX_IMAGE_PIXELS (60 MP)
+SIDE_RGBA8 = int(
+    min(_DEFAULTS.max_image_pixels, DEFAULT_DECODE_BUDGET / 4) ** 0.5
+)  # 7,094: the decode budget
 
 
 def _with_face(canvas: np.ndarray) -> np.ndarray:
@@ -37,8 +44,8 @@ def _with_face(canvas: np.ndarray) -> np.ndarray:
     return canvas
 
 
-def rgba8_40mp() -> bytes:
-    canvas = np.zeros((SIDE_40MP, SIDE_40MP, 4), np.uint8)
+def rgba8_at_budget() -> bytes:
+    canvas = np.zeros((SIDE_RGBA8, SIDE_RGBA8, 4), np.uint8)
     canvas[..., 3] = 128
     return encode(_with_face(canvas), ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
 
@@ -50,13 +57,13 @@ def rgba16_at_budget() -> bytes:
     return encode(_with_face(canvas), ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
 
 
-def rgb16_40mp() -> bytes:
-    canvas = np.full((SIDE_40MP, SIDE_40MP, 3), 30000, np.uint16)
+def rgb16_at_pixel_limit() -> bytes:
+    canvas = np.full((SIDE_MAX_PIXELS, SIDE_MAX_PIXELS, 3), 30000, np.uint16)
     return encode(_with_face(canvas), ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
 
 
-def jpeg_40mp() -> bytes:
-    canvas = np.full((SIDE_40MP, SIDE_40MP, 3), 90, np.uint8)
+def jpeg_at_pixel_limit() -> bytes:
+    canvas = np.full((SIDE_MAX_PIXELS, SIDE_MAX_PIXELS, 3), 90, np.uint8)
     return encode(_with_face(canvas), ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 80])
 
 
@@ -74,7 +81,9 @@ def child_peak(model_dir: Path, image: Path) -> dict[str, object]:
 
 
 @pytest.mark.parametrize(
-    "make", [rgba8_40mp, rgba16_at_budget, rgb16_40mp, jpeg_40mp], ids=lambda f: f.__name__
+    "make",
+    [rgba8_at_budget, rgba16_at_budget, rgb16_at_pixel_limit, jpeg_at_pixel_limit],
+    ids=lambda f: f.__name__,
 )
 def test_worst_admitted_images_stay_under_the_target(
     make: Callable[[], bytes], model_dir: Path, tmp_path: Path
@@ -91,9 +100,9 @@ def test_past_the_decode_budget_is_refused_before_decoding() -> None:
     # 16-bit RGBA at 40 MP would decode to 305 MiB: refused from its header.
     header_only = np.zeros((8, 8, 4), np.uint16)
     data = bytearray(encode(header_only, ".png"))
-    data[16:24] = SIDE_40MP.to_bytes(4, "big") * 2  # IHDR width, height (the CRC is not checked first)
+    data[16:24] = (6320).to_bytes(4, "big") * 2  # IHDR width, height (the CRC is not checked first)
     with pytest.raises(ServiceError) as caught:
-        decode_image(bytes(data), 40_000_000)
+        decode_image(bytes(data), _DEFAULTS.max_image_pixels)
     assert caught.value.code is ErrorCode.IMAGE_TOO_LARGE
     assert "MiB" in (caught.value.detail or "")
 
