@@ -12,8 +12,9 @@ import numpy as np
 from .config import Settings
 from .engine import FaceEmbedding, FaceEngine, FaceOptions, FaceSelection, PreparedFace, Verdict
 from .errors import ErrorCode, ServiceError
-from .imaging import decode_image, jpeg_reduction, probe, upright_size
+from .imaging import decode_base64_image, decode_image, jpeg_reduction, probe, upright_size
 from .matching import encode_embedding
+from .s3_images import fetch_image
 from .timing import Stages
 
 
@@ -76,7 +77,6 @@ def prepare_faces(
     scale = np.array([width / image.shape[1], height / image.shape[0]], np.float32)
     eyes = [float(np.linalg.norm(f.landmarks[1] - f.landmarks[0])) for f in faces]
     finer_image: np.ndarray | None = None
-    finer = reduce
     if min(eyes) < MIN_SOURCE_EYES:
         # The coarsest reduction at which the smallest face has enough pixels.
         finer = next((r for r in (4, 2) if r < reduce and min(eyes) * reduce / r >= MIN_SOURCE_EYES), 1)
@@ -121,11 +121,15 @@ def apply_min_quality(faces: list[FaceEmbedding], options: EmbedOptions) -> list
 
 
 def find_faces(
-    data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions
+    data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions, stages: Stages | None = None
 ) -> tuple[list[FaceEmbedding], int]:
     """Decode, detect, select, embed and apply min_quality: the faces kept, and
     how many there were before min_quality."""
-    faces = engine.embed_prepared(prepare_faces(data, engine, settings, options), options.needs_quality)
+    stages = stages or Stages()
+    faces = engine.embed_prepared(
+        prepare_faces(data, engine, settings, options, stages), options.needs_quality
+    )
+    stages.mark("embed")
     return apply_min_quality(faces, options), len(faces)
 
 
@@ -160,13 +164,14 @@ def render(faces: list[FaceEmbedding], options: EmbedOptions, model_tag: str, fo
         if found != len(faces):
             out["faces_left_out"] = found - len(faces)
         return out
-    face = faces[0]
+    fields = face_fields(faces[0], options)
+    # The original contract's order first: embedding, face_detected, detection_score.
     return {
-        "embedding": _vector(face.embedding, options.embedding_format),
+        "embedding": fields.pop("embedding"),
         "face_detected": True,
-        "detection_score": round(face.detection_score, 6),
+        "detection_score": fields.pop("detection_score"),
         "model": model_tag,
-        **{k: v for k, v in face_fields(face, options).items() if k not in ("embedding", "detection_score")},
+        **fields,
     }
 
 
@@ -174,9 +179,19 @@ def embed_bytes(
     data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions, stages: Stages | None = None
 ) -> dict[str, Any]:
     stages = stages or Stages()
-    prepared = prepare_faces(data, engine, settings, options, stages)
-    faces = engine.embed_prepared(prepared, options.needs_quality)
-    stages.mark("embed")
-    kept = apply_min_quality(faces, options)
+    kept, found = find_faces(data, engine, settings, options, stages)
     stages.note(faces=len(kept))
-    return render(kept, options, engine.model_tag, found=len(faces))
+    return render(kept, options, engine.model_tag, found=found)
+
+
+def load_image(
+    settings: Settings, *, image: str | None = None, s3_uri: str | None = None, data: bytes | None = None
+) -> bytes:
+    """The image's bytes, whichever way it came: an S3 URI (from the allowed
+    buckets), base64 or a data URI, or the file's bytes as they are."""
+    if s3_uri is not None:
+        return fetch_image(s3_uri, settings.image_s3_buckets, settings.max_image_size)
+    if image is not None:
+        return decode_base64_image(image, settings.max_image_size)
+    assert data is not None
+    return data

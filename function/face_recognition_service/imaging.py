@@ -11,7 +11,7 @@ import binascii
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 # OpenCV's own guard against huge images, set before cv2 is first imported, as a
@@ -189,7 +189,7 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
                 break
             height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
             info = _checked(ImageFormat.JPEG, width, height, False)
-            return ImageInfo(info.format, info.width, info.height, False, False, orientation, data[pos + 9])
+            return replace(info, orientation=orientation, components=data[pos + 9])
         pos += 2 + length
     raise _invalid("The JPEG data is truncated or corrupt.")
 

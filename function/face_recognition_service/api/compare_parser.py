@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import binascii
 import threading
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import pybase64
@@ -50,11 +52,15 @@ def _count_brackets(body: bytes, limit: int) -> int:
 # ~8 ms a request for 5.7 MB), and one per worker thread would keep that much
 # memory for each of them. Reuse is safe because no simdjson object outlives
 # the locked section.
+T = TypeVar("T")
+
 _parser = simdjson.Parser()
 _parser_lock = threading.Lock()
 
 
-def parse_compare(body: bytes) -> CompareArrays | None:
+def _with_document(body: bytes, use: Callable[[object], T]) -> T | None:
+    """``use`` applied to the parsed body under the parser's lock; None when the
+    body is not JSON or ``use`` meets something it does not expect."""
     global _parser
     with _parser_lock:
         try:
@@ -63,9 +69,13 @@ def parse_compare(body: bytes) -> CompareArrays | None:
             except RuntimeError:  # a document still referenced somewhere: start afresh
                 _parser = simdjson.Parser()
                 doc = _parser.parse(body)
-            return _arrays(doc, body)
+            return use(doc)
         except (ValueError, TypeError, RuntimeError, KeyError):
             return None
+
+
+def parse_compare(body: bytes) -> CompareArrays | None:
+    return _with_document(body, lambda doc: _arrays(doc, body))
 
 
 def duplicate_key(body: bytes) -> str | None:
@@ -74,17 +84,7 @@ def duplicate_key(body: bytes) -> str | None:
 
     Duplicate keys are refused on both parse paths: otherwise the fast path
     would read the first value and pydantic the last."""
-    global _parser
-    with _parser_lock:
-        try:
-            try:
-                doc = _parser.parse(body)
-            except RuntimeError:
-                _parser = simdjson.Parser()
-                doc = _parser.parse(body)
-            return _first_duplicate(doc, depth=0)
-        except (ValueError, TypeError, RuntimeError, KeyError):
-            return None
+    return _with_document(body, lambda doc: _first_duplicate(doc, depth=0))
 
 
 def _first_duplicate(value: object, depth: int) -> str | None:

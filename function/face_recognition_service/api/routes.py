@@ -13,12 +13,10 @@ from starlette.concurrency import run_in_threadpool
 
 from ..batch import BatchItem, embed_batch, faces_in
 from ..config import Settings
-from ..embedding import Include, embed_bytes, find_faces
+from ..embedding import Include, embed_bytes, find_faces, load_image
 from ..engine import FaceEngine, FaceSelection, ModelState
 from ..errors import HTTP_STATUS, ErrorCode, ServiceError
-from ..imaging import decode_base64_image
 from ..matching import AMBIGUITY_MARGIN, decode_embedding, operating_points_for
-from ..s3_images import fetch_image
 from ..timing import Stages
 from ..verification import Reference, pack_of, threshold_for
 from ..verification import verify as verify_references
@@ -147,12 +145,7 @@ def _embed(received: ImageInput, engine: FaceEngine, settings: Settings) -> tupl
 
 
 def _image_bytes(received: ImageInput, settings: Settings) -> bytes:
-    if received.s3_uri is not None:
-        return fetch_image(received.s3_uri, settings.image_s3_buckets, settings.max_image_size)
-    if received.image is not None:
-        return decode_base64_image(received.image, settings.max_image_size)
-    assert received.data is not None
-    return received.data
+    return load_image(settings, image=received.image, s3_uri=received.s3_uri, data=received.data)
 
 
 @router.post(
@@ -181,10 +174,7 @@ def _embed_batch(raw: bytes, engine: FaceEngine, settings: Settings) -> list[dic
             status=422,
         )
     items = [
-        BatchItem(
-            item.id,
-            partial(_image_bytes, ImageInput(body, image=item.image, s3_uri=item.image_s3_uri), settings),
-        )
+        BatchItem(item.id, partial(load_image, settings, image=item.image, s3_uri=item.image_s3_uri))
         for item in body.images
     ]
     return embed_batch(items, engine, settings, embed_options(body))
@@ -220,9 +210,7 @@ def _verify(raw: bytes, model: ModelState, settings: Settings) -> dict[str, Any]
         options = embed_options(body)
         if options.faces.selection is FaceSelection.ALL:
             options = replace(options, faces=replace(options.faces, selection=FaceSelection.SINGLE))
-        faces, _ = find_faces(
-            _image_bytes(ImageInput(body, image=body.image), settings), engine, settings, options
-        )
+        faces, _ = find_faces(load_image(settings, image=body.image), engine, settings, options)
         probe, probe_model = faces[0].embedding.astype(np.float64), engine.model_tag
         extra["detection_score"] = round(faces[0].detection_score, 6)
         if Include.QUALITY in options.include and faces[0].quality is not None:

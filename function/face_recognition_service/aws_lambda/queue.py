@@ -25,13 +25,13 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
+from ..api.deps import get_engine
 from ..api.schemas import FaceRequestOptions, OneImage, ReferenceId, embed_options
 from ..config import Settings
-from ..embedding import embed_bytes
+from ..embedding import embed_bytes, load_image
 from ..engine import ModelState
 from ..errors import ErrorCode, ServiceError
-from ..imaging import decode_base64_image
-from ..s3_images import fetch_image, parse_s3_uri
+from ..s3_images import parse_s3_uri
 from .observability import logger, metrics
 
 # Errors worth another try: the message goes back to the queue.
@@ -57,8 +57,7 @@ def _client(service: str) -> Any:
 def deliver(result: dict[str, Any], settings: Settings) -> None:
     body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     if settings.results_s3_uri:
-        bucket, prefix = parse_s3_uri(settings.results_s3_uri.rstrip("/") + "/x")
-        key = f"{prefix[:-1]}{result['id']}.json"
+        bucket, key = parse_s3_uri(f"{settings.results_s3_uri.rstrip('/')}/{result['id']}.json")
         _client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
     elif settings.results_queue_url:
         _client("sqs").send_message(QueueUrl=settings.results_queue_url, MessageBody=body)
@@ -82,14 +81,9 @@ def build_queue_handler(
             raise UndeliverableError(f"unreadable message ({exc.error_count()} errors)") from None
         result: dict[str, Any] = {"id": message.id, "message_id": record.message_id}
         try:
-            if model.engine is None:
-                raise ServiceError(ErrorCode.MODEL_NOT_LOADED, "The face model is not loaded.", model.error)
-            data = (
-                fetch_image(message.image_s3_uri, settings.image_s3_buckets, settings.max_image_size)
-                if message.image_s3_uri
-                else decode_base64_image(message.image or "", settings.max_image_size)
-            )
-            result.update(embed_bytes(data, model.engine, settings, embed_options(message)))
+            engine = get_engine(model)
+            data = load_image(settings, image=message.image, s3_uri=message.image_s3_uri)
+            result.update(embed_bytes(data, engine, settings, embed_options(message)))
         except ServiceError as exc:
             if exc.code in TRANSIENT:
                 raise UndeliverableError(exc.code.value) from None
