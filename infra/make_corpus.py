@@ -126,6 +126,10 @@ def bad_inputs() -> list[dict[str, Any]]:
             400,
             "INVALID_IMAGE",
         ),
+        case(
+            "embed-s3-not-enabled", e, {"image_s3_uri": "s3://photos/u1.jpg"}, 403, "IMAGE_SOURCE_FORBIDDEN"
+        ),
+        case("embed-s3-bad-uri", e, {"image_s3_uri": "https://photos/u1.jpg"}, 400, "INVALID_IMAGE"),
         case("embed-no-face", e, {"image": uri(jpeg(no_face_image()))}, 422, "NO_FACE_DETECTED"),
         case(
             "embed-two-faces",

@@ -111,6 +111,10 @@ _IMAGE_ERRORS = (
     ErrorCode.MODEL_NOT_LOADED,
     ErrorCode.PROCESSING_ERROR,
     ErrorCode.UNAUTHORIZED,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    ErrorCode.IMAGE_SOURCE_FORBIDDEN,
+    ErrorCode.IMAGE_NOT_FOUND,
+    ErrorCode.SERVICE_BUSY,
 )
 
 
@@ -154,7 +158,14 @@ def _image_bytes(received: ImageInput, settings: Settings) -> bytes:
     summary="Embed many photos in one request, one recogniser pass",
     openapi_extra=body_schema(EmbedBatchRequest),
     responses=_ok(EmbedBatchResponse)
-    | _errors(ErrorCode.INVALID_IMAGE, ErrorCode.MODEL_NOT_LOADED, ErrorCode.UNAUTHORIZED),
+    | _errors(
+        ErrorCode.INVALID_IMAGE,
+        ErrorCode.MODEL_NOT_LOADED,
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.SERVICE_BUSY,
+    ),
 )
 async def embed_batch_route(request: Request, engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
     require_json(request)
@@ -186,7 +197,9 @@ def _embed_batch(raw: bytes, engine: FaceEngine, settings: Settings) -> list[dic
     summary="Decide whether a photo (or embedding) matches enrolled references",
     openapi_extra=body_schema(VerifyRequest),
     responses=_ok(VerifyResponse)
-    | _errors(*_IMAGE_ERRORS, ErrorCode.INVALID_EMBEDDING, ErrorCode.MODEL_MISMATCH),
+    | _errors(
+        *_IMAGE_ERRORS, ErrorCode.INVALID_EMBEDDING, ErrorCode.MODEL_MISMATCH, ErrorCode.PAYLOAD_TOO_LARGE
+    ),
 )
 async def verify(request: Request, model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
     require_json(request)
@@ -228,7 +241,15 @@ def _verify(raw: bytes, model: ModelState, settings: Settings) -> dict[str, Any]
     dependencies=Protected,
     summary="Rank reference embeddings by distance to a query embedding",
     openapi_extra=body_schema(CompareRequest),
-    responses=_ok(CompareResponse) | _errors(ErrorCode.INVALID_EMBEDDING, ErrorCode.UNAUTHORIZED),
+    responses=_ok(CompareResponse)
+    | _errors(
+        ErrorCode.INVALID_EMBEDDING,
+        ErrorCode.MODEL_MISMATCH,
+        ErrorCode.UNAUTHORIZED,
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.SERVICE_BUSY,
+    ),
 )
 async def compare(request: Request) -> ORJSONResponse:
     # Parsing a large body costs more than ranking it: both run off the event loop.
