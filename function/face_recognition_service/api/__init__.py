@@ -86,6 +86,10 @@ def create_app(
         description="Stateless face embedding and comparison (ArcFace via InsightFace models "
         "on ONNX Runtime). Stores nothing: the caller keeps users and embeddings.",
         debug=False,  # debug pages would put tracebacks in responses
+        # The routes go in directly, not through include_router: FastAPI composes
+        # an included router lazily, building every route's fields a second time
+        # on the first request (~18 ms of it, measured: BENCHMARKS.md section 4).
+        routes=router.routes,
     )
     app.state.settings = settings
     # No warm-up inference here: measured, it adds ~50 ms to a server's start and
@@ -95,7 +99,6 @@ def create_app(
         fixed = settings.api_key.get_secret_value()
         api_key = lambda: fixed  # noqa: E731
     app.state.api_key = api_key
-    app.include_router(router)
     install_error_handlers(app)
     if settings.cors_enabled:
         app.add_middleware(

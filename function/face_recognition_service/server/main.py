@@ -9,10 +9,12 @@ from __future__ import annotations
 import gc
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import Settings, SettingsError, get_settings
 from .logs import configure_logging
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 _app = None
 
@@ -20,6 +22,8 @@ _app = None
 def settings_or_exit() -> Settings:
     """The settings, or one line per bad variable on stderr and exit status 2:
     never a traceback, never a half-configured server."""
+    from ..config import SettingsError, get_settings
+
     try:
         return get_settings()
     except SettingsError as exc:
@@ -27,14 +31,19 @@ def settings_or_exit() -> Settings:
         raise
 
 
+def pause_gc_for_start_up() -> None:
+    """Start-up builds ~75,000 objects that live as long as the process
+    (libraries, pydantic schemas, the app, the model) and almost no garbage
+    (about 1,300 objects): the cyclic collector's passes over them are ~35 ms
+    of a ~450 ms start (BENCHMARKS.md section 4). ``get_app`` turns it back on."""
+    gc.disable()
+
+
 def get_app() -> Any:
     """The process's app, created (and its model loaded) on first use."""
     global _app
     if _app is None:
-        # Worker threads (decoding, parsing) hold the GIL in slices of this
-        # length; the event loop, which answers health checks, waits for one.
-        # 1 ms instead of Python's 5 ms keeps health fast under load.
-        sys.setswitchinterval(0.001)
+        pause_gc_for_start_up()
         settings = settings_or_exit()
         configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
         # The model loads (and runs one warm-up inference) in a thread while this
@@ -58,6 +67,12 @@ def get_app() -> Any:
         # as long as the process: freezing it keeps the cyclic GC from walking it
         # again on every full collection, a pause that shows in health p99.
         gc.freeze()
+        gc.enable()
+        # Worker threads (decoding, parsing) hold the GIL in slices of this
+        # length; the event loop, which answers health checks, waits for one.
+        # 1 ms instead of Python's 5 ms keeps health fast under load. Set after
+        # start-up, where the loader and importing threads gain nothing from it.
+        sys.setswitchinterval(0.001)
     return _app
 
 
@@ -70,6 +85,7 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
+    pause_gc_for_start_up()
     import uvicorn
 
     settings = settings_or_exit()
@@ -94,7 +110,9 @@ def main() -> None:
         "h11_max_incomplete_event_size": 16 * 1024,
     }
     if settings.workers > 1:
-        # Each worker process imports the app and loads its own model.
+        # Each worker process imports the app and loads its own model; this
+        # process only supervises them.
+        gc.enable()
         uvicorn.run("face_recognition_service.server.main:app", workers=settings.workers, **common)
     else:
         uvicorn.run(get_app(), **common)
