@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -46,14 +47,25 @@ def test_docs_and_openapi(client: TestClient) -> None:
     assert {"/api/v1/health", "/api/v1/model-info", EMBED, COMPARE} <= set(spec["paths"])
     assert "413" in spec["paths"][EMBED]["post"]["responses"]
     # Bodies are parsed by the routes themselves; their schemas are still documented.
-    embed_body = spec["paths"][EMBED]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    schemas = spec["components"]["schemas"]
+
+    def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+        return resolve(schemas[schema["$ref"].rsplit("/", 1)[1]]) if "$ref" in schema else schema
+
+    embed_body = resolve(spec["paths"][EMBED]["post"]["requestBody"]["content"]["application/json"]["schema"])
     assert {"image", "image_s3_uri", "face_selection", "include", "min_quality"} <= set(
         embed_body["properties"]
     )
     content = spec["paths"][EMBED]["post"]["requestBody"]["content"]
     assert {"application/json", "image/jpeg", "multipart/form-data"} <= set(content)
-    compare_body = spec["paths"][COMPARE]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert "id" in compare_body["properties"]["reference_embeddings"]["items"]["properties"]
+    compare_body = resolve(
+        spec["paths"][COMPARE]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    )
+    references = resolve(compare_body["properties"]["reference_embeddings"]["items"])
+    assert "id" in references["properties"]
+    # Every schema the document refers to is in it.
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(spec)))
+    assert refs and refs <= set(schemas)
 
 
 @pytest.mark.parametrize("mime", ["image/jpeg", None], ids=["data-uri", "bare-base64"])

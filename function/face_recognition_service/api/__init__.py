@@ -15,6 +15,7 @@ from ..config import Settings
 from ..engine import ModelState, load_model
 from ..errors import ErrorCode, ServiceError
 from .admission import Admission
+from .docs import install_openapi
 from .error_handlers import install_error_handlers
 from .middleware import BodyLimit, RequestContextMiddleware
 from .observe import LogObserver, RequestObserver
@@ -100,6 +101,7 @@ def create_app(
         api_key = lambda: fixed  # noqa: E731
     app.state.api_key = api_key
     install_error_handlers(app)
+    install_openapi(app)
     if settings.cors_enabled:
         app.add_middleware(
             JSONErrorCORSMiddleware,

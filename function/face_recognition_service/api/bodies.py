@@ -1,4 +1,4 @@
-"""Request bodies parsed by the routes themselves, and their OpenAPI schemas."""
+"""Request bodies parsed by the routes themselves (their schemas: docs.py)."""
 
 from __future__ import annotations
 
@@ -73,34 +73,3 @@ def describe_errors(errors: Sequence[Any]) -> str:
     if len(errors) > 5:
         parts.append(f"and {len(errors) - 5} more")
     return "; ".join(parts)
-
-
-def _inline_refs(schema: Any, defs: dict[str, Any]) -> Any:
-    if isinstance(schema, dict):
-        if "$ref" in schema:
-            return _inline_refs(defs[schema["$ref"].rsplit("/", 1)[-1]], defs)
-        return {k: _inline_refs(v, defs) for k, v in schema.items() if k != "$defs"}
-    if isinstance(schema, list):
-        return [_inline_refs(v, defs) for v in schema]
-    return schema
-
-
-def body_schema(model: type[BaseModel], *, image_bodies: bool = False) -> dict[str, Any]:
-    """OpenAPI request body for a route that parses its body itself; with
-    ``image_bodies``, also a raw image body and a multipart form (/embed)."""
-    schema = model.model_json_schema()
-    content: dict[str, Any] = {"application/json": {"schema": _inline_refs(schema, schema.get("$defs", {}))}}
-    if image_bodies:
-        binary = {"schema": {"type": "string", "format": "binary"}}
-        for media in ("image/jpeg", "image/png", "image/webp", "image/bmp", "application/octet-stream"):
-            content[media] = binary
-        content["multipart/form-data"] = {
-            "schema": {
-                "type": "object",
-                "required": ["image"],
-                "properties": {
-                    "image": {"type": "string", "format": "binary", "description": "The photo file."}
-                },
-            }
-        }
-    return {"requestBody": {"required": True, "content": content}}

@@ -20,10 +20,11 @@ from ..matching import AMBIGUITY_MARGIN, decode_embedding, operating_points_for
 from ..timing import Stages
 from ..verification import Reference, pack_of, threshold_for
 from ..verification import verify as verify_references
-from .bodies import body_schema, require_json, validate_json
+from .bodies import require_json, validate_json
 from .compare_parser import parse_compare
 from .comparison import compare_arrays, compare_request_arrays
 from .deps import EngineDep, ModelDep, Protected, SettingsDep, get_engine
+from .docs import request_body, response
 from .inputs import ImageInput, parse_json_input, read_image_input
 from .responses import ORJSONResponse
 from .schemas import (
@@ -44,20 +45,17 @@ from .schemas import (
 router = APIRouter(prefix="/api/v1", default_response_class=ORJSONResponse)
 
 
-def _ok(model: type[BaseModel]) -> dict[int | str, dict[str, object]]:
-    """The 200 answer's schema, for the OpenAPI document only: routes return
-    their answers directly, so FastAPI builds no response validator at start-up
-    (a measurable part of the cold start) and the schema is made on first
-    request for /openapi.json."""
-    return {200: {"model": model, "description": "Successful Response"}}
+def _ok(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    """The 200 answer's schema, for the OpenAPI document only (docs.py)."""
+    return {200: response(model, "Successful Response")}
 
 
-def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, object]]:
-    out: dict[int | str, dict[str, object]] = {}
+def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {}
     for code in codes:
-        entry = out.setdefault(HTTP_STATUS[code], {"model": ErrorResponse, "description": ""})
+        entry = out.setdefault(HTTP_STATUS[code], response(ErrorResponse, ""))
         entry["description"] = ", ".join(filter(None, [str(entry["description"]), code.value]))
-    out.setdefault(422, {"model": ErrorResponse, "description": "Request validation failed"})
+    out.setdefault(422, response(ErrorResponse, "Request validation failed"))
     return out
 
 
@@ -65,7 +63,7 @@ def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, object]]:
 @router.get(
     "/health",
     summary="Is the service up and the model loaded",
-    responses=_ok(HealthResponse) | {503: {"model": HealthResponse, "description": "Model not loaded"}},
+    responses=_ok(HealthResponse) | {503: response(HealthResponse, "Model not loaded")},
 )
 async def health(model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
     # async: answered on the event loop, never queued behind the model's threads.
@@ -122,7 +120,7 @@ _IMAGE_ERRORS = (
     "/embed",
     dependencies=Protected,
     summary="Embed the face (or faces) in a photo",
-    openapi_extra=body_schema(EmbedRequest, image_bodies=True),
+    openapi_extra=request_body(EmbedRequest, image_bodies=True),
     responses=_ok(EmbedResponse) | _errors(*_IMAGE_ERRORS),
 )
 async def embed(request: Request, engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
@@ -156,7 +154,7 @@ def _image_bytes(received: ImageInput, settings: Settings) -> bytes:
     "/embed/batch",
     dependencies=Protected,
     summary="Embed many photos in one request, one recogniser pass",
-    openapi_extra=body_schema(EmbedBatchRequest),
+    openapi_extra=request_body(EmbedBatchRequest),
     responses=_ok(EmbedBatchResponse)
     | _errors(
         ErrorCode.INVALID_IMAGE,
@@ -195,7 +193,7 @@ def _embed_batch(raw: bytes, engine: FaceEngine, settings: Settings) -> list[dic
     "/verify",
     dependencies=Protected,
     summary="Decide whether a photo (or embedding) matches enrolled references",
-    openapi_extra=body_schema(VerifyRequest),
+    openapi_extra=request_body(VerifyRequest),
     responses=_ok(VerifyResponse)
     | _errors(
         *_IMAGE_ERRORS, ErrorCode.INVALID_EMBEDDING, ErrorCode.MODEL_MISMATCH, ErrorCode.PAYLOAD_TOO_LARGE
@@ -240,7 +238,7 @@ def _verify(raw: bytes, model: ModelState, settings: Settings) -> dict[str, Any]
     "/compare",
     dependencies=Protected,
     summary="Rank reference embeddings by distance to a query embedding",
-    openapi_extra=body_schema(CompareRequest),
+    openapi_extra=request_body(CompareRequest),
     responses=_ok(CompareResponse)
     | _errors(
         ErrorCode.INVALID_EMBEDDING,
