@@ -15,7 +15,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from face_recognition_service.aws_lambda.function import load
+from face_recognition_service.aws_lambda.observability import span
+from face_recognition_service.aws_lambda.sources import load_function_model
 from face_recognition_service.engine import ModelState
 
 from .conftest import make_settings
@@ -117,7 +118,7 @@ def test_model_from_s3_zip_serves_embeddings(
     _bucket_with({"packs/buffalo_sc.zip": buf.getvalue()})
     monkeypatch.setattr(Path, "home", lambda: tmp_path)  # not the baked folder
     settings = make_settings(tmp_path / "empty", model_s3_uri="s3://face-models/packs")
-    loaded = load(settings)
+    loaded = load_function_model(settings, span)
     assert loaded.engine is not None, loaded.error
     handler = lambda_module.build_handler(settings, loaded)
     check_response("embed-face.json", handler(load_event("embed-face.json"), FakeLambdaContext()))
@@ -128,7 +129,7 @@ def test_model_from_s3_missing_is_model_not_loaded(
 ) -> None:
     _bucket_with({"other/readme.txt": b"nothing here"})
     settings = make_settings(tmp_path, model_s3_uri="s3://face-models/packs")
-    state = load(settings)
+    state = load_function_model(settings, span)
     assert state.engine is None and "s3://face-models/packs" in (state.error or "")
     handler = lambda_module.build_handler(settings, state)
     result = handler(load_event("embed-face.json"), FakeLambdaContext())

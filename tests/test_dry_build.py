@@ -41,6 +41,12 @@ def lambda_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replay]:
 def test_lambda_dockerfile_replays(lambda_image: Replay) -> None:
     task = Path(lambda_image.env["LAMBDA_TASK_ROOT"])
     assert (task / "face_recognition_service" / "aws_lambda" / "handler.py").is_file()
+    # The task root is read-only in Lambda: the package ships compiled.
+    compiled = {
+        p.name.split(".")[0]
+        for p in (task / "face_recognition_service" / "api" / "__pycache__").glob("*.pyc")
+    }
+    assert {"routes", "schemas", "docs"} <= compiled
     assert sorted(p.name for p in (lambda_image.root / "opt/models/buffalo_sc").glob("*.onnx")) == [
         "det_500m.onnx",
         "w600k_mbf.onnx",
@@ -110,6 +116,8 @@ def test_server_dockerfile_replays_and_its_healthcheck_answers(tmp_path: Path) -
     replay.env["PYTHONPATH"] = f"{site}:{root}/app"
     replay.run(ROOT / "Dockerfile", plain_pip_target=site)
     assert replay.cmd == ["python", "-m", "face_recognition_service.server"] and replay.healthcheck
+    compiled = (root / "app" / "face_recognition_service" / "server" / "__pycache__").glob("main.*.pyc")
+    assert list(compiled), "the package is compiled at build time (the app user cannot write /app)"
     port = free_port()
     env = {**replay.env, "PORT": str(port), "HOME": str(tmp_path / "home")}
     log = tmp_path / "server.log"

@@ -10,7 +10,6 @@ import binascii
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
@@ -20,26 +19,14 @@ from mangum import Mangum
 
 from ..api import create_app
 from ..config import Settings
-from ..engine import ModelState, load_model
+from ..engine import ModelState
 from ..errors import ErrorCode, ServiceError
 from .events import is_sqs_event
 from .observability import PowertoolsObserver, logger, metrics, span, traced
-from .sources import api_key_source, fetch_model_from_s3
+from .sources import api_key_source, load_function_model
 from .warmup import warm_up_requests
 
 Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
-
-
-def load(settings: Settings) -> ModelState:
-    if settings.model_s3_uri:
-        local = Path("/tmp/models")
-        try:
-            fetch_model_from_s3(settings.model_s3_uri, settings.model_name, local)
-        except Exception as exc:  # the function still starts and reports MODEL_NOT_LOADED
-            logger.error("model download from S3 failed", extra={"exception_type": type(exc).__name__})
-            return ModelState(None, f"model download from {settings.model_s3_uri} failed: {exc}")
-        settings = settings.model_copy(update={"model_dir": local})
-    return load_model(settings, span=span)
 
 
 def malformed(event: dict[str, Any]) -> str | None:
@@ -84,7 +71,9 @@ INIT_TIMINGS: dict[str, float] = {}
 
 def build_handler(settings: Settings, model: ModelState | None = None, warm: bool = True) -> Handler:
     started = time.perf_counter()
-    model = model if model is not None else load(settings)
+    if model is None:
+        model = load_function_model(settings, span)
+        INIT_TIMINGS["model_load_ms"] = round((time.perf_counter() - started) * 1000, 1)
     loaded = time.perf_counter()
     observer = PowertoolsObserver()
     app = create_app(
@@ -101,7 +90,6 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
         warm_up_requests(asgi, observer)
     warmed = time.perf_counter()
     INIT_TIMINGS.update(
-        model_load_ms=round((loaded - started) * 1000, 1),
         app_build_ms=round((built - loaded) * 1000, 1),
         warm_up_ms=round((warmed - built) * 1000, 1),
     )

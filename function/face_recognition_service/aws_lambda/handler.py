@@ -9,24 +9,47 @@ lifespan on every invocation.
 
 from __future__ import annotations
 
-import asyncio
+from ..startup import start_up
 
-from aws_lambda_powertools.logging import utils
+with start_up():
+    import time
 
-from ..config import SettingsError, get_settings
-from .function import build_handler
-from .observability import logger
+    _started = time.perf_counter()
+    import asyncio
+    import logging
+    from concurrent.futures import ThreadPoolExecutor
 
-# Mangum runs each request on asyncio's current event loop. Give the runtime's
-# thread one explicitly: Python 3.12 warns when get_event_loop() must make it,
-# and later versions refuse.
-asyncio.set_event_loop(asyncio.new_event_loop())
-try:
-    _settings = get_settings()
-except SettingsError as exc:
-    # The init error Lambda reports: one line per bad variable, not a traceback of pydantic.
-    raise RuntimeError(str(exc)) from None
-logger.setLevel(_settings.log_level)
-# Core modules log through the standard library; give them Powertools' JSON format.
-utils.copy_config_to_registered_loggers(source_logger=logger, include={"face_recognition_service"})
-handler = build_handler(_settings)
+    from aws_lambda_powertools.logging import utils
+
+    from ..config import SettingsError, get_settings
+    from .observability import logger, span
+    from .sources import load_function_model
+
+    # Mangum runs each request on asyncio's current event loop. Give the runtime's
+    # thread one explicitly: Python 3.12 warns when get_event_loop() must make it,
+    # and later versions refuse.
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    try:
+        _settings = get_settings()
+    except SettingsError as exc:
+        # The init error Lambda reports: one line per bad variable, not a traceback of pydantic.
+        raise RuntimeError(str(exc)) from None
+    logger.setLevel(_settings.log_level)
+    # Core modules log through the standard library under the package's logger;
+    # give it Powertools' JSON format before anything logs (the loader below).
+    logging.getLogger("face_recognition_service")
+    utils.copy_config_to_registered_loggers(source_logger=logger, include={"face_recognition_service"})
+    # The model loads in a thread while this one imports the web stack (FastAPI,
+    # Mangum, the routes): ONNX Runtime releases the GIL while it builds its
+    # sessions, so on a function with more than one vCPU the two overlap.
+    with ThreadPoolExecutor(1, thread_name_prefix="model-loader") as _loader:
+        _model = _loader.submit(load_function_model, _settings, span)
+        from .function import INIT_TIMINGS, build_handler
+
+        _imported = time.perf_counter()
+        _loaded = _model.result()
+        INIT_TIMINGS["imports_ms"] = round((_imported - _started) * 1000, 1)
+        INIT_TIMINGS["model_wait_ms"] = round((time.perf_counter() - _imported) * 1000, 1)
+        if _loaded.load_seconds is not None:  # in the thread, beside the imports
+            INIT_TIMINGS["model_load_ms"] = round(_loaded.load_seconds * 1000, 1)
+    handler = build_handler(_settings, _loaded)

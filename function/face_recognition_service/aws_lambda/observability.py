@@ -6,12 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-from ..api.observe import RequestRecord
+if TYPE_CHECKING:
+    from ..api.observe import RequestRecord
+
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "face-recognition")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "FaceRecognition")

@@ -11,10 +11,15 @@ import logging
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from ..packs import get_pack
 from ..provision import provision
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..engine import ModelState, Span
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +52,23 @@ def api_key_source(
 
         return from_secrets_manager
     return None
+
+
+def load_function_model(settings: Settings, span: Span) -> ModelState:
+    """The function's model: from the image, or from S3 when MODEL_S3_URI is set.
+    Imports the engine itself, so that the init can run it in a thread while
+    the web stack is imported (aws_lambda/handler.py)."""
+    from ..engine import ModelState, load_model
+
+    if settings.model_s3_uri:
+        local = Path("/tmp/models")
+        try:
+            fetch_model_from_s3(settings.model_s3_uri, settings.model_name, local)
+        except Exception as exc:  # the function still starts and reports MODEL_NOT_LOADED
+            logger.error("model download from S3 failed", extra={"exception_type": type(exc).__name__})
+            return ModelState(None, f"model download from {settings.model_s3_uri} failed: {exc}")
+        settings = settings.model_copy(update={"model_dir": local})
+    return load_model(settings, span=span)
 
 
 def fetch_model_from_s3(uri: str, model_name: str, model_dir: Path) -> Path:

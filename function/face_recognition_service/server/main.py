@@ -6,11 +6,11 @@ python -m face_recognition_service.server
 
 from __future__ import annotations
 
-import gc
 import sys
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from ..startup import start_up
 from .logs import configure_logging
 
 if TYPE_CHECKING:
@@ -31,49 +31,34 @@ def settings_or_exit() -> Settings:
         raise
 
 
-def pause_gc_for_start_up() -> None:
-    """Start-up builds ~75,000 objects that live as long as the process
-    (libraries, pydantic schemas, the app, the model) and almost no garbage
-    (about 1,300 objects): the cyclic collector's passes over them are ~35 ms
-    of a ~450 ms start (BENCHMARKS.md section 4). ``get_app`` turns it back on."""
-    gc.disable()
-
-
 def get_app() -> Any:
     """The process's app, created (and its model loaded) on first use."""
     global _app
     if _app is None:
-        pause_gc_for_start_up()
-        settings = settings_or_exit()
-        configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
-        # The model loads (and runs one warm-up inference) in a thread while this
-        # one imports the web stack: ONNX Runtime's session creation releases the
-        # GIL, so the two overlap on a multi-core host and the first request pays
-        # no lazy initialisation.
-        loaded: list[Any] = []
+        with start_up():
+            settings = settings_or_exit()
+            configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
+            # The model loads (and runs one warm-up inference) in a thread while
+            # this one imports the web stack: ONNX Runtime's session creation
+            # releases the GIL, so the two overlap on a multi-core host and the
+            # first request pays no lazy initialisation.
+            with ThreadPoolExecutor(1, thread_name_prefix="model-loader") as loader:
+                model = loader.submit(_load_model, settings)
+                from ..api import create_app
 
-        def load() -> None:
-            from ..engine import load_model
-
-            loaded.append(load_model(settings, warm_up=True))
-
-        loader = threading.Thread(target=load, name="model-loader")
-        loader.start()
-        from ..api import create_app
-
-        loader.join()
-        _app = create_app(settings, loaded[0] if loaded else None)
-        # Everything built so far (libraries, the app, the model's sessions) lives
-        # as long as the process: freezing it keeps the cyclic GC from walking it
-        # again on every full collection, a pause that shows in health p99.
-        gc.freeze()
-        gc.enable()
+                _app = create_app(settings, model.result())
         # Worker threads (decoding, parsing) hold the GIL in slices of this
         # length; the event loop, which answers health checks, waits for one.
         # 1 ms instead of Python's 5 ms keeps health fast under load. Set after
         # start-up, where the loader and importing threads gain nothing from it.
         sys.setswitchinterval(0.001)
     return _app
+
+
+def _load_model(settings: Settings) -> Any:
+    from ..engine import load_model
+
+    return load_model(settings, warm_up=True)
 
 
 def __getattr__(name: str) -> Any:
@@ -85,13 +70,17 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
-    pause_gc_for_start_up()
-    import uvicorn
+    with start_up():
+        import uvicorn
 
-    settings = settings_or_exit()
-    configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
-    # No websockets or lifespan events here: not loading them shortens start-up.
-    from .protocol import JSONErrorHttpToolsProtocol
+        settings = settings_or_exit()
+        configure_logging("DEBUG" if settings.debug else settings.log_level, settings.app_name)
+        # No websockets or lifespan events here: not loading them shortens start-up.
+        from .protocol import JSONErrorHttpToolsProtocol
+
+        # Each of several workers imports the app and loads its own model; this
+        # process then only supervises them.
+        app = get_app() if settings.workers == 1 else None
 
     common: dict[str, Any] = {
         "host": settings.host,
@@ -109,13 +98,10 @@ def main() -> None:
         "timeout_keep_alive": settings.keep_alive_seconds,
         "h11_max_incomplete_event_size": 16 * 1024,
     }
-    if settings.workers > 1:
-        # Each worker process imports the app and loads its own model; this
-        # process only supervises them.
-        gc.enable()
+    if app is None:
         uvicorn.run("face_recognition_service.server.main:app", workers=settings.workers, **common)
     else:
-        uvicorn.run(get_app(), **common)
+        uvicorn.run(app, **common)
 
 
 if __name__ == "__main__":
