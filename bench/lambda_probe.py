@@ -53,46 +53,37 @@ def warm(photos_dir: Path, rounds: int) -> dict[str, Any]:
     return summary(samples)
 
 
-def cold(photo: Path) -> dict[str, Any]:
+def _ours() -> tuple[Any, dict[str, float]]:
+    from face_recognition_service.aws_lambda import handler as module
+    from face_recognition_service.aws_lambda.function import INIT_TIMINGS
+
+    return module.handler, {f"init_{k}": v for k, v in INIT_TIMINGS.items()}
+
+
+def _peer() -> tuple[Any, dict[str, float]]:
+    from mangum import Mangum
+
+    from . import peer_app
+
+    return Mangum(peer_app.app, lifespan="off"), {}
+
+
+def cold(photo: Path, peer: bool = False) -> dict[str, Any]:
     """Interpreter start -> handler import (what Lambda's init does: libraries,
-    model load, warm-up) -> first invoke."""
+    model load, warm-up) -> first invoke. With ``peer``: the same for the peer
+    in the Lambda shape the seed describes, its FastAPI app (FaceAnalysis loaded
+    at import) behind Mangum."""
     event = embed_event(photo.read_bytes())
     with contextlib.redirect_stdout(io.StringIO()):
         t_init0 = time.perf_counter()
-        from face_recognition_service.aws_lambda import handler as module
-
+        handler, breakdown = _peer() if peer else _ours()
         t_init = time.perf_counter()
-        from face_recognition_service.aws_lambda.function import INIT_TIMINGS
-
-        result = module.handler(event, context())  # type: ignore[arg-type]
+        result = handler(event, context())
         t_first = time.perf_counter()
     assert result["statusCode"] == 200, result
     return {
         "init_ms": round((t_init - t_init0) * 1000, 1),
-        **{f"init_{k}": v for k, v in INIT_TIMINGS.items()},
-        "first_invoke_ms": round((t_first - t_init) * 1000, 1),
-        "import_to_first_response_ms": round((t_first - T0) * 1000, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    }
-
-
-def cold_peer(photo: Path) -> dict[str, Any]:
-    """The same for the peer in the Lambda shape the seed describes: its FastAPI
-    app (FaceAnalysis loaded at import) behind Mangum."""
-    event = embed_event(photo.read_bytes())
-    with contextlib.redirect_stdout(io.StringIO()):
-        t_init0 = time.perf_counter()
-        from mangum import Mangum
-
-        from . import peer_app
-
-        handler = Mangum(peer_app.app, lifespan="off")
-        t_init = time.perf_counter()
-        result = handler(event, context())  # type: ignore[arg-type]
-        t_first = time.perf_counter()
-    assert result["statusCode"] == 200, result
-    return {
-        "init_ms": round((t_init - t_init0) * 1000, 1),
+        **breakdown,
         "first_invoke_ms": round((t_first - t_init) * 1000, 1),
         "import_to_first_response_ms": round((t_first - T0) * 1000, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
@@ -111,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.mode == "warm":
         out = warm(args.photos, args.rounds)
     else:
-        out = (cold if args.mode == "cold" else cold_peer)(args.photo)
+        out = cold(args.photo, peer=args.mode == "cold-peer")
     print(json.dumps(out))
     return 0
 

@@ -95,9 +95,12 @@ def bench_embed(
     return out
 
 
-def _probe(args: list[str], model_dir: Path, model: str, threads: int) -> Any:
+def _probe(
+    args: list[str], model_dir: Path, model: str, threads: int, extra_env: dict[str, str] | None = None
+) -> Any:
     """Run bench.lambda_probe in a fresh process with Lambda-like settings."""
     env = {
+        **(extra_env or {}),
         "MODEL_DIR": str(model_dir),
         "MODEL_NAME": model,
         "ORT_THREADS": str(threads),
@@ -129,10 +132,26 @@ def bench_lambda_in_process(
     return result
 
 
-def bench_lambda_cold(photo: Photo, model_dir: Path, model: str, threads: int) -> dict[str, Any]:
-    """Interpreter start -> handler import (libraries, model load, warm-up) -> first invoke."""
-    runs = [_probe(["cold", "--photo", str(photo.path)], model_dir, model, threads) for _ in range(3)]
-    return {key: round(float(np.median([r[key] for r in runs])), 1) for key in runs[0]}
+def bench_lambda_cold(
+    photo: Photo, model_dir: Path, model: str, threads: int, runs: int = 5
+) -> dict[str, Any]:
+    """Interpreter start -> handler import (libraries, model load, warm-up) -> first
+    invoke; ours and the peer behind Mangum alternate, ``runs`` times each."""
+    peer_env = {"PEER_MODEL_DIR": str(model_dir / model)}
+    samples: dict[str, list[dict[str, Any]]] = {"ours": [], "peer": []}
+    for _ in range(runs):
+        samples["ours"].append(_probe(["cold", "--photo", str(photo.path)], model_dir, model, threads))
+        samples["peer"].append(
+            _probe(["cold-peer", "--photo", str(photo.path)], model_dir, model, threads, peer_env)
+        )
+    out: dict[str, Any] = {
+        name: {key: round(float(np.median([r[key] for r in rows])), 1) for key in rows[0]}
+        for name, rows in samples.items()
+    }
+    key = "import_to_first_response_ms"
+    out["runs"] = {name: [r[key] for r in rows] for name, rows in samples.items()}
+    out["ratio"] = round(out["ours"][key] / out["peer"][key], 3)
+    return out
 
 
 def bench_server_cold(photo: Photo, model_dir: Path, model: str, runs: int = 5) -> dict[str, Any]:

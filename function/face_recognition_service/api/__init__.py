@@ -19,7 +19,6 @@ from .docs import install_openapi
 from .error_handlers import install_error_handlers
 from .middleware import BodyLimit, RequestContextMiddleware
 from .observe import LogObserver, RequestObserver
-from .prometheus import PrometheusObserver
 from .responses import ORJSONResponse
 from .routes import router
 
@@ -114,6 +113,9 @@ def create_app(
         # Plain-server mode: the log line per request, and Prometheus metrics.
         observer = LogObserver()
         if settings.metrics_enabled:
+            # Imported here: the Lambda function (Powertools metrics) never loads it.
+            from .prometheus import PrometheusObserver
+
             prometheus = PrometheusObserver(then=observer, load_seconds=app.state.model.load_seconds)
             app.add_route("/metrics", prometheus.endpoint, methods=["GET"], include_in_schema=False)
             observer = prometheus
