@@ -79,6 +79,11 @@ def measure(rounds: int) -> dict[str, Any]:
         full = reduced.model_copy(update={"reduced_decode": False})
         rows: list[dict[str, Any]] = []
         vectors: dict[str, tuple[str, np.ndarray]] = {}
+        # The photos the large ones were made from: what both pipelines should find.
+        originals = {
+            p.name: find_faces(p.data, engine, full, EmbedOptions())[0][0].embedding
+            for p in load_photos(DEFAULT_PHOTOS)
+        }
         for name, person, data in photos:
             info = probe(data)
             started = time.perf_counter()
@@ -87,8 +92,16 @@ def measure(rounds: int) -> dict[str, Any]:
             started = time.perf_counter()
             reference = find_faces(data, engine, full, EmbedOptions())[0][0]
             full_ms = (time.perf_counter() - started) * 1000
-            assert ours.landmarks is not None
+            assert ours.landmarks is not None and reference.landmarks is not None
             face_px = float(ours.box[2] - ours.box[0])
+            # How stable is the full-resolution reference itself? Its own crop
+            # with the landmarks the reduced decode found, and with its own
+            # landmarks moved by 1.5 px (a fraction of one detector pixel).
+            pixels = decode_image(data, 10**9)
+            recognizer = engine.recognizer
+            with_ours = recognizer.embed(recognizer.align(pixels, ours.landmarks))
+            shifted = recognizer.embed(recognizer.align(pixels, reference.landmarks + np.float32(1.5)))
+            del pixels
             rows.append(
                 {
                     "photo": name,
@@ -98,12 +111,29 @@ def measure(rounds: int) -> dict[str, Any]:
                     "reduced_ms": round(ours_ms, 1),
                     "full_ms": round(full_ms, 1),
                     "cosine_to_full": round(float(ours.embedding @ reference.embedding), 5),
+                    "full_with_our_landmarks_to_full": round(float(with_ours @ reference.embedding), 5),
+                    "full_shifted_1_5px_to_full": round(float(shifted @ reference.embedding), 5),
+                    "ours_to_original": round(float(ours.embedding @ originals[name.split("@")[0]]), 5),
+                    "full_to_original": round(float(reference.embedding @ originals[name.split("@")[0]]), 5),
                 }
             )
             vectors[name] = (person, ours.embedding)
         out["in_process"] = rows
         faces_112 = [r for r in rows if r["face_px"] >= 112]
         out["min_cosine_to_full_where_face_ge_112px"] = min(r["cosine_to_full"] for r in faces_112)
+        out["reference_stability"] = {
+            key: {
+                "min": min(r[key] for r in faces_112),
+                "median": round(float(np.median([r[key] for r in faces_112])), 5),
+            }
+            for key in (
+                "cosine_to_full",
+                "full_with_our_landmarks_to_full",
+                "full_shifted_1_5px_to_full",
+                "ours_to_original",
+                "full_to_original",
+            )
+        }
         out["in_process_median_ms"] = {
             "reduced": float(np.median([r["reduced_ms"] for r in rows])),
             "full": float(np.median([r["full_ms"] for r in rows])),
@@ -111,7 +141,6 @@ def measure(rounds: int) -> dict[str, Any]:
         # Same/different decisions at the default threshold on the large versions.
         names = list(vectors)
         flips = []
-        base = {n.split("@")[0]: v for n, v in vectors.items()}
         threshold = 0.36
         for i, a in enumerate(names):
             for b in names[i + 1 :]:
@@ -123,7 +152,6 @@ def measure(rounds: int) -> dict[str, Any]:
                     flips.append((a, b))
         out["decision_errors_at_balanced"] = len(flips)
         out["pairs_checked"] = len(names) * (len(names) - 1) // 2
-        del base
         # Over HTTP, ours against the peer, interleaved.
         port_ours, port_peer = free_port(), free_port()
         ours_server = our_server(model_dir, "buffalo_sc", port_ours, MAX_IMAGE_SIZE=BIG)

@@ -410,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
             f"  min cosine to full decode (faces >= 112 px): {large['min_cosine_to_full_where_face_ge_112px']}, "
             f"decision errors at balanced: {large['decision_errors_at_balanced']} of {large['pairs_checked']} pairs"
         )
+        for key, value in large["reference_stability"].items():
+            print(f"  {key:34s} min {value['min']:.4f}  median {value['median']:.4f}")
         print(f"  50 MP photo, process peak: {json.dumps(large['fifty_megapixel'])}")
 
     section("Cost per million embeddings (Lambda at the template's memory, 1-vCPU latency)")

@@ -44,12 +44,14 @@ class EmbedOptions:
         return Include.QUALITY in self.include or self.min_quality is not None
 
 
-# The recogniser's 112 px crop has the eyes about 35 px apart. A face whose
-# eyes are at least this far apart in a reduced decode is cropped from it
-# without upsampling (the DCT reduction is a proper low-pass, so the crop is as
-# good as one from full resolution); a smaller face is aligned again from a
-# decode with enough resolution for it.
-MIN_SOURCE_EYES = 48.0
+# The recogniser's 112 px crop has the eyes 35.2 px apart. A face whose eyes
+# are at least this far apart in a reduced decode is cropped from it without
+# upsampling (the DCT reduction is a proper low-pass, so the crop is as good as
+# one from full resolution); a smaller face is aligned again from a decode with
+# enough resolution for it. 48 px (the earlier margin) sent 4 of the 34 phone-size
+# photos through a second decode for no gain: from the reduced decode they came
+# out as close to the original photo's embedding or closer (BENCHMARKS.md section 8).
+MIN_SOURCE_EYES = 36.0
 
 
 def prepare_faces(
