@@ -190,6 +190,16 @@ def measure(rounds: int) -> dict[str, Any]:
                 row["ratio"] = round(ratio, 3)
                 table[group] = row
             out["http"] = table
+            # The median over all photos mixes a 12 MP and a 24 MP mode, so it
+            # moves with whichever sample sits between them; the median of each
+            # photo's own ratio (ours / peer, per-photo medians) does not.
+            per_photo = [
+                float(np.median(samples["ours"][n]) / np.median(samples["peer"][n])) for n in groups["all"]
+            ]
+            out["per_photo_ratio"] = {
+                "median": round(float(np.median(per_photo)), 3),
+                "max": round(max(per_photo), 3),
+            }
             out["rss_mb_after"] = {"ours": ours_server.peak_rss_mb(), "peer": peer.peak_rss_mb()}
         finally:
             ours_server.stop()
