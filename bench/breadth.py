@@ -40,12 +40,15 @@ def players_photo() -> bytes:
 
 
 def face_crops(engine: FaceEngine, data: bytes) -> list[bytes]:
-    """Each face of the group photo on its own: the box doubled, as a JPEG."""
+    """Each face of the group photo on its own, as a JPEG: the box with 1.5 box
+    sides around it. Less context leaves the smallest faces (13-21 px in a
+    1,237 px photo) undetectable on their own; this much takes in neighbours,
+    so the single requests ask for the largest face."""
     image = decode_image(data, 40_000_000)
     crops = []
     for x1, y1, x2, y2 in engine.detect(image).boxes:
         w, h = x2 - x1, y2 - y1
-        box = [int(max(0, x1 - w / 2)), int(max(0, y1 - h / 2)), int(x2 + w / 2), int(y2 + h / 2)]
+        box = [int(max(0, x1 - 1.5 * w)), int(max(0, y1 - 1.5 * h)), int(x2 + 1.5 * w), int(y2 + 1.5 * h)]
         ok, buf = cv2.imencode(
             ".jpg", image[box[1] : box[3], box[0] : box[2]], [cv2.IMWRITE_JPEG_QUALITY, 90]
         )
@@ -140,7 +143,9 @@ def main(argv: list[str] | None = None) -> int:
             server.wait_ready()
             client = Client(port)
             group_body = json.dumps({"image": data_uri(group), "face_selection": "all"}).encode()
-            crop_bodies = [embed_body(c) for c in crops]
+            crop_bodies = [
+                json.dumps({"image": data_uri(c), "face_selection": "largest"}).encode() for c in crops
+            ]
             batch_body = json.dumps(
                 {"images": [{"id": p.name, "image": data_uri(p.data)} for p in photos]}
             ).encode()
