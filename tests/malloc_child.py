@@ -27,7 +27,9 @@ def main(argv: list[str]) -> int:
     with TestClient(get_app()) as client:
         for _ in range(12):
             before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-            response = client.post("/api/v1/embed", content=body, headers={"content-type": "application/json"})
+            response = client.post(
+                "/api/v1/embed", content=body, headers={"content-type": "application/json"}
+            )
             faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
             assert response.status_code == 200, response.text
     # tune_malloc answers the same again: whether this process's thresholds are fixed.
