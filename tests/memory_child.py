@@ -16,6 +16,7 @@ from face_recognition_service.config import Settings
 from face_recognition_service.engine import load_model
 from face_recognition_service.errors import ServiceError
 from face_recognition_service.imaging import decode_image
+from face_recognition_service.startup import tune_malloc
 
 
 def peak_mb() -> float:
@@ -28,6 +29,7 @@ def peak_mb() -> float:
 
 
 def main(argv: list[str]) -> int:
+    tune_malloc()  # as the server and the Lambda function start
     values: dict[str, object] = {"model_dir": Path(argv[0]), "model_name": "buffalo_sc", "ort_threads": 2}
     if len(argv) > 2:
         values["decode_budget_mb"] = int(argv[2])
