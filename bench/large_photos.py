@@ -30,6 +30,7 @@ from face_recognition_service.engine.recognizer import Recognizer, similarity_tr
 from face_recognition_service.imaging import decode_image, jpeg_reduction, probe
 from face_recognition_service.provision import provision
 from face_recognition_service.testing import embed_body, free_port
+from face_recognition_service.timing import Stages
 
 from .common import DEFAULT_PHOTOS, ROOT, Client, load_photos, our_server, peer_server, summary
 
@@ -100,8 +101,10 @@ def measure(rounds: int) -> dict[str, Any]:
         }
         for name, person, data in photos:
             info = probe(data)
+            stages = Stages()
+            stages.enabled = True
             started = time.perf_counter()
-            ours = find_faces(data, engine, reduced, EmbedOptions())[0][0]
+            ours = find_faces(data, engine, reduced, EmbedOptions(), stages)[0][0]
             ours_ms = (time.perf_counter() - started) * 1000
             started = time.perf_counter()
             reference = find_faces(data, engine, full, EmbedOptions())[0][0]
@@ -124,6 +127,7 @@ def measure(rounds: int) -> dict[str, Any]:
                     "reduction": jpeg_reduction(info, engine.det_size),
                     "face_px": round(face_px),
                     "reduced_ms": round(ours_ms, 1),
+                    "stages_ms": {k[:-3]: v for k, v in stages.values.items() if k.endswith("_ms")},
                     "full_ms": round(full_ms, 1),
                     "cosine_to_full": round(float(ours.embedding @ reference.embedding), 5),
                     "full_with_our_landmarks_to_full": round(float(with_ours @ reference.embedding), 5),
@@ -157,6 +161,21 @@ def measure(rounds: int) -> dict[str, Any]:
             "reduced": float(np.median([r["reduced_ms"] for r in rows])),
             "full": float(np.median([r["full_ms"] for r in rows])),
         }
+        # Stage times of the reduced path by photo size (decode_finer: the
+        # photos whose face needed a second decode, and how many they were).
+        out["stages_ms"] = {}
+        for label, suffix in (("12MP", "@12MP"), ("24MP", "@24MP"), ("3MP+ real", "")):
+            in_group = [
+                r for r in rows if r["photo"].endswith(suffix) and ("@" in r["photo"]) == bool(suffix)
+            ]
+            keys = sorted({k for r in in_group for k in r["stages_ms"]})
+            out["stages_ms"][label] = {
+                k: round(float(np.median([r["stages_ms"][k] for r in in_group if k in r["stages_ms"]])), 1)
+                for k in keys
+            }
+            out["stages_ms"][label]["second_decodes"] = sum(
+                "decode_finer" in r["stages_ms"] for r in in_group
+            )
         # Same/different decisions at the default threshold on the large versions.
         names = list(vectors)
         flips = []

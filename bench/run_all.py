@@ -412,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"ratio {row['ratio']:.3f}"
             )
         print(f"  per-photo ratio (ours / peer): {json.dumps(large['per_photo_ratio'])}")
-        print(f"  stage medians in process: {json.dumps(large['in_process_median_ms'])}")
+        print(f"  in process, whole pipeline (median ms): {json.dumps(large['in_process_median_ms'])}")
+        for group, stages in large["stages_ms"].items():
+            print(f"  stages, {group:9s} (median ms): {json.dumps(stages)}")
         print(
             f"  min cosine to full decode (faces >= 112 px): {large['min_cosine_to_full_where_face_ge_112px']}, "
             f"decision errors at balanced: {large['decision_errors_at_balanced']} of {large['pairs_checked']} pairs"
