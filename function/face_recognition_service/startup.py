@@ -40,6 +40,31 @@ def tune_malloc() -> bool:
     )
 
 
+def import_fastapi() -> None:
+    """Import FastAPI with the pydantic build of its own models left to their
+    first use.
+
+    FastAPI defines ~37 pydantic models as it is imported, nearly all of them
+    the OpenAPI document's, and pydantic builds each one's validator and
+    serializer right then: ~80 ms of every cold start (BENCHMARKS.md section 4),
+    for models only /openapi.json uses. pydantic's ``defer_build``, set on
+    ``BaseModel``'s config for the length of this import (a model takes its
+    bases' config), builds them when first used instead. Models defined later
+    (ours, the settings) are built as usual."""
+    if "fastapi" in sys.modules:
+        return
+    from pydantic import BaseModel
+
+    config = BaseModel.model_config
+    already = "defer_build" in config
+    config["defer_build"] = True
+    try:
+        import fastapi  # noqa: F401
+    finally:
+        if not already:
+            del config["defer_build"]
+
+
 @contextmanager
 def start_up() -> Iterator[None]:
     """Start-up without the cyclic garbage collector, then frozen.

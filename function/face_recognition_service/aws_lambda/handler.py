@@ -9,12 +9,13 @@ lifespan on every invocation.
 
 from __future__ import annotations
 
-from ..startup import start_up
+import time
+
+_started = time.perf_counter()
+
+from ..startup import import_fastapi, start_up  # noqa: E402
 
 with start_up():
-    import time
-
-    _started = time.perf_counter()
     import asyncio
     import logging
     from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ with start_up():
     # sessions, so on a function with more than one vCPU the two overlap.
     with ThreadPoolExecutor(1, thread_name_prefix="model-loader") as _loader:
         _model = _loader.submit(load_function_model, _settings, span)
+        import_fastapi()
         from .function import INIT_TIMINGS, build_handler
 
         _imported = time.perf_counter()

@@ -10,7 +10,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-from ..startup import start_up
+from ..startup import import_fastapi, start_up
 from .logs import configure_logging
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ def get_app() -> Any:
             # first request pays no lazy initialisation.
             with ThreadPoolExecutor(1, thread_name_prefix="model-loader") as loader:
                 model = loader.submit(_load_model, settings)
+                import_fastapi()
                 from ..api import create_app
 
                 _app = create_app(settings, model.result())
