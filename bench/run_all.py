@@ -137,7 +137,8 @@ def bench_lambda_cold(
     photo: Photo, model_dir: Path, model: str, threads: int, runs: int = 5
 ) -> dict[str, Any]:
     """Interpreter start -> handler import (libraries, model load, warm-up) -> first
-    invoke; ours and the peer behind Mangum alternate, ``runs`` times each."""
+    invoke; ours and the peer behind Mangum alternate, ``runs`` times each.
+    The ratio is of init + first invoke."""
     peer_env = {"PEER_MODEL_DIR": str(model_dir / model)}
     samples: dict[str, list[dict[str, Any]]] = {"ours": [], "peer": []}
     for _ in range(runs):
@@ -145,13 +146,22 @@ def bench_lambda_cold(
         samples["peer"].append(
             _probe(["cold-peer", "--photo", str(photo.path)], model_dir, model, threads, peer_env)
         )
+    # What a caller waits for on a cold start: Lambda's init (the handler
+    # import) and the first invoke. The runtime's own start before the import
+    # is the same for both; here the probe's interpreter start and imports
+    # stand in for it, and the second ratio includes them.
+    for rows in samples.values():
+        for r in rows:
+            r["init_and_first_invoke_ms"] = round(r["init_ms"] + r["first_invoke_ms"], 1)
     out: dict[str, Any] = {
         name: {key: round(float(np.median([r[key] for r in rows])), 1) for key in rows[0]}
         for name, rows in samples.items()
     }
-    key = "import_to_first_response_ms"
+    key = "init_and_first_invoke_ms"
     out["runs"] = {name: [r[key] for r in rows] for name, rows in samples.items()}
     out["ratio"] = round(out["ours"][key] / out["peer"][key], 3)
+    whole = "import_to_first_response_ms"
+    out["ratio_from_interpreter_start"] = round(out["ours"][whole] / out["peer"][whole], 3)
     return out
 
 
