@@ -50,7 +50,9 @@ def import_fastapi() -> None:
     for models only /openapi.json uses. pydantic's ``defer_build``, set on
     ``BaseModel``'s config for the length of this import (a model takes its
     bases' config), builds them when first used instead. Models defined later
-    (ours, the settings) are built as usual."""
+    (ours, the settings) are built as usual. The setting is process-wide while
+    it lasts: call this where no other thread defines pydantic models (the model
+    loader that runs beside it imports no pydantic code)."""
     if "fastapi" in sys.modules:
         return
     from pydantic import BaseModel
