@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +17,24 @@ from face_recognition_service.testing import LabelledPhoto, labelled_photos, no_
 
 __all__ = ["no_face_image", "png_header_only"]
 
+ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 FACES = DATA / "faces"
+
+
+def run_child(module: str, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Any:
+    """Run ``python -m module args`` from the repository root; it must succeed.
+    Returns the JSON of its last line of output (the child scripts' report)."""
+    child = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    return json.loads(child.stdout.strip().splitlines()[-1])
 
 
 Photo = LabelledPhoto

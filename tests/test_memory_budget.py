@@ -5,9 +5,6 @@ and images past the decode budget are refused from the header alone."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,9 +16,8 @@ from face_recognition_service.config import Settings
 from face_recognition_service.errors import ErrorCode, ServiceError
 from face_recognition_service.imaging import DEFAULT_DECODE_BUDGET, decode_image
 
-from .helpers import encode, read
+from .helpers import encode, read, run_child
 
-ROOT = Path(__file__).resolve().parents[1]
 TARGET_MB = 600
 _DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
 # The largest square each kind of image may be under the default limits.
@@ -68,15 +64,7 @@ def jpeg_at_pixel_limit() -> bytes:
 
 
 def child_peak(model_dir: Path, image: Path) -> dict[str, object]:
-    out = subprocess.run(
-        [sys.executable, "-m", "tests.memory_child", str(model_dir), str(image)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, object] = run_child("tests.memory_child", str(model_dir), str(image), timeout=180)
     return result
 
 

@@ -4,11 +4,8 @@ faulted in again; FastAPI imported with its own models' build left to first use.
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +15,14 @@ from face_recognition_service.api import create_app
 from face_recognition_service.engine import ModelState
 
 from .conftest import make_settings
-from .dry_build import ROOT
+from .helpers import FACES, run_child
 from .test_large_photos import big_jpeg
 
 
 def start_server_app(model_dir: Path, image: Path, **env: str) -> dict[str, Any]:
-    child = subprocess.run(
-        [sys.executable, "-m", "tests.startup_child", str(image)],
-        cwd=ROOT,
+    out: dict[str, Any] = run_child(
+        "tests.startup_child",
+        str(image),
         env={
             **{k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")},
             "MODEL_DIR": str(model_dir),
@@ -34,12 +31,7 @@ def start_server_app(model_dir: Path, image: Path, **env: str) -> dict[str, Any]
             "LOG_LEVEL": "warning",
             **env,
         },
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
-    assert child.returncode == 0, child.stderr[-2000:]
-    out: dict[str, Any] = json.loads(child.stdout.strip().splitlines()[-1])
     return out
 
 
@@ -61,7 +53,7 @@ def test_fastapi_models_are_built_on_first_use_and_the_document_is_unchanged(
     model_dir: Path, model: ModelState, tmp_path: Path
 ) -> None:
     image = tmp_path / "photo.jpg"
-    image.write_bytes((ROOT / "tests/data/faces/obama_1.jpg").read_bytes())
+    image.write_bytes((FACES / "obama_1.jpg").read_bytes())
     started = start_server_app(model_dir, image)
     # FastAPI's OpenAPI models were left unbuilt at start; ours were built as usual.
     assert started["fastapi_models_deferred"] and started["our_models_built"]
