@@ -18,9 +18,10 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from .inputs import DOCUMENTED_IMAGE_TYPES
+
 _REF = "#/components/schemas/{model}"
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
-IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "application/octet-stream")
 
 # Every model a route refers to, with the side it is on: request bodies are
 # documented as validated, answers as serialised.
@@ -45,7 +46,7 @@ def request_body(model: type[BaseModel], *, image_bodies: bool = False) -> dict[
     JSON; with ``image_bodies``, also a raw image body and a multipart form (/embed)."""
     content: dict[str, Any] = {"application/json": {"schema": _ref(model, "validation")}}
     if image_bodies:
-        content.update(dict.fromkeys(IMAGE_MEDIA_TYPES, _BINARY))
+        content.update(dict.fromkeys(DOCUMENTED_IMAGE_TYPES, _BINARY))
         content["multipart/form-data"] = {
             "schema": {
                 "type": "object",

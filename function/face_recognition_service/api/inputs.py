@@ -17,9 +17,9 @@ from .bodies import describe_errors, require_json, validate_json
 from .schemas import EmbedRequest, FaceRequestOptions
 
 # Raw image bodies: what `curl --data-binary @photo.jpg -H 'content-type: image/jpeg'` sends.
-IMAGE_TYPES = frozenset(
-    {"image/jpeg", "image/jpg", "image/png", "image/webp", "image/bmp", "application/octet-stream"}
-)
+# The OpenAPI document lists these (docs.py); "image/jpg" is taken as an alias.
+DOCUMENTED_IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "application/octet-stream")
+IMAGE_TYPES = frozenset({*DOCUMENTED_IMAGE_TYPES, "image/jpg"})
 ACCEPTED = "application/json, image/jpeg, image/png, image/webp, image/bmp, application/octet-stream or multipart/form-data"
 
 
