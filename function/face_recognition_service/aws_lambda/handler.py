@@ -52,6 +52,4 @@ with start_up():
         _loaded = _model.result()
         INIT_TIMINGS["imports_ms"] = round((_imported - _started) * 1000, 1)
         INIT_TIMINGS["model_wait_ms"] = round((time.perf_counter() - _imported) * 1000, 1)
-        if _loaded.load_seconds is not None:  # in the thread, beside the imports
-            INIT_TIMINGS["model_load_ms"] = round(_loaded.load_seconds * 1000, 1)
     handler = build_handler(_settings, _loaded)
