@@ -8,6 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from face_recognition_service.config import Settings
 from face_recognition_service.embedding import EmbedOptions, find_faces
@@ -16,7 +17,7 @@ from face_recognition_service.imaging import decode_image, jpeg_reduction, probe
 from face_recognition_service.timing import Stages
 
 from .conftest import make_settings
-from .helpers import encode, read
+from .helpers import encode, read, with_exif_orientation
 
 
 def big_jpeg(name: str, megapixels: float) -> bytes:
@@ -54,14 +55,58 @@ def test_a_phone_size_photo_embeds_like_the_original(engine: FaceEngine, model_d
     assert float(face.embedding @ reference.embedding) > 0.97
 
 
-def test_a_small_face_in_a_big_photo_gets_a_finer_decode(engine: FaceEngine, model_dir: Path) -> None:
+# How a phone stores a photo taken in another orientation: the pixels as the
+# sensor read them, and the EXIF tag that says how to turn them for display.
+STORED_AS = {
+    6: cv2.ROTATE_90_COUNTERCLOCKWISE,  # "rotate 90 CW to display"
+    8: cv2.ROTATE_90_CLOCKWISE,
+    3: cv2.ROTATE_180,
+}
+
+
+def stored_by_a_phone(upright: np.ndarray, orientation: int) -> bytes:
+    if orientation == 1:
+        return encode(upright, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 92])
+    stored = encode(cv2.rotate(upright, STORED_AS[orientation]), ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return with_exif_orientation(stored, orientation)
+
+
+def test_a_phone_photo_stored_sideways_is_turned_after_the_reduced_decode(
+    engine: FaceEngine, model_dir: Path
+) -> None:
+    settings = make_settings(model_dir, max_image_size=50_000_000)
+    upright = decode_image(big_jpeg("obama_1.jpg", 12), 10**9)
+    expected = find_faces(stored_by_a_phone(upright, 1), engine, settings, EmbedOptions())[0][0]
+    from face_recognition_service.embedding import prepare_faces
+
+    for orientation in STORED_AS:
+        stages = Stages()
+        stages.enabled = True
+        data = stored_by_a_phone(upright, orientation)
+        assert probe(data).orientation == orientation
+        prepared = prepare_faces(data, engine, settings, EmbedOptions(), stages)
+        # Only the 1/4 decode was turned: no full-size pixels were decoded or rotated.
+        assert stages.values["reduced"] == 4 and "decode_finer" not in stages.values
+        assert prepared[0].image_shape == upright.shape[:2]
+        face = engine.embed_prepared(prepared)[0]
+        np.testing.assert_allclose(face.box, expected.box, atol=8)
+        assert face.landmarks is not None and expected.landmarks is not None
+        np.testing.assert_allclose(face.landmarks, expected.landmarks, atol=8)
+        assert float(face.embedding @ expected.embedding) > 0.99, orientation
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_small_face_in_a_big_photo_gets_a_finer_decode(
+    engine: FaceEngine, model_dir: Path, orientation: int
+) -> None:
     settings: Settings = make_settings(model_dir, max_image_size=50_000_000)
     # A portrait (eyes ~107 px apart) in a 24 MP frame: at 1/8 its eyes are 13 px
-    # apart, too few for a 112 px crop, so it is aligned from a 1/2 decode.
+    # apart, too few for a 112 px crop, so it is aligned from a 1/2 decode (also
+    # when the phone stored the frame sideways: both decodes are turned upright).
     face = decode_image(read("obama_1.jpg"), 10**9)
     canvas = np.full((4000, 6000, 3), 110, np.uint8)
     canvas[1500 : 1500 + face.shape[0], 2900 : 2900 + face.shape[1]] = face
-    data = encode(canvas, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 92])
+    data = stored_by_a_phone(canvas, orientation)
     stages = Stages()
     stages.enabled = True
     from face_recognition_service.embedding import prepare_faces
