@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from face_recognition_service.config import Settings
-from face_recognition_service.embedding import EmbedOptions, find_faces
+from face_recognition_service.embedding import EmbedOptions, find_faces, prepare_faces
 from face_recognition_service.engine import FaceEngine
 from face_recognition_service.imaging import decode_image, jpeg_reduction, probe
 from face_recognition_service.timing import Stages
@@ -40,8 +40,6 @@ def test_a_phone_size_photo_embeds_like_the_original(engine: FaceEngine, model_d
     data = big_jpeg("obama_1.jpg", 24)
     stages = Stages()
     stages.enabled = True
-    from face_recognition_service.embedding import prepare_faces
-
     prepared = prepare_faces(data, engine, settings, EmbedOptions(), stages)
     assert stages.values["reduced"] == 8 and "decode_finer" not in stages.values
     face = engine.embed_prepared(prepared)[0]
@@ -77,8 +75,6 @@ def test_a_phone_photo_stored_sideways_is_turned_after_the_reduced_decode(
     settings = make_settings(model_dir, max_image_size=50_000_000)
     upright = decode_image(big_jpeg("obama_1.jpg", 12), 10**9)
     expected = find_faces(stored_by_a_phone(upright, 1), engine, settings, EmbedOptions())[0][0]
-    from face_recognition_service.embedding import prepare_faces
-
     for orientation in STORED_AS:
         stages = Stages()
         stages.enabled = True
@@ -109,8 +105,6 @@ def test_a_small_face_in_a_big_photo_gets_a_finer_decode(
     data = stored_by_a_phone(canvas, orientation)
     stages = Stages()
     stages.enabled = True
-    from face_recognition_service.embedding import prepare_faces
-
     prepared = prepare_faces(data, engine, settings, EmbedOptions(), stages)
     assert stages.values["reduced"] == 8 and stages.values["finer"] == 2
     small = engine.embed_prepared(prepared)[0]
