@@ -114,6 +114,15 @@ _IMAGE_ERRORS = (
     ErrorCode.IMAGE_NOT_FOUND,
     ErrorCode.SERVICE_BUSY,
 )
+# What the shared checks answer on every protected JSON route other than
+# /embed (whose body limit is IMAGE_TOO_LARGE): the API key, the Content-Type
+# (require_json), the body limit and admission (middleware.py).
+_JSON_BODY_ERRORS = (
+    ErrorCode.UNAUTHORIZED,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+    ErrorCode.PAYLOAD_TOO_LARGE,
+    ErrorCode.SERVICE_BUSY,
+)
 
 
 @router.post(
@@ -156,14 +165,7 @@ def _image_bytes(received: ImageInput, settings: Settings) -> bytes:
     summary="Embed many photos in one request, one recogniser pass",
     openapi_extra=request_body(EmbedBatchRequest),
     responses=_ok(EmbedBatchResponse)
-    | _errors(
-        ErrorCode.INVALID_IMAGE,
-        ErrorCode.MODEL_NOT_LOADED,
-        ErrorCode.UNAUTHORIZED,
-        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        ErrorCode.SERVICE_BUSY,
-    ),
+    | _errors(ErrorCode.INVALID_IMAGE, ErrorCode.MODEL_NOT_LOADED, *_JSON_BODY_ERRORS),
 )
 async def embed_batch_route(request: Request, engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
     require_json(request)
@@ -240,14 +242,7 @@ def _verify(raw: bytes, model: ModelState, settings: Settings) -> dict[str, Any]
     summary="Rank reference embeddings by distance to a query embedding",
     openapi_extra=request_body(CompareRequest),
     responses=_ok(CompareResponse)
-    | _errors(
-        ErrorCode.INVALID_EMBEDDING,
-        ErrorCode.MODEL_MISMATCH,
-        ErrorCode.UNAUTHORIZED,
-        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        ErrorCode.SERVICE_BUSY,
-    ),
+    | _errors(ErrorCode.INVALID_EMBEDDING, ErrorCode.MODEL_MISMATCH, *_JSON_BODY_ERRORS),
 )
 async def compare(request: Request) -> ORJSONResponse:
     # Parsing a large body costs more than ranking it: both run off the event loop.
