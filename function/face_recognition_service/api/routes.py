@@ -144,7 +144,7 @@ def _embed(received: ImageInput, engine: FaceEngine, settings: Settings) -> tupl
     if received.json_body is not None:
         received = parse_json_input(received.json_body)
     stages.mark("parse")
-    data = _image_bytes(received, settings)
+    data = load_image(settings, image=received.image, s3_uri=received.s3_uri, data=received.data)
     stages.mark("read_image")
     result = embed_bytes(data, engine, settings, embed_options(received.options), stages)
     # Rendered here, in the worker thread: a large answer never holds the event loop.
@@ -153,10 +153,6 @@ def _embed(received: ImageInput, engine: FaceEngine, settings: Settings) -> tupl
     stages.note(response_bytes=len(response.body))
     stages.log("embed stages")
     return response, int(result.get("face_count", 1))
-
-
-def _image_bytes(received: ImageInput, settings: Settings) -> bytes:
-    return load_image(settings, image=received.image, s3_uri=received.s3_uri, data=received.data)
 
 
 @router.post(
