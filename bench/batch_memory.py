@@ -14,14 +14,13 @@ import tempfile
 from pathlib import Path
 
 from face_recognition_service.provision import provision
-from face_recognition_service.testing import data_uri, embed_body, free_port
+from face_recognition_service.testing import data_uri, embed_body, free_port, phone_size_jpeg
 
 from .common import DEFAULT_PHOTOS, Client, load_photos, our_server
-from .large_photos import scaled_jpeg
 
 
 def main() -> int:
-    photos = [scaled_jpeg(p.data, 12) for p in load_photos(DEFAULT_PHOTOS)[:16]]
+    photos = [phone_size_jpeg(p.data, 12) for p in load_photos(DEFAULT_PHOTOS)[:16]]
     batch = json.dumps(
         {"images": [{"id": str(i), "image": data_uri(d)} for i, d in enumerate(photos)]}
     ).encode()

@@ -29,21 +29,12 @@ from face_recognition_service.engine import FaceEngine
 from face_recognition_service.engine.recognizer import Recognizer, similarity_transform
 from face_recognition_service.imaging import decode_image, jpeg_reduction, probe
 from face_recognition_service.provision import provision
-from face_recognition_service.testing import embed_body, free_port
+from face_recognition_service.testing import embed_body, free_port, phone_size_jpeg
 from face_recognition_service.timing import Stages
 
 from .common import DEFAULT_PHOTOS, ROOT, Client, load_photos, our_server, peer_server, summary
 
 BIG = str(40 * 1024 * 1024)
-
-
-def scaled_jpeg(data: bytes, megapixels: float) -> bytes:
-    image = decode_image(data, 10**9)
-    factor = (megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5
-    big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
-    ok, buf = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 92])
-    assert ok
-    return buf.tobytes()
 
 
 def antialiased_crop(recognizer: Recognizer, pixels: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -66,8 +57,8 @@ def photo_set() -> list[tuple[str, str, bytes]]:
         info = probe(photo.data)
         if info.width * info.height >= 3e6:
             out.append((photo.name, photo.person, photo.data))
-        out.append((f"{photo.name}@12MP", photo.person, scaled_jpeg(photo.data, 12)))
-        out.append((f"{photo.name}@24MP", photo.person, scaled_jpeg(photo.data, 24)))
+        out.append((f"{photo.name}@12MP", photo.person, phone_size_jpeg(photo.data, 12)))
+        out.append((f"{photo.name}@24MP", photo.person, phone_size_jpeg(photo.data, 24)))
     return out
 
 
@@ -249,7 +240,7 @@ def measure(rounds: int) -> dict[str, Any]:
             peer.stop()
         # A 50 MP phone photo: the process's peak while embedding it (child process).
         fifty = Path(tmp) / "fifty.jpg"
-        fifty.write_bytes(scaled_jpeg((DEFAULT_PHOTOS / "obama_1.jpg").read_bytes(), 50))
+        fifty.write_bytes(phone_size_jpeg((DEFAULT_PHOTOS / "obama_1.jpg").read_bytes(), 50))
         child = subprocess.run(
             [sys.executable, "-m", "tests.memory_child", str(model_dir), str(fifty)],
             cwd=ROOT,

@@ -14,6 +14,7 @@ from face_recognition_service.config import Settings
 from face_recognition_service.embedding import EmbedOptions, find_faces, prepare_faces
 from face_recognition_service.engine import FaceEngine
 from face_recognition_service.imaging import decode_image, jpeg_reduction, probe
+from face_recognition_service.testing import phone_size_jpeg
 from face_recognition_service.timing import Stages
 
 from .conftest import make_settings
@@ -21,10 +22,7 @@ from .helpers import encode, read, with_exif_orientation
 
 
 def big_jpeg(name: str, megapixels: float) -> bytes:
-    image = decode_image(read(name), 10**9)
-    factor = (megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5
-    big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
-    return encode(big, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 92])
+    return phone_size_jpeg(read(name), megapixels)
 
 
 def test_reduction_keeps_the_detector_input(engine: FaceEngine) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "http_api_event",
     "labelled_photos",
     "no_face_image",
+    "phone_size_jpeg",
     "png_header_only",
     "rest_api_event",
     "sqs_record",
@@ -142,3 +143,19 @@ def sqs_record(body: object, message_id: str) -> dict[str, object]:
         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:face-embed",
         "awsRegion": "us-east-1",
     }
+
+
+def phone_size_jpeg(data: bytes, megapixels: float) -> bytes:
+    """A photo scaled up to a phone camera's size (12, 24, 50 MP) and saved as a
+    JPEG at quality 92, as a phone would: the large-photo tests and benchmarks."""
+    import cv2
+
+    from .imaging import decode_image
+
+    image = decode_image(data, 10**9)
+    factor = (megapixels * 1e6 / (image.shape[0] * image.shape[1])) ** 0.5
+    big = cv2.resize(image, None, fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
+    ok, buf = cv2.imencode(".jpg", big, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return bytes(buf)
