@@ -71,3 +71,43 @@ def test_logs_and_metrics(lambda_module: ModuleType, capsys: pytest.CaptureFixtu
 
 def test_settings_type_is_shared(lambda_module: ModuleType) -> None:
     assert isinstance(lambda_module._settings, Settings)
+
+
+@pytest.mark.parametrize(
+    ("init_type", "warmed_at_init"),
+    [("on-demand", False), ("provisioned-concurrency", True), ("snap-start", True), (None, True)],
+)
+def test_warm_up_requests_run_where_no_caller_waits(
+    init_type: str | None,
+    warmed_at_init: bool,
+    lambda_module: ModuleType,
+    model_dir: Path,
+    model: ModelState,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An on-demand init is on the first caller's path, so it skips the warm-up
+    requests (they cost more than they save that caller); provisioned and
+    SnapStart inits, and runs outside Lambda, warm up. A scheduled ping warms an
+    environment that has not been warmed, once."""
+    from face_recognition_service.aws_lambda.function import INIT_TIMINGS
+
+    if init_type is None:
+        monkeypatch.delenv("AWS_LAMBDA_INITIALIZATION_TYPE", raising=False)
+    else:
+        monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", init_type)
+    handler = lambda_module.build_handler(make_settings(model_dir), model)
+    assert INIT_TIMINGS["warm_up_requests"] == (3 if warmed_at_init else 0)
+    # The first caller's request is answered the same either way.
+    check_response("embed-face.json", handler(load_event("embed-face.json"), FakeLambdaContext()))
+
+    log_stream = io.StringIO()
+    previous = lambda_module.logger.registered_handler.setStream(log_stream)
+    try:
+        for _ in range(2):
+            check_response(
+                "scheduled-warmup.json", handler(load_event("scheduled-warmup.json"), FakeLambdaContext())
+            )
+    finally:
+        lambda_module.logger.registered_handler.setStream(previous)
+    pings = [json.loads(line) for line in log_stream.getvalue().splitlines() if "non-HTTP event" in line]
+    assert [p["warm_up_requests"] for p in pings] == ([0, 0] if warmed_at_init else [3, 0])

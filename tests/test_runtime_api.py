@@ -1,8 +1,9 @@
 """The image's entry path end to end, without Docker: the real awslambdaric
 runtime client, in its own process, against a minimal local Lambda Runtime API.
 
-Cold init imports the handler (model load + warm-up), then each queued event is
-served through the real handler, and the responses are posted back to us.
+Cold init imports the handler (model load; an on-demand init, as Lambda names
+it, skips the warm-up requests), then each queued event is served through the
+real handler, and the responses are posted back to us.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def start_runtime(
         "AWS_LAMBDA_FUNCTION_NAME": "face-recognition",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "2048",
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
         "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/face-recognition",
         "AWS_LAMBDA_LOG_STREAM_NAME": "local",
         "AWS_REGION": "us-east-1",
@@ -86,6 +88,10 @@ def test_awslambdaric_round_trip(
     cold = [line for line in text.splitlines() if '"ColdStart"' in line]
     assert len(cold) == 1, "cold start is counted once per execution environment"
     assert '"message":"model loaded"' in text
+    # The on-demand init left the warm-up requests to the scheduled ping.
+    logged = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert [line["warm_up_requests"] for line in logged if line.get("message") == "init"] == [0.0]
+    assert [line["warm_up_requests"] for line in logged if line.get("message") == "non-HTTP event"] == [3]
     print(f"awslambdaric: process start to first embed response {first_ms:.0f} ms")
 
 

@@ -3,7 +3,7 @@
 handler        the entry point Lambda imports (the only import-time side effects)
 function       build_handler: model, app through Mangum, warm-up, event dispatch
 observability  Powertools logger, metrics, tracing and the request observer
-warmup         init-phase requests through the whole stack
+warmup         warm-up requests through the whole stack (provisioned inits, or the first ping)
 events         API Gateway event builders (warm-up, samples, tests)
 sources        what the function reads from AWS: API key (SSM/Secrets Manager), model from S3
 """

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,7 +70,21 @@ def is_http_event(event: Any) -> bool:
 INIT_TIMINGS: dict[str, float] = {}
 
 
-def build_handler(settings: Settings, model: ModelState | None = None, warm: bool = True) -> Handler:
+def warm_up_at_init() -> bool:
+    """Whether the init runs the warm-up requests: only when no caller waits for
+    the init. Lambda names the kind in AWS_LAMBDA_INITIALIZATION_TYPE: an
+    ``on-demand`` init sits on the first caller's path, and there warm-up
+    requests cost more (~40 ms) than they save that caller's invoke (~6 ms,
+    BENCHMARKS.md section 4); ``provisioned-concurrency`` and ``snap-start``
+    inits happen ahead of any request, so they warm everything. Outside Lambda
+    (the variable unset) the init warms up, as before."""
+    return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "on-demand"
+
+
+def build_handler(settings: Settings, model: ModelState | None = None, warm: bool | None = None) -> Handler:
+    """The Lambda handler. ``warm``: run the warm-up requests now (default:
+    ``warm_up_at_init()``); when they do not run at init, the first scheduled
+    or other non-HTTP event runs them instead."""
     if model is None:
         model = load_function_model(settings, span)
     if model.load_seconds is not None:  # sessions and one inference (the init's handler loads it in a thread)
@@ -86,12 +101,19 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
     )
     asgi = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
     built = time.perf_counter()
-    if warm and model.engine is not None:
-        warm_up_requests(asgi, observer)
+    warmed_up: list[int] = []  # the number of warm-up requests, once they have run
+
+    def warm_up() -> None:
+        if model.engine is not None and not warmed_up:
+            warmed_up.append(warm_up_requests(asgi, observer))
+
+    if warm_up_at_init() if warm is None else warm:
+        warm_up()
     warmed = time.perf_counter()
     INIT_TIMINGS.update(
         app_build_ms=round((built - loaded) * 1000, 1),
         warm_up_ms=round((warmed - built) * 1000, 1),
+        warm_up_requests=float(sum(warmed_up)),
     )
     logger.info("init", extra=INIT_TIMINGS)
     queue: list[Handler] = []  # built on the first SQS event: HTTP-only functions never import it
@@ -117,9 +139,15 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
 
                 queue.append(build_queue_handler(settings, model))
             return queue[0](event, context)
-        # A warm-up ping or a scheduled event: answer, do not crash in Mangum.
+        # A warm-up ping or a scheduled event: answer, do not crash in Mangum. An
+        # environment whose on-demand init skipped the warm-up requests runs them
+        # now, on the ping's time rather than a caller's.
         loaded = model.engine is not None
-        logger.info("non-HTTP event", extra={"model_loaded": loaded})
+        ran = 0
+        if not warmed_up:
+            warm_up()
+            ran = sum(warmed_up)
+        logger.info("non-HTTP event", extra={"model_loaded": loaded, "warm_up_requests": ran})
         metrics.add_metric(name="WarmupEvents", unit=MetricUnit.Count, value=1)
         return {
             "status": "warm" if loaded else "unhealthy",

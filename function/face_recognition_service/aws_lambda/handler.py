@@ -1,10 +1,12 @@
 """AWS Lambda entry point (``face_recognition_service.aws_lambda.handler.handler``).
 
 The one module with import-time side effects: everything expensive happens
-here, in the init phase (settings, the model, one warm-up inference and a few
-warm-up requests through the whole stack), so the first request pays no load
-cost. Mangum runs with ``lifespan="off"``: it would otherwise run the app's
-lifespan on every invocation.
+here, in the init phase (settings, the model and one warm-up inference), so the
+first request pays no load cost. A provisioned-concurrency or SnapStart init,
+which no caller waits for, also sends a few warm-up requests through the whole
+stack; an on-demand one leaves them out (``function.warm_up_at_init``). Mangum
+runs with ``lifespan="off"``: it would otherwise run the app's lifespan on
+every invocation.
 """
 
 from __future__ import annotations

@@ -39,12 +39,14 @@ def warm_up_events() -> list[dict[str, Any]]:
     ]
 
 
-def warm_up_requests(asgi: Any, observer: PowertoolsObserver) -> None:
+def warm_up_requests(asgi: Any, observer: PowertoolsObserver) -> int:
     """Run the warm-up events through ``asgi`` (the Mangum adapter); not logged,
-    not counted in metrics."""
+    not counted in metrics. Returns how many ran."""
     observer.muted = True
     try:
-        for event in warm_up_events():
+        events = warm_up_events()
+        for event in events:
             asgi(event, _WarmUpContext())
     finally:
         observer.muted = False
+    return len(events)
