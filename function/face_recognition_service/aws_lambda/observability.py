@@ -53,7 +53,7 @@ else:
 class PowertoolsObserver:
     """Per request: a log line and CloudWatch metrics in embedded metric format."""
 
-    muted = False  # during the init-phase warm-up requests
+    muted = False  # during the warm-up requests
 
     def record(self, record: RequestRecord) -> None:
         if self.muted:

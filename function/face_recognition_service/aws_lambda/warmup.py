@@ -1,5 +1,7 @@
-"""Init-phase warm-up: requests through the whole stack (Mangum, routing, JSON,
-image decoding, detection), so the first caller does not pay for first-use work."""
+"""Warm-up requests through the whole stack (Mangum, routing, JSON, image
+decoding, detection), so the first caller does not pay for first-use work: sent
+at init where no caller waits for it (provisioned concurrency, SnapStart), or on
+the first scheduled ping after an on-demand init (``function.warm_up_at_init``)."""
 
 from __future__ import annotations
 
