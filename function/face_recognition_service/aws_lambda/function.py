@@ -101,19 +101,24 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
     )
     asgi = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
     built = time.perf_counter()
-    warmed_up: list[int] = []  # the number of warm-up requests, once they have run
+    warmed_up = False
 
-    def warm_up() -> None:
-        if model.engine is not None and not warmed_up:
-            warmed_up.append(warm_up_requests(asgi, observer))
+    def warm_up() -> int:
+        """Send the warm-up requests, once; how many ran now."""
+        nonlocal warmed_up
+        if warmed_up or model.engine is None:
+            return 0
+        warmed_up = True
+        return warm_up_requests(asgi, observer)
 
-    if warm_up_at_init() if warm is None else warm:
-        warm_up()
+    if warm is None:
+        warm = warm_up_at_init()
+    ran_at_init = warm_up() if warm else 0
     warmed = time.perf_counter()
     INIT_TIMINGS.update(
         app_build_ms=round((built - loaded) * 1000, 1),
         warm_up_ms=round((warmed - built) * 1000, 1),
-        warm_up_requests=float(sum(warmed_up)),
+        warm_up_requests=float(ran_at_init),
     )
     logger.info("init", extra=INIT_TIMINGS)
     queue: list[Handler] = []  # built on the first SQS event: HTTP-only functions never import it
@@ -143,11 +148,7 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
         # environment whose on-demand init skipped the warm-up requests runs them
         # now, on the ping's time rather than a caller's.
         loaded = model.engine is not None
-        ran = 0
-        if not warmed_up:
-            warm_up()
-            ran = sum(warmed_up)
-        logger.info("non-HTTP event", extra={"model_loaded": loaded, "warm_up_requests": ran})
+        logger.info("non-HTTP event", extra={"model_loaded": loaded, "warm_up_requests": warm_up()})
         metrics.add_metric(name="WarmupEvents", unit=MetricUnit.Count, value=1)
         return {
             "status": "warm" if loaded else "unhealthy",
