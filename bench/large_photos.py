@@ -114,6 +114,7 @@ def measure(rounds: int) -> dict[str, Any]:
             narrower = engine.embed_single(np.ascontiguousarray(pixels[:, :-1])).embedding
             antialiased = recognizer.embed(antialiased_crop(recognizer, pixels, ours.landmarks))
             del pixels
+            original = originals[name.split("@")[0]]
             rows.append(
                 {
                     "photo": name,
@@ -130,8 +131,8 @@ def measure(rounds: int) -> dict[str, Any]:
                     "antialiased_full_with_our_landmarks_to_ours": round(
                         float(antialiased @ ours.embedding), 5
                     ),
-                    "ours_to_original": round(float(ours.embedding @ originals[name.split("@")[0]]), 5),
-                    "full_to_original": round(float(reference.embedding @ originals[name.split("@")[0]]), 5),
+                    "ours_to_original": round(float(ours.embedding @ original), 5),
+                    "full_to_original": round(float(reference.embedding @ original), 5),
                 }
             )
             vectors[name] = (person, ours.embedding)
