@@ -13,7 +13,7 @@ import pytest
 from face_recognition_service.config import Settings
 from face_recognition_service.embedding import EmbedOptions, find_faces, prepare_faces
 from face_recognition_service.engine import FaceEngine
-from face_recognition_service.imaging import decode_image, jpeg_reduction, probe
+from face_recognition_service.imaging import area_reduce, dct_scalable, decode_image, probe, reduction
 from face_recognition_service.testing import phone_size_jpeg
 from face_recognition_service.timing import Stages
 
@@ -26,10 +26,13 @@ def big_jpeg(name: str, megapixels: float) -> bytes:
 
 
 def test_reduction_keeps_the_detector_input(engine: FaceEngine) -> None:
-    assert jpeg_reduction(probe(big_jpeg("obama_1.jpg", 24)), engine.det_size) == 8
-    assert jpeg_reduction(probe(big_jpeg("obama_1.jpg", 12)), engine.det_size) == 4
-    assert jpeg_reduction(probe(read("obama_small.jpg")), engine.det_size) == 1
-    assert jpeg_reduction(probe(encode(np.zeros((3000, 4000, 3), np.uint8), ".png")), engine.det_size) == 1
+    assert reduction(probe(big_jpeg("obama_1.jpg", 24)), engine.det_size) == 8
+    assert reduction(probe(big_jpeg("obama_1.jpg", 12)), engine.det_size) == 4
+    assert reduction(probe(read("obama_small.jpg")), engine.det_size) == 1
+    # Any format: a PNG is decoded in full and area-averaged to the same size.
+    png = probe(encode(np.zeros((3000, 4000, 3), np.uint8), ".png"))
+    assert reduction(png, engine.det_size) == 4 and not dct_scalable(png)
+    assert dct_scalable(probe(big_jpeg("obama_1.jpg", 12)))
 
 
 def test_a_phone_size_photo_embeds_like_the_original(engine: FaceEngine, model_dir: Path) -> None:
@@ -114,3 +117,61 @@ def test_a_small_face_in_a_big_photo_gets_a_finer_decode(
     # As close to the portrait on its own as the full-resolution pipeline gets, or closer.
     assert ours > 0.97 and ours >= theirs - 0.005, (ours, theirs)
     assert 2900 <= small.box[0] <= 2900 + face.shape[1]
+
+
+@pytest.mark.parametrize("ext", [".png", ".bmp"])
+def test_a_big_photo_embeds_alike_whichever_container_it_comes_in(
+    engine: FaceEngine, model_dir: Path, ext: str
+) -> None:
+    """The same pixels as a JPEG (decoded at 1/4) and as a PNG or BMP (decoded
+    in full, area-averaged to 1/4): the same face, the same embedding. Cropped
+    at full size instead (REDUCED_DECODE=false, FaceAnalysis's way) this photo
+    lands at 0.954 to the JPEG and moves to 0.952 against itself when the
+    pixels lose one column: a 800 px face warped to 112 px aliases."""
+    settings = make_settings(model_dir, max_image_size=60_000_000)
+    jpeg = big_jpeg("alex_lacamoire_2.jpg", 12)
+    pixels = decode_image(jpeg, 10**9)
+    other = encode(pixels, ext, [cv2.IMWRITE_PNG_COMPRESSION, 1] if ext == ".png" else None)
+    stages = Stages()
+    stages.enabled = True
+    prepared = prepare_faces(other, engine, settings, EmbedOptions(), stages)
+    assert stages.values["reduced"] == 4 and "decode_finer" not in stages.values
+    assert prepared[0].image_shape == pixels.shape[:2]
+    face = engine.embed_prepared(prepared)[0]
+    expected = find_faces(jpeg, engine, settings, EmbedOptions())[0][0]
+    np.testing.assert_allclose(face.box, expected.box, atol=8)
+    assert face.landmarks is not None and expected.landmarks is not None
+    np.testing.assert_allclose(face.landmarks, expected.landmarks, atol=6)
+    assert float(face.embedding @ expected.embedding) > 0.99
+    narrower = encode(np.ascontiguousarray(pixels[:, :-1]), ext)
+    assert (
+        float(find_faces(narrower, engine, settings, EmbedOptions())[0][0].embedding @ face.embedding) > 0.99
+    )
+    # REDUCED_DECODE=false keeps the full-size crop for every format.
+    legacy = settings.model_copy(update={"reduced_decode": False})
+    stages = Stages()
+    stages.enabled = True
+    full_size = find_faces(other, engine, legacy, EmbedOptions(), stages)[0][0]
+    assert stages.values["reduced"] == 1 and float(full_size.embedding @ face.embedding) < 0.98
+
+
+def test_a_small_face_in_a_big_png_is_cropped_from_the_full_pixels(
+    engine: FaceEngine, model_dir: Path
+) -> None:
+    """A PNG is not decoded twice: its full-size pixels serve the finer crop."""
+    settings = make_settings(model_dir, max_image_size=80_000_000)
+    face = decode_image(read("obama_1.jpg"), 10**9)
+    canvas = np.full((4000, 6000, 3), 110, np.uint8)
+    canvas[1500 : 1500 + face.shape[0], 2900 : 2900 + face.shape[1]] = face
+    stages = Stages()
+    stages.enabled = True
+    data = encode(canvas, ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    small = engine.embed_prepared(prepare_faces(data, engine, settings, EmbedOptions(), stages))[0]
+    assert stages.values["reduced"] == 8 and stages.values["finer"] == 2
+    as_jpeg = find_faces(stored_by_a_phone(canvas, 1), engine, settings, EmbedOptions())[0][0]
+    assert float(small.embedding @ as_jpeg.embedding) > 0.99
+    assert 2900 <= small.box[0] <= 2900 + face.shape[1]
+
+
+def test_area_reduce_rounds_up_as_libjpeg_does() -> None:
+    assert area_reduce(np.zeros((3001, 4001, 3), np.uint8), 4).shape == (751, 1001, 3)

@@ -12,7 +12,15 @@ import numpy as np
 from .config import Settings
 from .engine import FaceEmbedding, FaceEngine, FaceOptions, FaceSelection, PreparedFace, Verdict
 from .errors import ErrorCode, ServiceError
-from .imaging import decode_base64_image, decode_image, jpeg_reduction, probe, upright_size
+from .imaging import (
+    area_reduce,
+    dct_scalable,
+    decode_base64_image,
+    decode_image,
+    probe,
+    reduction,
+    upright_size,
+)
 from .matching import encode_embedding
 from .s3_images import fetch_image
 from .timing import Stages
@@ -59,14 +67,22 @@ def prepare_faces(
 ) -> list[PreparedFace]:
     """Decode, then detect, select and align (or take an aligned crop as it is).
 
-    A large JPEG is decoded at a DCT reduction that leaves the detector its
-    DET_SIZE pixels (a 24 MP photo at 1/4 or 1/8): only the faces too small for
-    that resolution cost a second, finer decode. Boxes and landmarks are in the
-    original (upright) image's pixels either way."""
+    A large image is detected and cropped at a reduction that leaves the
+    detector its DET_SIZE pixels (a 24 MP photo at 1/4 or 1/8): a JPEG is
+    decoded at that reduction (only the faces too small for it cost a second,
+    finer decode); any other format is decoded in full and area-averaged to the
+    same size, so a photo embeds alike whichever container it comes in. Boxes
+    and landmarks are in the original (upright) image's pixels either way."""
     stages = stages or Stages()
     info = probe(data)
-    reduce = 1 if options.aligned or not settings.reduced_decode else jpeg_reduction(info, engine.det_size)
+    reduce = 1 if options.aligned or not settings.reduced_decode else reduction(info, engine.det_size)
+    dct = dct_scalable(info)
     image = decode_image(data, settings.max_image_pixels, settings.decode_budget_bytes, reduce=reduce)
+    # Another format's full-size pixels are kept for the faces that need more
+    # resolution than the reduction left them (a JPEG decodes again instead).
+    full = None if dct or reduce == 1 else image
+    if full is not None:
+        image = area_reduce(full, reduce)
     stages.mark("decode")
     stages.note(image_bytes=len(data), width=info.width, height=info.height, reduced=reduce)
     if options.aligned:
@@ -75,7 +91,8 @@ def prepare_faces(
     stages.mark("detect")
     if reduce == 1:
         return faces
-    width, height = upright_size(info)
+    # The upright size: the decoders apply EXIF orientation.
+    width, height = (full.shape[1], full.shape[0]) if full is not None else upright_size(info)
     scale = np.array([width / image.shape[1], height / image.shape[0]], np.float32)
     eyes = [float(np.linalg.norm(f.landmarks[1] - f.landmarks[0])) for f in faces]
     finer_image: np.ndarray | None = None
@@ -83,11 +100,15 @@ def prepare_faces(
         # The coarsest reduction at which the smallest face has enough pixels.
         finer = next((r for r in (4, 2) if r < reduce and min(eyes) * reduce / r >= MIN_SOURCE_EYES), 1)
         del image
-        finer_image = decode_image(
-            data, settings.max_image_pixels, settings.decode_budget_bytes, reduce=finer
-        )
+        if full is not None:
+            finer_image = area_reduce(full, finer)
+        else:
+            finer_image = decode_image(
+                data, settings.max_image_pixels, settings.decode_budget_bytes, reduce=finer
+            )
         stages.mark("decode_finer")
         stages.note(finer=finer)
+    del full
     out = []
     for face, eye_distance in zip(faces, eyes, strict=True):
         landmarks: np.ndarray = face.landmarks * scale

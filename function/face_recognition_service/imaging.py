@@ -296,7 +296,8 @@ def decode_image(
 
     ``reduce`` (1, 2, 4 or 8) decodes a JPEG at that fraction of its size in the
     DCT domain: libjpeg skips the detail, so the decode costs a fraction of a
-    full one and the result is properly low-passed. Other formats ignore it.
+    full one and the result is properly low-passed. Other formats are decoded in
+    full whatever ``reduce`` says (``area_reduce`` takes them down after).
 
     Memory: the header is checked against both limits before any pixel is
     decoded; the decoded buffer is at most ``max_decoded_bytes``, and the
@@ -305,7 +306,7 @@ def decode_image(
     """
     info = probe(data)
     check_limits(info, max_pixels, max_decoded_bytes, reduce)
-    if info.format is ImageFormat.JPEG and info.components in (1, 3):
+    if dct_scalable(info):
         return _decode_jpeg(data, info, reduce)
     if info.format is ImageFormat.PNG:
         _check_png(data)
@@ -324,6 +325,17 @@ def decode_image(
     if image is None or image.size == 0:
         raise _invalid(f"The {info.format.name} data could not be decoded.")
     return _to_bgr8(image)
+
+
+def area_reduce(image: np.ndarray, factor: int) -> np.ndarray:
+    """``image`` at 1/``factor`` of its size (rounded up, as libjpeg's DCT
+    scaling rounds), each pixel the mean of the block it covers: the same
+    low-pass a JPEG's reduced decode gets, for every other format."""
+    if factor == 1:
+        return image
+    height, width = image.shape[:2]
+    size = (-(-width // factor), -(-height // factor))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _check_png(data: bytes) -> None:
@@ -361,11 +373,15 @@ def upright_size(info: ImageInfo) -> tuple[int, int]:
     return (info.height, info.width) if info.orientation in (5, 6, 7, 8) else (info.width, info.height)
 
 
-def jpeg_reduction(info: ImageInfo, min_side: int) -> int:
-    """The largest DCT reduction (1, 2, 4, 8) that keeps the longest side at
-    least ``min_side`` pixels; 1 for anything but an ordinary JPEG."""
-    if info.format is not ImageFormat.JPEG or info.components not in (1, 3):
-        return 1
+def dct_scalable(info: ImageInfo) -> bool:
+    """An ordinary (grey or YCbCr) JPEG: libjpeg can decode it at 1/2, 1/4 or 1/8."""
+    return info.format is ImageFormat.JPEG and info.components in (1, 3)
+
+
+def reduction(info: ImageInfo, min_side: int) -> int:
+    """The largest reduction (1, 2, 4, 8) that keeps the longest side at least
+    ``min_side`` pixels, whatever the format: a JPEG is decoded at it (DCT
+    scaling), any other image is decoded in full and area-averaged to it."""
     longest = max(info.width, info.height)
     for factor in (8, 4, 2):
         if longest / factor >= min_side:
@@ -380,7 +396,7 @@ def check_limits(info: ImageInfo, max_pixels: int, max_decoded_bytes: int, reduc
             "The image has too many pixels.",
             f"{info.width}x{info.height} exceeds the limit of {max_pixels} pixels.",
         )
-    decoded = info.decoded_bytes // (reduce * reduce)
+    decoded = info.decoded_bytes // (reduce * reduce if dct_scalable(info) else 1)
     if decoded > max_decoded_bytes:
         raise ServiceError(
             ErrorCode.IMAGE_TOO_LARGE,
