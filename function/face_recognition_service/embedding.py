@@ -87,7 +87,7 @@ def prepare_faces(
     stages.note(image_bytes=len(data), width=info.width, height=info.height, reduced=reduce)
     if options.aligned:
         return [engine.aligned_face(image)]
-    faces = engine.prepare(image, options.faces)
+    faces = engine.prepare(image, options.faces, antialias=reduce > 1)
     stages.mark("detect")
     if reduce == 1:
         return faces
@@ -117,7 +117,7 @@ def prepare_faces(
         if finer_image is not None and eye_distance < MIN_SOURCE_EYES:
             to_finer = np.array([finer_image.shape[1] / width, finer_image.shape[0] / height], np.float32)
             refined = engine.refine(finer_image, box * np.tile(to_finer, 2), landmarks * to_finer)
-            crop = engine.recognizer.align(finer_image, refined)
+            crop = engine.recognizer.align(finer_image, refined, antialias=True)
             landmarks = (refined / to_finer).astype(np.float32)
         out.append(PreparedFace(crop, face.detection_score, box, landmarks, (height, width)))
     return out

@@ -218,14 +218,17 @@ class FaceEngine:
         keep = 1 if options.selection is FaceSelection.LARGEST else options.max_faces or len(order)
         return found.take(order[:keep])
 
-    def prepare(self, image: np.ndarray, options: FaceOptions) -> list[PreparedFace]:
+    def prepare(
+        self, image: np.ndarray, options: FaceOptions, *, antialias: bool = False
+    ) -> list[PreparedFace]:
         """Detect, select and align: what the recogniser needs, without running it.
         The full image is not kept, so many photos can be prepared one after
-        another and embedded together (``embed_prepared``)."""
+        another and embedded together (``embed_prepared``). ``antialias``: see
+        ``Recognizer.align``."""
         found = self.select(image, options)
         return [
             PreparedFace(
-                self.recognizer.align(image, found.landmarks[i]),
+                self.recognizer.align(image, found.landmarks[i], antialias=antialias),
                 float(found.scores[i]),
                 found.boxes[i],
                 found.landmarks[i],
