@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import onnxruntime as ort
@@ -58,35 +60,37 @@ class Recognizer:
     def align(self, image: np.ndarray, landmarks: np.ndarray, *, antialias: bool = False) -> np.ndarray:
         """The crop: the face warped so its landmarks land on the reference.
 
-        ``antialias``: where the warp shrinks the face more than twofold, the
-        region it covers is area-averaged to twice the crop's resolution first
-        (bilinear sampling alone would skip most pixels and alias)."""
+        ``antialias``: where the warp would shrink the face more than twofold,
+        the region it covers is first averaged over k x k blocks (the smallest
+        whole k that leaves the warp shrinking it no more than twofold), since
+        bilinear sampling alone would skip most pixels and alias."""
         matrix = similarity_transform(landmarks, self.reference)
         scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
         if antialias and scale < 0.5:
-            image, landmarks = self._shrunk_region(image, landmarks, matrix, 2.0 * scale)
+            image, landmarks = self._shrunk_region(image, landmarks, matrix, math.ceil(0.5 / scale))
             matrix = similarity_transform(landmarks, self.reference)
         return cv2.warpAffine(image, matrix, (self.size, self.size), borderValue=0.0)
 
     def _shrunk_region(
-        self, image: np.ndarray, landmarks: np.ndarray, matrix: np.ndarray, factor: float
+        self, image: np.ndarray, landmarks: np.ndarray, matrix: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The part of ``image`` the crop covers, area-averaged by ``factor``,
-        and the landmarks in its pixels (pixel centres kept where they are)."""
+        """The part of ``image`` the crop covers, each k x k block averaged, and
+        the landmarks in its pixels (pixel centres kept where they are)."""
         corners = np.array(
             [[0, 0, 1], [self.size, 0, 1], [0, self.size, 1], [self.size, self.size, 1]], float
         )
         source = corners @ cv2.invertAffineTransform(matrix).T
         height, width = image.shape[:2]
-        left, top = (max(0, int(v) - 2) for v in source.min(axis=0))
-        right, bottom = min(width, int(source[:, 0].max()) + 3), min(height, int(source[:, 1].max()) + 3)
-        if right - left < 2 or bottom - top < 2:
+        left, top = (max(0, int(v) - k) for v in source.min(axis=0))
+        right = min(width, int(source[:, 0].max()) + 2 * k)
+        bottom = min(height, int(source[:, 1].max()) + 2 * k)
+        # Whole blocks only: OpenCV averages them exactly and fast.
+        right, bottom = right - (right - left) % k, bottom - (bottom - top) % k
+        if right - left < k or bottom - top < k:
             return image, landmarks
         region = image[top:bottom, left:right]
-        size = (max(1, round((right - left) * factor)), max(1, round((bottom - top) * factor)))
-        small = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
-        to_small = np.array([size[0] / (right - left), size[1] / (bottom - top)])
-        moved = (landmarks - np.array([left, top]) + 0.5) * to_small - 0.5
+        small = cv2.resize(region, ((right - left) // k, (bottom - top) // k), interpolation=cv2.INTER_AREA)
+        moved = (landmarks - np.array([left, top]) + 0.5) / k - 0.5
         return small, moved.astype(np.float32)
 
     def embed_batch(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
