@@ -453,9 +453,13 @@ def main(argv: list[str] | None = None) -> int:
         for group, stages in large["stages_ms"].items():
             print(f"  stages, {group:9s} (median ms): {json.dumps(stages)}")
         print(
-            f"  min cosine to full decode (faces >= 112 px): {large['min_cosine_to_full_where_face_ge_112px']}, "
+            "  min cosine (faces >= 112 px) to the full-decode pipeline (the pixels as a PNG): "
+            f"{large['min_cosine_to_full_decode_png_where_face_ge_112px']}; "
+            f"to the full-size crop (REDUCED_DECODE=false): {large['min_cosine_to_full_where_face_ge_112px']}; "
             f"decision errors at balanced: {large['decision_errors_at_balanced']} of {large['pairs_checked']} pairs"
         )
+        for who, value in large["separation"].items():
+            print(f"  separation, {who:14s} {json.dumps(value)}")
         for key, value in large["reference_stability"].items():
             print(f"  {key:34s} min {value['min']:.4f}  median {value['median']:.4f}")
         print(f"  50 MP photo, process peak: {json.dumps(large['fifty_megapixel'])}")
