@@ -78,6 +78,25 @@ def separation(vectors: dict[str, tuple[str, np.ndarray]], threshold: float = 0.
     }
 
 
+def png_path_ms(engine: FaceEngine, reduced: Settings, full: Settings, rounds: int = 4) -> dict[str, Any]:
+    """A phone photo's pixels as a PNG, in process: the default path (decoded in
+    full, area-averaged to the reduction) against the full-size crop
+    (REDUCED_DECODE=false), alternating, median ms."""
+    out: dict[str, Any] = {}
+    for megapixels in (12, 24):
+        jpeg = phone_size_jpeg((DEFAULT_PHOTOS / "obama_1.jpg").read_bytes(), megapixels)
+        png = lossless_png(decode_image(jpeg, 10**9))
+        times: dict[str, list[float]] = {"default": [], "full_size_crop": []}
+        for i in range(rounds):
+            order = [("default", reduced), ("full_size_crop", full)]
+            for key, settings in order if i % 2 else order[::-1]:
+                started = time.perf_counter()
+                find_faces(png, engine, settings, EmbedOptions())
+                times[key].append((time.perf_counter() - started) * 1000)
+        out[f"{megapixels}MP"] = {k: round(float(np.median(v)), 1) for k, v in times.items()}
+    return out
+
+
 def photo_set() -> list[tuple[str, str, bytes]]:
     """(name, person, JPEG bytes)."""
     out = []
@@ -203,6 +222,7 @@ def measure(rounds: int) -> dict[str, Any]:
             "reduced": float(np.median([r["reduced_ms"] for r in rows])),
             "full": float(np.median([r["full_ms"] for r in rows])),
         }
+        out["png_ms"] = png_path_ms(engine, reduced, full)
         # Stage times of the reduced path by photo size (decode_finer: the
         # photos whose face needed a second decode, and how many they were).
         out["stages_ms"] = {}

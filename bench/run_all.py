@@ -450,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"  per-photo ratio (ours / peer): {json.dumps(large['per_photo_ratio'])}")
         print(f"  in process, whole pipeline (median ms): {json.dumps(large['in_process_median_ms'])}")
+        print(f"  a phone photo as a PNG, in process (median ms): {json.dumps(large['png_ms'])}")
         for group, stages in large["stages_ms"].items():
             print(f"  stages, {group:9s} (median ms): {json.dumps(stages)}")
         print(
