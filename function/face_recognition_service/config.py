@@ -85,8 +85,9 @@ class Settings(BaseSettings):
     # Width x height from the header: a decompression-bomb guard. 60 MP admits a
     # 50 MP phone photo (JPEGs are decoded reduced; see DECODE_BUDGET_MB).
     max_image_pixels: int = Field(default=60_000_000, gt=0)
-    # Decode large JPEGs at a DCT reduction for detection (only small faces cost
-    # a finer decode). Off: every image is decoded at full size.
+    # Detect and crop large photos at a reduced scale: a JPEG decoded at a DCT
+    # reduction, any other format averaged down after decoding (only small faces
+    # cost a finer crop). Off: every image decoded and cropped at full size.
     reduced_decode: bool = True
     # The largest decoded-pixel buffer one request may make, in MiB, checked from
     # the header before decoding (an RGBA or 16-bit image needs 4-8 bytes a pixel).
