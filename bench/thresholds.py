@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
-from face_recognition_service.engine import FaceEngine
-from face_recognition_service.imaging import decode_image
+from face_recognition_service.config import Settings
+from face_recognition_service.embedding import EmbedOptions, find_faces
+from face_recognition_service.engine import FaceEngine, FaceOptions, FaceSelection
 from face_recognition_service.matching import OPERATING_POINTS, operating_points_for
 from face_recognition_service.provision import provision
 from face_recognition_service.testing import labelled_photos
@@ -64,24 +64,21 @@ def _package_file(package: str, relative: str) -> Path | None:
     return path if path.is_file() else None
 
 
-def collect(engine: FaceEngine, photos_dir: Path) -> list[Face]:
+def collect(engine: FaceEngine, photos_dir: Path, settings: Settings) -> list[Face]:
+    """Every face through the service's own path (``find_faces`` at the default
+    settings: a photo of 1,280 px or more is detected and cropped at a reduction,
+    as it is when a caller sends it)."""
     faces = []
     for photo in labelled_photos(photos_dir, single_face=True):
-        face = engine.embed_single(decode_image(photo.data, 40_000_000))
+        face = find_faces(photo.data, engine, settings, EmbedOptions())[0][0]
         faces.append(Face(photo.name, photo.person, face.embedding))
+    every_face = EmbedOptions(faces=FaceOptions(selection=FaceSelection.ALL, min_face_size=MIN_GROUP_FACE))
     for package, relative in GROUP_PHOTOS:
         path = _package_file(package, relative)
         if path is None:
             continue
-        image = cv2.imread(str(path))
-        assert image is not None, path
-        found = engine.detect(image)
-        for i in range(len(found)):
-            box = found.boxes[i]
-            if min(box[2] - box[0], box[3] - box[1]) < MIN_GROUP_FACE:
-                continue
-            crop = engine.recognizer.align(image, found.landmarks[i])
-            faces.append(Face(f"{path.name}#{i}", "", engine.recognizer.embed(crop)))
+        found, _ = find_faces(path.read_bytes(), engine, settings, every_face)
+        faces.extend(Face(f"{path.name}#{i}", "", face.embedding) for i, face in enumerate(found))
     return faces
 
 
@@ -156,8 +153,8 @@ def plot(genuine: np.ndarray, impostor: np.ndarray, points: dict[str, float], mo
     plt.close(fig)
 
 
-def evaluate(engine: FaceEngine, photos_dir: Path, model: str) -> dict[str, Any]:
-    faces = collect(engine, photos_dir)
+def evaluate(engine: FaceEngine, photos_dir: Path, model: str, settings: Settings) -> dict[str, Any]:
+    faces = collect(engine, photos_dir, settings)
     genuine, impostor, worst = pairs(faces)
     mean, std = float(impostor.mean()), float(impostor.std())
     points = operating_points_for(model)
@@ -208,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.model_dir is None:
         provision(args.model, model_dir)
     engine = FaceEngine.load(model_dir / args.model, threads=2)
-    result = evaluate(engine, args.photos, args.model)
+    settings = Settings(_env_file=None, model_dir=model_dir, model_name=args.model)  # type: ignore[call-arg]
+    result = evaluate(engine, args.photos, args.model, settings)
     genuine, impostor, points = result.pop("_arrays")
     plot(genuine, impostor, points, args.model, ROOT / "docs" / f"thresholds_{args.model}.png")
     out = ROOT / "bench" / "results" / f"thresholds_{args.model}.json"
