@@ -57,9 +57,10 @@ class EmbedOptions:
 # upsampling (the DCT reduction, or the area average for other formats, is a
 # proper low-pass, so the crop is as good as one from full resolution, and a
 # face far larger than the crop is averaged down further before the warp); a
-# smaller face is aligned again from an image with enough resolution for it. 48 px (the earlier margin) sent 4 of the 34 phone-size
-# photos through a second decode for no gain: from the reduced decode they came
-# out as close to the original photo's embedding or closer (BENCHMARKS.md section 8).
+# smaller face is aligned again from an image with enough resolution for it.
+# 48 px (the earlier margin) sent 4 of the 34 phone-size photos through a second
+# decode for no gain: from the reduced decode they came out as close to the
+# original photo's embedding or closer (BENCHMARKS.md section 8).
 MIN_SOURCE_EYES = 36.0
 
 

@@ -329,8 +329,9 @@ def decode_image(
 
 def area_reduce(image: np.ndarray, factor: int) -> np.ndarray:
     """``image`` at 1/``factor`` of its size (rounded up, as libjpeg's DCT
-    scaling rounds), each pixel the mean of the block it covers: the same
-    low-pass a JPEG's reduced decode gets, for every other format."""
+    scaling rounds), each pixel the area-weighted mean of the pixels it covers
+    (OpenCV's INTER_AREA; exactly factor x factor blocks where the size divides):
+    the low-pass a JPEG's reduced decode gets, for every other format."""
     if factor == 1:
         return image
     height, width = image.shape[:2]
