@@ -50,6 +50,12 @@ def antialiased_crop(recognizer: Recognizer, pixels: np.ndarray, landmarks: np.n
     return recognizer.align(pixels, landmarks)
 
 
+def jpeg_92(pixels: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(pixels), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    assert ok
+    return encoded.tobytes()
+
+
 def lossless_png(pixels: np.ndarray) -> bytes:
     """Decoded pixels as a PNG (fast compression): the same pixels, another container."""
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels), [cv2.IMWRITE_PNG_COMPRESSION, 1])
@@ -175,7 +181,17 @@ def measure(rounds: int) -> dict[str, Any]:
             png_narrower = find_faces(lossless_png(pixels[:, :-1]), engine, reduced, EmbedOptions())[0][
                 0
             ].embedding
+            # The photo moved by 3 px and saved again, as a second shot or an
+            # edit would: how far each pipeline's embedding moves.
+            saved, moved = (jpeg_92(p) for p in (pixels, pixels[3:, 3:]))
             del pixels
+            shift = {
+                label: float(
+                    find_faces(saved, engine, settings, EmbedOptions())[0][0].embedding
+                    @ find_faces(moved, engine, settings, EmbedOptions())[0][0].embedding
+                )
+                for label, settings in (("ours", reduced), ("full", full))
+            }
             original = originals[name.split("@")[0]]
             original_default = originals_default[name.split("@")[0]]
             rows.append(
@@ -196,6 +212,8 @@ def measure(rounds: int) -> dict[str, Any]:
                     "antialiased_full_with_our_landmarks_to_ours": round(
                         float(antialiased @ ours.embedding), 5
                     ),
+                    "ours_shifted_3px_resaved": round(shift["ours"], 5),
+                    "full_shifted_3px_resaved": round(shift["full"], 5),
                     "ours_to_original": round(float(ours.embedding @ original), 5),
                     "ours_to_original_both_default": round(float(ours.embedding @ original_default), 5),
                     "full_to_original": round(float(reference.embedding @ original), 5),
@@ -222,6 +240,8 @@ def measure(rounds: int) -> dict[str, Any]:
                 "full_shifted_1_5px_to_full",
                 "full_one_column_fewer_to_full",
                 "antialiased_full_with_our_landmarks_to_ours",
+                "ours_shifted_3px_resaved",
+                "full_shifted_3px_resaved",
                 "ours_to_original",
                 "ours_to_original_both_default",
                 "full_to_original",
