@@ -26,7 +26,6 @@ import numpy as np
 from face_recognition_service.config import Settings
 from face_recognition_service.embedding import EmbedOptions, find_faces
 from face_recognition_service.engine import FaceEngine
-from face_recognition_service.engine.recognizer import Recognizer, similarity_transform
 from face_recognition_service.imaging import decode_image, probe, reduction
 from face_recognition_service.provision import provision
 from face_recognition_service.testing import embed_body, free_port, phone_size_jpeg
@@ -35,19 +34,6 @@ from face_recognition_service.timing import Stages
 from .common import DEFAULT_PHOTOS, ROOT, Client, load_photos, our_server, peer_server, summary
 
 BIG = str(40 * 1024 * 1024)
-
-
-def antialiased_crop(recognizer: Recognizer, pixels: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-    """The 112 px crop from full resolution, area-averaged first to twice the
-    crop's scale where the face is much larger (a low-passed warp)."""
-    matrix = similarity_transform(landmarks, recognizer.reference)
-    scale = float(np.hypot(matrix[0, 0], matrix[0, 1]))
-    if scale < 0.5:
-        small = cv2.resize(pixels, None, fx=2 * scale, fy=2 * scale, interpolation=cv2.INTER_AREA)
-        to_small = np.array([small.shape[1] / pixels.shape[1], small.shape[0] / pixels.shape[0]], np.float32)
-        landmarks = landmarks * to_small
-        pixels = small
-    return recognizer.align(pixels, landmarks)
 
 
 def jpeg_92(pixels: np.ndarray) -> bytes:
@@ -172,7 +158,7 @@ def measure(rounds: int) -> dict[str, Any]:
             # And end to end: the same pipeline on the same pixels less the
             # last column (the detector's input is resampled a hair differently).
             narrower = engine.embed_single(np.ascontiguousarray(pixels[:, :-1])).embedding
-            antialiased = recognizer.embed(antialiased_crop(recognizer, pixels, ours.landmarks))
+            antialiased = recognizer.embed(recognizer.align(pixels, ours.landmarks, antialias=True))
             # The full-decode pipeline as the service runs it by default: the
             # same decoded pixels sent as a lossless PNG (decoded in full, then
             # area-averaged to the JPEG's reduction), and again less their last
