@@ -92,6 +92,18 @@ def test_a_phone_photo_stored_sideways_is_turned_after_the_reduced_decode(
         assert float(face.embedding @ expected.embedding) > 0.99, orientation
 
 
+LEFT, TOP = 2900, 1500
+
+
+def portrait_in_a_24mp_frame() -> tuple[np.ndarray, int]:
+    """obama_1.jpg (eyes ~107 px apart) at (LEFT, TOP) in a grey 6000 x 4000
+    frame, and the portrait's width."""
+    face = decode_image(read("obama_1.jpg"), 10**9)
+    canvas = np.full((4000, 6000, 3), 110, np.uint8)
+    canvas[TOP : TOP + face.shape[0], LEFT : LEFT + face.shape[1]] = face
+    return canvas, face.shape[1]
+
+
 @pytest.mark.parametrize("orientation", [1, 6])
 def test_a_small_face_in_a_big_photo_gets_a_finer_decode(
     engine: FaceEngine, model_dir: Path, orientation: int
@@ -100,9 +112,7 @@ def test_a_small_face_in_a_big_photo_gets_a_finer_decode(
     # A portrait (eyes ~107 px apart) in a 24 MP frame: at 1/8 its eyes are 13 px
     # apart, too few for a 112 px crop, so it is aligned from a 1/2 decode (also
     # when the phone stored the frame sideways: both decodes are turned upright).
-    face = decode_image(read("obama_1.jpg"), 10**9)
-    canvas = np.full((4000, 6000, 3), 110, np.uint8)
-    canvas[1500 : 1500 + face.shape[0], 2900 : 2900 + face.shape[1]] = face
+    canvas, face_width = portrait_in_a_24mp_frame()
     data = stored_by_a_phone(canvas, orientation)
     stages = Stages()
     stages.enabled = True
@@ -116,7 +126,7 @@ def test_a_small_face_in_a_big_photo_gets_a_finer_decode(
     ours, theirs = float(small.embedding @ alone.embedding), float(full.embedding @ alone.embedding)
     # As close to the portrait on its own as the full-resolution pipeline gets, or closer.
     assert ours > 0.97 and ours >= theirs - 0.005, (ours, theirs)
-    assert 2900 <= small.box[0] <= 2900 + face.shape[1]
+    assert LEFT <= small.box[0] <= LEFT + face_width
 
 
 @pytest.mark.parametrize("ext", [".png", ".bmp"])
@@ -160,9 +170,7 @@ def test_a_small_face_in_a_big_png_is_cropped_from_the_full_pixels(
 ) -> None:
     """A PNG is not decoded twice: its full-size pixels serve the finer crop."""
     settings = make_settings(model_dir, max_image_size=80_000_000)
-    face = decode_image(read("obama_1.jpg"), 10**9)
-    canvas = np.full((4000, 6000, 3), 110, np.uint8)
-    canvas[1500 : 1500 + face.shape[0], 2900 : 2900 + face.shape[1]] = face
+    canvas, face_width = portrait_in_a_24mp_frame()
     stages = Stages()
     stages.enabled = True
     data = encode(canvas, ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
@@ -170,7 +178,7 @@ def test_a_small_face_in_a_big_png_is_cropped_from_the_full_pixels(
     assert stages.values["reduced"] == 8 and stages.values["finer"] == 2
     as_jpeg = find_faces(stored_by_a_phone(canvas, 1), engine, settings, EmbedOptions())[0][0]
     assert float(small.embedding @ as_jpeg.embedding) > 0.99
-    assert 2900 <= small.box[0] <= 2900 + face.shape[1]
+    assert LEFT <= small.box[0] <= LEFT + face_width
 
 
 def test_the_antialiased_crop_keeps_the_landmarks_where_they_are(engine: FaceEngine) -> None:
