@@ -72,7 +72,10 @@ def bad_inputs() -> list[dict[str, Any]]:
     rgba16[24:26] = bytes([16, 6])  # 16-bit RGBA ...
     rgba16[16:24] = struct.pack(">II", 6320, 6320)  # ... at 40 MP: over the decode budget
     e, c, v = "/api/v1/embed", "/api/v1/compare", "/api/v1/verify"
-    ref = {"id": "a", "embedding": [1.0, 0.0]}
+    # An embedding of the models' length (512): a case that must reach the check
+    # it names (model tags, the face) sends vectors that pass the length check.
+    unit = [1.0] + [0.0] * 511
+    ref = {"id": "a", "embedding": unit}
     cases = [
         # /embed: what is sent as the image
         case("embed-missing-image", e, {"picture": "x"}, 422, "INVALID_IMAGE"),
@@ -193,7 +196,7 @@ def bad_inputs() -> list[dict[str, Any]]:
         case(
             "compare-ref-boolean",
             c,
-            {"query_embedding": [1.0, 0.0], "reference_embeddings": [{"id": "a", "embedding": [True, 0.5]}]},
+            {"query_embedding": unit, "reference_embeddings": [{"id": "a", "embedding": [True, 0.5]}]},
             422,
             "INVALID_EMBEDDING",
         ),
@@ -237,21 +240,21 @@ def bad_inputs() -> list[dict[str, Any]]:
         case(
             "compare-empty-id",
             c,
-            {"query_embedding": [1.0, 0.0], "reference_embeddings": [{**ref, "id": ""}]},
+            {"query_embedding": unit, "reference_embeddings": [{**ref, "id": ""}]},
             422,
             "INVALID_EMBEDDING",
         ),
         case(
             "compare-long-id",
             c,
-            {"query_embedding": [1.0, 0.0], "reference_embeddings": [{**ref, "id": "x" * 257}]},
+            {"query_embedding": unit, "reference_embeddings": [{**ref, "id": "x" * 257}]},
             422,
             "INVALID_EMBEDDING",
         ),
         case(
             "compare-duplicate-key",
             c,
-            b'{"query_embedding": [1.0, 0.0], "query_embedding": "x", '
+            b'{"query_embedding": unit, "query_embedding": "x", '
             b'"reference_embeddings": [{"id": "a", "embedding": [1.0, 0.0]}]}',
             422,
             "INVALID_EMBEDDING",
@@ -259,7 +262,7 @@ def bad_inputs() -> list[dict[str, Any]]:
         case(
             "compare-duplicate-key-in-ref",
             c,
-            b'{"query_embedding": [1.0, 0.0], "reference_embeddings": '
+            b'{"query_embedding": unit, "reference_embeddings": '
             b'[{"id": "a", "id": "b", "embedding": [1.0, 0.0]}]}',
             422,
             "INVALID_EMBEDDING",
@@ -267,7 +270,7 @@ def bad_inputs() -> list[dict[str, Any]]:
         case(
             "compare-bad-metric",
             c,
-            {"query_embedding": [1.0, 0.0], "reference_embeddings": [ref], "distance_metric": "manhattan"},
+            {"query_embedding": unit, "reference_embeddings": [ref], "distance_metric": "manhattan"},
             422,
             "INVALID_EMBEDDING",
         ),
@@ -282,7 +285,7 @@ def bad_inputs() -> list[dict[str, Any]]:
             "compare-model-mismatch",
             c,
             {
-                "query_embedding": [1.0, 0.0],
+                "query_embedding": unit,
                 "query_model": "buffalo_sc/w600k_mbf@1",
                 "reference_embeddings": [{**ref, "model": "buffalo_l/w600k_r50@2"}],
             },
@@ -292,7 +295,7 @@ def bad_inputs() -> list[dict[str, Any]]:
         case(
             "compare-text-plain",
             c,
-            {"query_embedding": [1.0, 0.0], "reference_embeddings": [ref]},
+            {"query_embedding": unit, "reference_embeddings": [ref]},
             415,
             "UNSUPPORTED_MEDIA_TYPE",
             headers={"content-type": "text/plain;charset=UTF-8"},
@@ -302,21 +305,21 @@ def bad_inputs() -> list[dict[str, Any]]:
         case(
             "verify-two-probes",
             v,
-            {"image": uri(small), "embedding": [1.0, 0.0], "references": [ref]},
+            {"image": uri(small), "embedding": unit, "references": [ref]},
             422,
             "INVALID_EMBEDDING",
         ),
         case(
             "verify-bad-threshold",
             v,
-            {"embedding": [1.0, 0.0], "references": [ref], "threshold": 3},
+            {"embedding": unit, "references": [ref], "threshold": 3},
             422,
             "INVALID_EMBEDDING",
         ),
         case(
             "verify-bad-operating-point",
             v,
-            {"embedding": [1.0, 0.0], "references": [ref], "operating_point": "paranoid"},
+            {"embedding": unit, "references": [ref], "operating_point": "paranoid"},
             422,
             "INVALID_EMBEDDING",
         ),
@@ -324,7 +327,7 @@ def bad_inputs() -> list[dict[str, Any]]:
             "verify-model-mismatch",
             v,
             {
-                "embedding": [1.0, 0.0],
+                "embedding": unit,
                 "model": "buffalo_sc/w600k_mbf@1",
                 "references": [{**ref, "model": "buffalo_l/w600k_r50@2"}],
             },

@@ -87,3 +87,9 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
     assert isinstance(body["error"], str) and body["error"]
     assert "Traceback" not in response.text
     return body  # type: ignore[no-any-return]
+
+
+def vec(*head: float) -> list[float]:
+    """An embedding-sized (512) vector that starts with ``head``, zeros after:
+    the service takes vectors of its models' length only."""
+    return [*head, *[0.0] * (512 - len(head))]

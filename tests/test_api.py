@@ -16,7 +16,7 @@ from face_recognition_service.api import create_app
 from face_recognition_service.engine import ModelState
 
 from .conftest import make_settings
-from .helpers import assert_error, b64, encode, no_face_image, png_header_only, read
+from .helpers import assert_error, b64, encode, no_face_image, png_header_only, read, vec
 
 EMBED = "/api/v1/embed"
 COMPARE = "/api/v1/compare"
@@ -159,7 +159,10 @@ def test_model_not_loaded(tmp_path: Path) -> None:
         # compare needs no model
         ok = c.post(
             COMPARE,
-            json={"query_embedding": [1, 0], "reference_embeddings": [{"id": "a", "embedding": [1, 0]}]},
+            json={
+                "query_embedding": vec(1, 0),
+                "reference_embeddings": [{"id": "a", "embedding": vec(1, 0)}],
+            },
         )
         assert ok.status_code == 200
 
@@ -167,8 +170,8 @@ def test_model_not_loaded(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "payload",
     [
-        {"query_embedding": [1.0, 0.0], "reference_embeddings": [{"id": "a", "embedding": [1.0]}]},
-        {"query_embedding": [0.0, 0.0], "reference_embeddings": [{"id": "a", "embedding": [1.0, 0.0]}]},
+        {"query_embedding": vec(1.0, 0.0), "reference_embeddings": [{"id": "a", "embedding": [1.0]}]},
+        {"query_embedding": vec(0.0, 0.0), "reference_embeddings": [{"id": "a", "embedding": vec(1.0, 0.0)}]},
     ],
     ids=["length-mismatch", "zero-vector"],
 )
@@ -178,8 +181,8 @@ def test_invalid_embedding(client: TestClient, payload: dict[str, Any]) -> None:
 
 def test_huge_finite_values_keep_their_direction(client: TestClient) -> None:
     payload = {
-        "query_embedding": [1.0, 0.0],
-        "reference_embeddings": [{"id": "a", "embedding": [1e308, 1e308]}],
+        "query_embedding": vec(1.0, 0.0),
+        "reference_embeddings": [{"id": "a", "embedding": vec(1e308, 1e308)}],
     }
     body = client.post(COMPARE, json=payload).json()
     assert body["best_match"]["similarity"] == pytest.approx(2**-0.5)
@@ -261,7 +264,8 @@ def test_compare_agrees_with_numpy(client: TestClient, metric: str) -> None:
 
 def test_compare_defaults_to_cosine(client: TestClient) -> None:
     body = client.post(
-        COMPARE, json={"query_embedding": [1, 0], "reference_embeddings": [{"id": "a", "embedding": [0, 1]}]}
+        COMPARE,
+        json={"query_embedding": vec(1, 0), "reference_embeddings": [{"id": "a", "embedding": vec(0, 1)}]},
     ).json()
     assert body["distance_metric"] == "cosine" and body["best_match"]["distance"] == pytest.approx(1.0)
 
@@ -269,7 +273,7 @@ def test_compare_defaults_to_cosine(client: TestClient) -> None:
 def test_fixed_api_key_for_plain_servers(model_dir: Path, model: ModelState) -> None:
     settings = make_settings(model_dir, api_key="s3cret")
     with TestClient(create_app(settings, model)) as c:
-        body = {"query_embedding": [1, 0], "reference_embeddings": [{"id": "a", "embedding": [1, 0]}]}
+        body = {"query_embedding": vec(1, 0), "reference_embeddings": [{"id": "a", "embedding": vec(1, 0)}]}
         assert_error(c.post(COMPARE, json=body), 401, "UNAUTHORIZED")
         assert_error(c.post(COMPARE, json=body, headers={"x-api-key": "wrong"}), 401, "UNAUTHORIZED")
         assert c.post(COMPARE, json=body, headers={"x-api-key": "s3cret"}).status_code == 200

@@ -17,8 +17,10 @@ from face_recognition_service.matching import DistanceMetric
 def body(**overrides: object) -> dict[str, object]:
     rng = np.random.default_rng(5)
     values: dict[str, object] = {
-        "query_embedding": rng.normal(size=8).tolist(),
-        "reference_embeddings": [{"id": f"u{i}", "embedding": rng.normal(size=8).tolist()} for i in range(4)],
+        "query_embedding": rng.normal(size=512).tolist(),
+        "reference_embeddings": [
+            {"id": f"u{i}", "embedding": rng.normal(size=512).tolist()} for i in range(4)
+        ],
         "distance_metric": "euclidean",
     }
     values.update(overrides)
@@ -38,10 +40,11 @@ def test_agrees_with_pydantic_path() -> None:
 
 
 def test_integers_and_default_metric() -> None:
-    raw = json.dumps({"query_embedding": [1, 0], "reference_embeddings": [{"id": "a", "embedding": [0, 2]}]})
+    query, ref = [1] + [0] * 511, [0, 2] + [0] * 510
+    raw = json.dumps({"query_embedding": query, "reference_embeddings": [{"id": "a", "embedding": ref}]})
     fast = parse_compare(raw.encode())
     assert fast is not None and fast.metric is DistanceMetric.COSINE
-    np.testing.assert_array_equal(fast.references, [[0.0, 2.0]])
+    np.testing.assert_array_equal(fast.references, [np.array(ref, dtype=np.float64)])
 
 
 @pytest.mark.parametrize(
@@ -52,14 +55,23 @@ def test_integers_and_default_metric() -> None:
         json.dumps(body(distance_metric="manhattan")).encode(),
         json.dumps(body(query_embedding=[])).encode(),
         json.dumps(body(reference_embeddings=[])).encode(),
-        json.dumps(body(reference_embeddings=[{"embedding": [1.0] * 8}])).encode(),
-        json.dumps(body(reference_embeddings=[{"id": "", "embedding": [1.0] * 8}])).encode(),
-        json.dumps(body(reference_embeddings=[{"id": 7, "embedding": [1.0] * 8}])).encode(),
-        json.dumps(body(reference_embeddings=[{"id": "a", "embedding": [1.0] * 7}])).encode(),
-        json.dumps(body(reference_embeddings=[{"id": "a", "embedding": ["x"] * 8}])).encode(),
-        json.dumps(body(reference_embeddings=[{"id": "a", "embedding": [[1.0]] * 8}])).encode(),
+        json.dumps(body(reference_embeddings=[{"embedding": [1.0] * 512}])).encode(),
+        json.dumps(body(reference_embeddings=[{"id": "", "embedding": [1.0] * 512}])).encode(),
+        json.dumps(body(reference_embeddings=[{"id": 7, "embedding": [1.0] * 512}])).encode(),
+        json.dumps(body(reference_embeddings=[{"id": "a", "embedding": [1.0] * 511}])).encode(),
+        json.dumps(body(reference_embeddings=[{"id": "a", "embedding": ["x"] * 512}])).encode(),
+        json.dumps(body(reference_embeddings=[{"id": "a", "embedding": [[1.0]] * 512}])).encode(),
         json.dumps(body(reference_embeddings=["a"])).encode(),
         b'{"query_embedding": [1e400], "reference_embeddings": [{"id": "a", "embedding": [1]}]}',
+        json.dumps(
+            {"query_embedding": [1.0] * 2, "reference_embeddings": [{"id": "a", "embedding": [1.0] * 2}]}
+        ).encode(),
+        json.dumps(
+            {
+                "query_embedding": [1.0] * 4096,
+                "reference_embeddings": [{"id": "a", "embedding": [1.0] * 4096}],
+            }
+        ).encode(),
     ],
     ids=[
         "not-object",
@@ -75,6 +87,8 @@ def test_integers_and_default_metric() -> None:
         "nested",
         "ref-not-object",
         "overflow",
+        "short-vectors",
+        "long-vectors",
     ],
 )
 def test_irregular_bodies_go_to_the_pydantic_path(raw: bytes) -> None:

@@ -41,7 +41,7 @@ def test_a_phone_size_photo_embeds_like_the_original(engine: FaceEngine, model_d
     data = big_jpeg("obama_1.jpg", 24)
     stages = Stages()
     stages.enabled = True
-    prepared = prepare_faces(data, engine, settings, EmbedOptions(), stages)
+    prepared, _ = prepare_faces(data, engine, settings, EmbedOptions(), stages)
     assert stages.values["reduced"] == 8 and "decode_finer" not in stages.values
     face = engine.embed_prepared(prepared)[0]
     assert float(face.embedding @ original.embedding) > 0.98
@@ -81,7 +81,7 @@ def test_a_phone_photo_stored_sideways_is_turned_after_the_reduced_decode(
         stages.enabled = True
         data = stored_by_a_phone(upright, orientation)
         assert probe(data).orientation == orientation
-        prepared = prepare_faces(data, engine, settings, EmbedOptions(), stages)
+        prepared, _ = prepare_faces(data, engine, settings, EmbedOptions(), stages)
         # Only the 1/4 decode was turned: no full-size pixels were decoded or rotated.
         assert stages.values["reduced"] == 4 and "decode_finer" not in stages.values
         assert prepared[0].image_shape == upright.shape[:2]
@@ -116,7 +116,7 @@ def test_a_small_face_in_a_big_photo_gets_a_finer_decode(
     data = stored_by_a_phone(canvas, orientation)
     stages = Stages()
     stages.enabled = True
-    prepared = prepare_faces(data, engine, settings, EmbedOptions(), stages)
+    prepared, _ = prepare_faces(data, engine, settings, EmbedOptions(), stages)
     assert stages.values["reduced"] == 8 and stages.values["finer"] == 2
     small = engine.embed_prepared(prepared)[0]
     alone = find_faces(read("obama_1.jpg"), engine, settings, EmbedOptions())[0][0]
@@ -144,7 +144,7 @@ def test_a_big_photo_embeds_alike_whichever_container_it_comes_in(
     other = encode(pixels, ext, [cv2.IMWRITE_PNG_COMPRESSION, 1] if ext == ".png" else None)
     stages = Stages()
     stages.enabled = True
-    prepared = prepare_faces(other, engine, settings, EmbedOptions(), stages)
+    prepared, _ = prepare_faces(other, engine, settings, EmbedOptions(), stages)
     assert stages.values["reduced"] == 4 and "decode_finer" not in stages.values
     assert prepared[0].image_shape == pixels.shape[:2]
     face = engine.embed_prepared(prepared)[0]
@@ -174,7 +174,7 @@ def test_a_small_face_in_a_big_png_is_cropped_from_the_full_pixels(
     stages = Stages()
     stages.enabled = True
     data = encode(canvas, ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    small = engine.embed_prepared(prepare_faces(data, engine, settings, EmbedOptions(), stages))[0]
+    small = engine.embed_prepared(prepare_faces(data, engine, settings, EmbedOptions(), stages)[0])[0]
     assert stages.values["reduced"] == 8 and stages.values["finer"] == 2
     as_jpeg = find_faces(stored_by_a_phone(canvas, 1), engine, settings, EmbedOptions())[0][0]
     assert float(small.embedding @ as_jpeg.embedding) > 0.99

@@ -13,7 +13,7 @@ from face_recognition_service.api import create_app
 from face_recognition_service.config import Settings
 from face_recognition_service.engine import ModelState
 
-from .helpers import assert_error, b64, read
+from .helpers import assert_error, b64, read, vec
 
 EMBED = "/api/v1/embed"
 COMPARE = "/api/v1/compare"
@@ -48,7 +48,7 @@ def test_nothing_the_caller_sends_reaches_the_logs(
         client.post(
             COMPARE,
             json={
-                "query_embedding": [marker, 1.0],
+                "query_embedding": vec(marker, 1.0),
                 "reference_embeddings": [{"id": "secret-user", "embedding": [marker]}],
             },
         )

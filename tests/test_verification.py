@@ -22,7 +22,7 @@ from face_recognition_service.matching import (
     operating_points_for,
 )
 
-from .helpers import assert_error, b64, read, single_face_photos
+from .helpers import assert_error, b64, read, single_face_photos, vec
 
 VERIFY = "/api/v1/verify"
 COMPARE = "/api/v1/compare"
@@ -184,14 +184,14 @@ def test_model_mismatch_is_refused(client: TestClient, gallery: dict[str, tuple[
 
 def test_compare_groups_templates_by_id(client: TestClient) -> None:
     refs = [
-        {"id": "a", "embedding": [1.0, 0.0]},
-        {"id": "b", "embedding": [0.6, 0.8]},
-        {"id": "a", "embedding": [0.0, 1.0]},
+        {"id": "a", "embedding": vec(1.0, 0.0)},
+        {"id": "b", "embedding": vec(0.6, 0.8)},
+        {"id": "a", "embedding": vec(0.0, 1.0)},
     ]
-    plain = client.post(COMPARE, json={"query_embedding": [0.0, 1.0], "reference_embeddings": refs}).json()
+    plain = client.post(COMPARE, json={"query_embedding": vec(0.0, 1.0), "reference_embeddings": refs}).json()
     assert [m["id"] for m in plain["matches"]] == ["a", "b", "a"]
     grouped = client.post(
-        COMPARE, json={"query_embedding": [0.0, 1.0], "reference_embeddings": refs, "group_by_id": True}
+        COMPARE, json={"query_embedding": vec(0.0, 1.0), "reference_embeddings": refs, "group_by_id": True}
     ).json()
     assert [(m["id"], m["templates"]) for m in grouped["matches"]] == [("a", 2), ("b", 1)]
     assert grouped["best_match"]["similarity"] == pytest.approx(1.0)
@@ -200,15 +200,15 @@ def test_compare_groups_templates_by_id(client: TestClient) -> None:
 @pytest.mark.parametrize(
     "body",
     [
-        {"references": [{"id": "a", "embedding": [1.0, 0.0]}]},  # no probe
-        {"embedding": [1.0, 0.0], "image": "x", "references": [{"id": "a", "embedding": [1.0, 0.0]}]},
-        {"embedding": [1.0, 0.0], "references": []},
-        {"embedding": [1.0, 0.0], "references": [{"id": "a", "embedding": [1.0]}]},
-        {"embedding": "not base64!", "references": [{"id": "a", "embedding": [1.0, 0.0]}]},
-        {"embedding": [1.0, 0.0], "references": [{"id": "a", "embedding": [1.0, 0.0]}], "threshold": 2},
+        {"references": [{"id": "a", "embedding": vec(1.0, 0.0)}]},  # no probe
+        {"embedding": vec(1.0, 0.0), "image": "x", "references": [{"id": "a", "embedding": vec(1.0, 0.0)}]},
+        {"embedding": vec(1.0, 0.0), "references": []},
+        {"embedding": vec(1.0, 0.0), "references": [{"id": "a", "embedding": [1.0]}]},
+        {"embedding": "not base64!", "references": [{"id": "a", "embedding": vec(1.0, 0.0)}]},
+        {"embedding": vec(1.0, 0.0), "references": [{"id": "a", "embedding": vec(1.0, 0.0)}], "threshold": 2},
         {
-            "embedding": [1.0, 0.0],
-            "references": [{"id": "a", "embedding": [1.0, 0.0]}],
+            "embedding": vec(1.0, 0.0),
+            "references": [{"id": "a", "embedding": vec(1.0, 0.0)}],
             "operating_point": "x",
         },
     ],

@@ -9,13 +9,14 @@ batch size. One bad photo gets its own error; the others are unaffected.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .config import Settings
 from .embedding import EmbedOptions, apply_min_quality, prepare_faces, render
 from .engine import FaceEngine, PreparedFace
-from .errors import ServiceError
+from .engine.pipeline import MAX_FACES, MAX_FACES_PER_REQUEST
+from .errors import ErrorCode, ServiceError
 
 
 @dataclass(frozen=True)
@@ -28,26 +29,42 @@ def embed_batch(
     items: list[BatchItem], engine: FaceEngine, settings: Settings, options: EmbedOptions
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any] | None] = [None] * len(items)
-    prepared: list[tuple[int, list[PreparedFace]]] = []
+    prepared: list[tuple[int, list[PreparedFace], int]] = []
+    left = MAX_FACES_PER_REQUEST  # faces this request may still embed
     for index, item in enumerate(items):
         try:
-            prepared.append((index, prepare_faces(item.load(), engine, settings, options)))
+            if left == 0:
+                raise too_many_faces()
+            # Each photo keeps at most what the request has left (largest faces first).
+            cap = min(options.faces.max_faces or MAX_FACES, left)
+            capped = replace(options, faces=replace(options.faces, max_faces=cap))
+            faces, found = prepare_faces(item.load(), engine, settings, capped)
+            prepared.append((index, faces, found))
+            left -= len(faces)
         except ServiceError as exc:
             results[index] = {"id": item.id, **exc.to_dict()}
-    crops = [face for _, faces in prepared for face in faces]
+    crops = [face for _, faces, _ in prepared for face in faces]
     embedded = engine.embed_prepared(crops, options.needs_quality)
     at = 0
-    for index, faces in prepared:
+    for index, faces, found in prepared:
         mine, at = embedded[at : at + len(faces)], at + len(faces)
         try:
             kept = apply_min_quality(mine, options)
             results[index] = {
                 "id": items[index].id,
-                **render(kept, options, engine.model_tag, found=len(mine)),
+                **render(kept, options, engine.model_tag, found=found),
             }
         except ServiceError as exc:
             results[index] = {"id": items[index].id, **exc.to_dict()}
     return [r for r in results if r is not None]
+
+
+def too_many_faces() -> ServiceError:
+    return ServiceError(
+        ErrorCode.TOO_MANY_FACES,
+        "The request's face limit was reached before this photo.",
+        f"One request embeds at most {MAX_FACES_PER_REQUEST} faces; send this photo in another request.",
+    )
 
 
 def faces_in(results: list[dict[str, Any]]) -> int:

@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     # Model
     model_name: str = "buffalo_sc"
     model_dir: Path = Field(default_factory=_default_model_dir)
-    detection_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    detection_threshold: float = Field(default=0.5, ge=0.1, lt=1.0)
     device: Device = Device.CPU
     # Longest side of the detector input. 640 is InsightFace's default.
     det_size: int = Field(default=640, ge=64, le=2048)

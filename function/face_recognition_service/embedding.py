@@ -66,8 +66,9 @@ MIN_SOURCE_EYES = 36.0
 
 def prepare_faces(
     data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions, stages: Stages | None = None
-) -> list[PreparedFace]:
-    """Decode, then detect, select and align (or take an aligned crop as it is).
+) -> tuple[list[PreparedFace], int]:
+    """Decode, then detect, select and align (or take an aligned crop as it is);
+    and how many faces were found before the cap (``FaceEngine.select``).
 
     A large image is detected and cropped at a reduction that leaves the
     detector its DET_SIZE pixels (a 24 MP photo at 1/4 or 1/8): a JPEG is
@@ -88,11 +89,11 @@ def prepare_faces(
     stages.mark("decode")
     stages.note(image_bytes=len(data), width=info.width, height=info.height, reduced=reduce)
     if options.aligned:
-        return [engine.aligned_face(image)]
-    faces = engine.prepare(image, options.faces, antialias=reduce > 1)
+        return [engine.aligned_face(image)], 1
+    faces, found = engine.prepare(image, options.faces, antialias=reduce > 1)
     stages.mark("detect")
     if reduce == 1:
-        return faces
+        return faces, found
     # The upright size: the decoders apply EXIF orientation.
     width, height = (full.shape[1], full.shape[0]) if full is not None else upright_size(info)
     scale = np.array([width / image.shape[1], height / image.shape[0]], np.float32)
@@ -122,7 +123,7 @@ def prepare_faces(
             crop = engine.recognizer.align(finer_image, refined, antialias=True)
             landmarks = (refined / to_finer).astype(np.float32)
         out.append(PreparedFace(crop, face.detection_score, box, landmarks, (height, width)))
-    return out
+    return out, found
 
 
 def apply_min_quality(faces: list[FaceEmbedding], options: EmbedOptions) -> list[FaceEmbedding]:
@@ -149,13 +150,12 @@ def find_faces(
     data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions, stages: Stages | None = None
 ) -> tuple[list[FaceEmbedding], int]:
     """Decode, detect, select, embed and apply min_quality: the faces kept, and
-    how many there were before min_quality."""
+    how many were found (before the face cap and min_quality)."""
     stages = stages or Stages()
-    faces = engine.embed_prepared(
-        prepare_faces(data, engine, settings, options, stages), options.needs_quality
-    )
+    prepared, found = prepare_faces(data, engine, settings, options, stages)
+    faces = engine.embed_prepared(prepared, options.needs_quality)
     stages.mark("embed")
-    return apply_min_quality(faces, options), len(faces)
+    return apply_min_quality(faces, options), found
 
 
 def _vector(vector: np.ndarray, fmt: EmbeddingFormat) -> Any:

@@ -42,6 +42,10 @@ class ErrorCode(StrEnum):
     IMAGE_NOT_FOUND = "IMAGE_NOT_FOUND"
     # Every worker is busy and the short queue is full: retry after Retry-After seconds.
     SERVICE_BUSY = "SERVICE_BUSY"
+    # A batch's earlier photos used up the faces one request may embed.
+    TOO_MANY_FACES = "TOO_MANY_FACES"
+    # The answer would not fit what the transport can carry (Lambda's 6 MB).
+    RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -69,6 +73,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.SERVICE_BUSY: 503,
     ErrorCode.IMAGE_SOURCE_FORBIDDEN: 403,
     ErrorCode.IMAGE_NOT_FOUND: 404,
+    ErrorCode.TOO_MANY_FACES: 422,
+    # The request was fine but asks for more than one answer can carry: the
+    # caller asks for less (base64 embeddings, fewer faces, a smaller batch).
+    ErrorCode.RESPONSE_TOO_LARGE: 413,
 }
 
 

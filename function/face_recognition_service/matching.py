@@ -20,6 +20,10 @@ import pybase64
 
 from .errors import ErrorCode, ServiceError
 
+# The length of every supported recogniser's embedding (w600k_r50, w600k_mbf):
+# a vector of any other length cannot come from this service.
+EMBEDDING_SIZE = 512
+
 
 class DistanceMetric(StrEnum):
     COSINE = "cosine"
@@ -191,16 +195,18 @@ def check_models(probe_model: str | None, reference_models: list[str | None]) ->
         )
 
 
-def decode_embedding(value: list[float] | str, what: str) -> np.ndarray:
-    """A float list, or base64 of little-endian float32 values (embedding_format=base64)."""
+def decode_embedding(value: np.ndarray | list[float] | str, what: str) -> np.ndarray:
+    """A float list (or the numpy array a request's list was read into), or base64
+    of EMBEDDING_SIZE little-endian float32 values (embedding_format=base64)."""
     if isinstance(value, str):
         try:
             raw = pybase64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             raise _invalid(f"The {what} is not valid base64.") from None
-        if not raw or len(raw) % 4:
+        if len(raw) != EMBEDDING_SIZE * 4:
             raise _invalid(
-                f"The {what} must be base64 of little-endian float32 values (a multiple of 4 bytes)."
+                f"The {what} must be base64 of {EMBEDDING_SIZE} little-endian float32 values "
+                f"({EMBEDDING_SIZE * 4} bytes; got {len(raw)})."
             )
         return np.frombuffer(raw, dtype="<f4").astype(np.float64)
     return np.asarray(value, dtype=np.float64)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -15,6 +16,7 @@ from ..config import Settings
 from ..engine import ModelState, load_model
 from ..errors import ErrorCode, ServiceError
 from .admission import Admission
+from .deps import check_api_key
 from .docs import install_openapi
 from .error_handlers import install_error_handlers
 from .middleware import BodyLimit, RequestContextMiddleware
@@ -29,6 +31,12 @@ _JSON_OVERHEAD = 64 * 1024
 # embeddings are ~28 MB; as full-precision float lists 32 MiB hold ~2,800.
 EMBEDDINGS_BODY_LIMIT = 32 * 1024 * 1024
 BATCH_BODY_CAP = 64 * 1024 * 1024
+
+
+def batch_body_bytes(settings: Settings) -> int:
+    """The /embed/batch body limit: MAX_BATCH_IMAGES images of the /embed limit,
+    capped at BATCH_BODY_CAP."""
+    return min(settings.max_batch_images * max_body_bytes(settings), BATCH_BODY_CAP)
 
 
 def max_body_bytes(settings: Settings) -> int:
@@ -46,11 +54,21 @@ def body_limits(settings: Settings) -> dict[str, BodyLimit]:
             f"Maximum image size is {settings.max_image_size} bytes (after base64 decoding); "
             f"the request body may be at most {max_body_bytes(settings)} bytes.",
         ),
+        "/api/v1/embed/batch": BodyLimit(
+            batch_body_bytes(settings),
+            ErrorCode.PAYLOAD_TOO_LARGE,
+            f"A batch body may be at most {batch_body_bytes(settings)} bytes "
+            f"({settings.max_batch_images} images of the /embed limit, capped at {BATCH_BODY_CAP}).",
+        ),
         "/api/v1/compare": BodyLimit(EMBEDDINGS_BODY_LIMIT, ErrorCode.PAYLOAD_TOO_LARGE),
         "/api/v1/verify": BodyLimit(
             EMBEDDINGS_BODY_LIMIT + max_body_bytes(settings), ErrorCode.PAYLOAD_TOO_LARGE
         ),
     }
+
+
+def _authorize(source: Callable[[], str | None], headers: dict[bytes, bytes]) -> None:
+    check_api_key(source, headers.get(b"x-api-key", b"").decode("latin-1"))
 
 
 class JSONErrorCORSMiddleware(CORSMiddleware):
@@ -126,5 +144,6 @@ def create_app(
         observer=observer,
         admission=Admission(settings.in_flight_limit, settings.max_queued, settings.queue_timeout_seconds),
         body_timeout_s=settings.body_timeout_seconds,
+        authorize=None if api_key is None else partial(_authorize, api_key),
     )
     return app

@@ -9,7 +9,7 @@ from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ErrorCode, ServiceError
-from .compare_parser import duplicate_key
+from .compare_parser import Refused, load_plain
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -44,17 +44,16 @@ async def parse_body(request: Request, model: type[Body], code: ErrorCode) -> Bo
 
 
 def validate_json(raw: bytes, model: type[Body], code: ErrorCode) -> Body:
-    """``parse_body`` for bytes already read (for example, in a worker thread)."""
-    duplicate = duplicate_key(raw)
-    if duplicate is not None:
-        raise ServiceError(
-            code,
-            "The request is not valid.",
-            f"the key {duplicate[:40]!r} appears twice in one object; send each key once",
-            status=422,
-        )
+    """``parse_body`` for bytes already read (for example, in a worker thread).
+
+    The body is read once by simdjson (``load_plain``: embeddings become numpy
+    arrays, never a Python float per value) and validated by pydantic."""
     try:
-        return model.model_validate_json(raw)
+        plain = load_plain(raw)
+    except Refused as exc:
+        raise ServiceError(code, "The request is not valid.", str(exc), status=422) from None
+    try:
+        return model.model_validate(plain)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
         raise ServiceError(code, "The request is not valid.", describe_errors(errors), status=422) from None

@@ -19,7 +19,7 @@ import numpy as np
 import pybase64
 import simdjson
 
-from ..matching import DistanceMetric
+from ..matching import EMBEDDING_SIZE, DistanceMetric
 from .comparison import CompareArrays
 from .schemas import MAX_ID_LENGTH, MAX_REFERENCES
 
@@ -58,18 +58,25 @@ _parser = simdjson.Parser()
 _parser_lock = threading.Lock()
 
 
+def _parse(body: bytes) -> object:
+    """The document, on the shared parser (call with the lock held)."""
+    global _parser
+    try:
+        return _parser.parse(body)
+    except RuntimeError as exc:
+        if "re-use" not in str(exc):  # BIGINT_ERROR and the like: not a usable body
+            raise ValueError(str(exc)) from None
+    # A document still referenced somewhere: start afresh.
+    _parser = simdjson.Parser()
+    return _parser.parse(body)
+
+
 def _with_document(body: bytes, use: Callable[[object], T]) -> T | None:
     """``use`` applied to the parsed body under the parser's lock; None when the
     body is not JSON or ``use`` meets something it does not expect."""
-    global _parser
     with _parser_lock:
         try:
-            try:
-                doc = _parser.parse(body)
-            except RuntimeError:  # a document still referenced somewhere: start afresh
-                _parser = simdjson.Parser()
-                doc = _parser.parse(body)
-            return use(doc)
+            return use(_parse(body))
         except (ValueError, TypeError, RuntimeError, KeyError):
             return None
 
@@ -78,38 +85,90 @@ def parse_compare(body: bytes) -> CompareArrays | None:
     return _with_document(body, lambda doc: _arrays(doc, body))
 
 
-def duplicate_key(body: bytes) -> str | None:
-    """The first key that appears twice in one JSON object of ``body`` (None when
-    there is none, or when the body is not JSON: pydantic reports that).
-
-    Duplicate keys are refused on both parse paths: otherwise the fast path
-    would read the first value and pydantic the last."""
-    return _with_document(body, lambda doc: _first_duplicate(doc, depth=0))
+class Refused(ValueError):
+    """A body that cannot be a request, with the reason (never its values)."""
 
 
-def _first_duplicate(value: object, depth: int) -> str | None:
-    if depth > 4:
-        return None
-    if isinstance(value, simdjson.Object):
-        keys = list(value.keys())
-        if len(keys) != len(set(keys)):
-            seen: set[str] = set()
-            return next(k for k in keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]
-        for key in keys:
-            found = _first_duplicate(value[key], depth + 1)
-            if found is not None:
-                return found
-    elif (
-        isinstance(value, simdjson.Array)
-        and len(value)
-        and isinstance(value[0], (simdjson.Object, simdjson.Array))
-    ):
-        # Arrays of numbers (embeddings) are skipped whole: only objects have keys.
-        for item in value:
-            found = _first_duplicate(item, depth + 1)
-            if found is not None:
-                return found
-    return None
+# A request body is a few levels deep; its scalars other than numbers in
+# vectors are ids, tags and options: 10,000 references need ~20,000.
+_MAX_DEPTH = 8
+_MAX_SCALARS = 100_000
+
+
+def load_plain(body: bytes) -> object:
+    """``body`` as Python values for pydantic, each array of numbers as one
+    float64 numpy array instead of a Python float per value (the worst request
+    of 10,000 references of 512 values: ~40 MB here, ~680 MB as floats).
+
+    Refused: a body that is not JSON, a key repeated in one object (otherwise a
+    fast path would read the first value and pydantic the last), nesting deeper
+    than a request has, an array that starts with a number but holds something
+    else, and more than _MAX_SCALARS other values."""
+    with _parser_lock:
+        try:
+            doc = _parse(body)
+        except (ValueError, RuntimeError) as exc:
+            raise Refused(f"the request body is not valid JSON ({_reason(exc)})") from None
+        walker = _Walker()
+        try:
+            plain = walker.walk(doc, ())
+        except (KeyError, TypeError, RuntimeError, UnicodeError) as exc:  # what simdjson may still raise
+            raise Refused(f"the request body could not be read ({type(exc).__name__})") from None
+        if walker.vectors and _count_brackets(body, limit=walker.arrays + 1) != walker.arrays:
+            # A '[' inside a string, or an array inside an array of numbers
+            # (which the buffer would have flattened): check those arrays one by one.
+            for loc, array in walker.vectors:
+                if any(isinstance(v, (simdjson.Array, simdjson.Object)) for v in array):
+                    raise Refused(f"{_where(loc)}: an array of numbers must hold numbers only")
+        del doc
+        return plain
+
+
+def _reason(exc: Exception) -> str:
+    # simdjson's messages name the problem (NUMBER_ERROR: ...) and never the input.
+    return str(exc).split(":", 1)[0].strip().lower() or type(exc).__name__
+
+
+def _where(loc: tuple[str | int, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "body"
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.arrays = 0
+        self.scalars = 0
+        self.vectors: list[tuple[tuple[str | int, ...], simdjson.Array]] = []
+
+    def walk(self, value: object, loc: tuple[str | int, ...]) -> object:
+        if len(loc) > _MAX_DEPTH:
+            raise Refused(f"{_where(loc)}: nested deeper than any request")
+        if isinstance(value, simdjson.Object):
+            keys = list(value.keys())
+            if len(keys) != len(set(keys)):
+                seen: set[str] = set()
+                twice = next(k for k in keys if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+                raise Refused(f"the key {twice[:40]!r} appears twice in one object; send each key once")
+            if any("\x00" in key for key in keys):  # simdjson looks keys up as C strings
+                raise Refused(f"{_where(loc)}: a key holds a NUL character")
+            return {key: self.walk(value[key], (*loc, key)) for key in keys}
+        if isinstance(value, simdjson.Array):
+            self.arrays += 1
+            if len(value) and _is_number(value[0]):
+                try:
+                    vector = np.frombuffer(value.as_buffer(of_type="d"), dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise Refused(f"{_where(loc)}: an array of numbers must hold numbers only") from None
+                self.vectors.append((loc, value))
+                return vector
+            return [self.walk(item, (*loc, i)) for i, item in enumerate(value)]
+        self.scalars += 1
+        if self.scalars > _MAX_SCALARS:
+            raise Refused(f"the request holds more than {_MAX_SCALARS} values besides embeddings")
+        return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 _TOP_KEYS = ("query_embedding", "reference_embeddings", "distance_metric", "query_model", "group_by_id")
@@ -129,7 +188,12 @@ def _arrays(doc: object, body: bytes) -> CompareArrays | None:
         return None
     query = _floats(doc.get("query_embedding"))
     refs = doc.get("reference_embeddings")
-    if query is None or not isinstance(refs, simdjson.Array) or not 1 <= len(refs) <= MAX_REFERENCES:
+    if (
+        query is None
+        or query.shape[0] != EMBEDDING_SIZE
+        or not isinstance(refs, simdjson.Array)
+        or not 1 <= len(refs) <= MAX_REFERENCES
+    ):
         return None
     matrix = np.empty((len(refs), query.shape[0]), dtype=np.float64)
     ids: list[str] = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -28,16 +29,22 @@ def get_engine(model: Annotated[ModelState, Depends(get_model)]) -> FaceEngine:
     return model.engine
 
 
-def require_api_key(request: Request) -> None:
-    source = request.app.state.api_key
+def check_api_key(source: Callable[[], str | None] | None, given: str) -> None:
+    """UNAUTHORIZED unless ``given`` is the key ``source`` yields. Fails closed:
+    a source that yields nothing (an empty or binary secret) lets nobody in."""
     if source is None:
         return
     expected = source()
-    given = request.headers.get("x-api-key", "")
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         raise ServiceError(
             ErrorCode.UNAUTHORIZED, "A valid API key is required.", "Send it in the x-api-key header."
         )
+
+
+def require_api_key(request: Request) -> None:
+    if getattr(request.state, "authorized", False):  # the middleware checked it before the body
+        return
+    check_api_key(request.app.state.api_key, request.headers.get("x-api-key", ""))
 
 
 Protected = [Depends(require_api_key)]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import ErrorCode, ServiceError
 from ..timing import request_id as request_id_var
@@ -62,12 +63,16 @@ class RequestContextMiddleware:
         observer: RequestObserver,
         admission: Admission | None = None,
         body_timeout_s: float = 15.0,
+        authorize: Callable[[dict[bytes, bytes]], None] | None = None,
     ) -> None:
         self.app = app
         self.body_limit = body_limit
         self.observer = observer
         self.admission = admission
         self.body_timeout_s = body_timeout_s
+        # The API-key check (raises UNAUTHORIZED), run on the headers alone
+        # before a heavy request takes a turn or any of its body is read.
+        self.authorize = authorize
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -132,14 +137,14 @@ class RequestContextMiddleware:
         except ValueError:
             declared = 0
         turn: float | None = None
+        heavy = scope.get("path") in MODEL_ROUTES and scope.get("method") == "POST"
         try:
+            if heavy and self.authorize is not None:
+                await run_in_threadpool(self.authorize, headers)  # a key source may read SSM
+                state["authorized"] = True
             if limit is not None and declared > limit.bytes:
                 raise _BodyTooLarge
-            if (
-                self.admission is not None
-                and scope.get("path") in MODEL_ROUTES
-                and scope.get("method") == "POST"
-            ):
+            if heavy and self.admission is not None:
                 turn = await self.admission.acquire()
             await self.app(scope, guarded_receive, tagged_send)
         except _BodyTooLarge:
@@ -165,6 +170,11 @@ class RequestContextMiddleware:
             state["error_code"] = error.code.value
             if not response_started:
                 await _send_error(tagged_send, error, close=True)
+        except ServiceError as refused:  # the API key, checked before the body
+            state["error_code"] = refused.code.value
+            body_done = True  # not drained: an unauthenticated sender gets no more of our time
+            if not response_started:
+                await _send_error(tagged_send, refused, close=True)
         except Busy as busy:
             error = ServiceError(
                 ErrorCode.SERVICE_BUSY,

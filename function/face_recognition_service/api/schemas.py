@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    model_validator,
+)
 
 from ..embedding import EmbeddingFormat, EmbedOptions, Include
 from ..engine import FaceOptions, FaceSelection, Verdict
-from ..matching import DistanceMetric, OperatingPoint
+from ..engine.pipeline import MAX_FACES, MAX_FACES_PER_REQUEST, MIN_DETECTION_THRESHOLD
+from ..matching import EMBEDDING_SIZE, DistanceMetric, OperatingPoint
 
 MAX_REFERENCES = 10_000
 MAX_ID_LENGTH = 256
-MAX_FACES = 100
 
 # A JSON number, not a string or a boolean that would convert to one.
 StrictFloat = Annotated[float, Field(strict=True)]
@@ -20,18 +29,33 @@ _EMBEDDING_EXAMPLE = [0.0123, -0.0456, 0.0789]
 FloatList = Annotated[
     list[StrictFloat],
     Field(
-        min_length=1,
-        max_length=4096,
+        min_length=EMBEDDING_SIZE,
+        max_length=EMBEDDING_SIZE,
         # Not all zeros: a zero vector has no direction and is refused.
         json_schema_extra={"contains": {"not": {"const": 0}}},
     ),
 ]
-Base64Floats = Annotated[str, StringConstraints(min_length=8, max_length=4096 * 4 * 4 // 3 + 4)]
+# Base64 of EMBEDDING_SIZE float32 values, padded: 2,048 bytes are 2,732 characters.
+_BASE64_LENGTH = -(-EMBEDDING_SIZE * 4 // 3) * 4
+Base64Floats = Annotated[str, StringConstraints(min_length=_BASE64_LENGTH, max_length=_BASE64_LENGTH)]
+
+
+def _vector_or_wire(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """An array of numbers arrives as a numpy array (``load_plain``): checked
+    for its length here; a list or a base64 string goes through the declared types."""
+    if isinstance(value, np.ndarray):
+        if value.shape != (EMBEDDING_SIZE,):
+            raise ValueError(f"an embedding holds {EMBEDDING_SIZE} numbers (got {value.size})")
+        return value
+    return handler(value)
+
+
 Embedding = Annotated[
     FloatList | Base64Floats,
+    WrapValidator(_vector_or_wire),
     Field(
-        description="512 floats (what /embed returns), or the same as base64 of little-endian float32 "
-        "bytes (`embedding_format=base64`). Compared after L2 normalisation; must not be all zeros.",
+        description=f"{EMBEDDING_SIZE} floats (what /embed returns), or the same as base64 of little-endian "
+        "float32 bytes (`embedding_format=base64`). Compared after L2 normalisation; must not be all zeros.",
         examples=[_EMBEDDING_EXAMPLE],
     ),
 ]
@@ -72,16 +96,21 @@ class FaceRequestOptions(BaseModel):
         "biggest face. `all`: every face, answered as `faces` (largest first).",
     )
     max_faces: int | None = Field(
-        default=None, ge=1, le=MAX_FACES, description="With `all`: at most this many."
+        default=None,
+        ge=1,
+        le=MAX_FACES,
+        description=f"With `all`: at most this many, the largest first (default and most: {MAX_FACES}; "
+        f"a batch embeds at most {MAX_FACES_PER_REQUEST} faces in all).",
     )
     min_face_size: int = Field(
         default=0, ge=0, le=10_000, description="Ignore faces smaller than this (pixels)."
     )
     detection_threshold: float | None = Field(
         default=None,
-        gt=0.0,
+        ge=MIN_DETECTION_THRESHOLD,
         lt=1.0,
-        description="Detector score a face needs (default: DETECTION_THRESHOLD).",
+        description=f"Detector score a face needs, {MIN_DETECTION_THRESHOLD} or more "
+        "(default: DETECTION_THRESHOLD).",
     )
     include: list[Include] = Field(
         default_factory=list, description="Optional blocks: `quality`, `bbox`, `landmarks`.", max_length=3
@@ -197,7 +226,11 @@ class EmbedResponse(BaseModel):
     quality: QualityBlock | None = None
     faces: list[FaceResult] | None = Field(default=None, description="With face_selection `all`.")
     face_count: int | None = None
-    faces_left_out: int | None = Field(default=None, description="Faces below min_quality (selection `all`).")
+    faces_left_out: int | None = Field(
+        default=None,
+        description="Faces found but not returned (selection `all`): beyond `max_faces` (at most 100), "
+        "or below `min_quality`.",
+    )
 
 
 class ReferenceEmbedding(BaseModel):

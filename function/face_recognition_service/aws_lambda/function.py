@@ -44,19 +44,47 @@ def malformed(event: dict[str, Any]) -> str | None:
     return None
 
 
+def error_response(error: ServiceError, headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": error.status,
+        "headers": {**(headers or {}), "content-type": "application/json"},
+        "body": json.dumps(error.to_dict()),
+        "isBase64Encoded": False,
+    }
+
+
 def bad_event(reason: str, context: Any) -> dict[str, Any]:
     """A 400 in the error shape for an event that is not a readable request."""
     logger.warning(
         "malformed event", extra={"reason": reason, "request_id": getattr(context, "aws_request_id", None)}
     )
     metrics.add_metric(name="MalformedEvents", unit=MetricUnit.Count, value=1)
-    error = ServiceError(ErrorCode.INVALID_REQUEST, "The request could not be read.", reason)
-    return {
-        "statusCode": error.status,
-        "headers": {"content-type": "application/json"},
-        "body": json.dumps(error.to_dict()),
-        "isBase64Encoded": False,
-    }
+    return error_response(ServiceError(ErrorCode.INVALID_REQUEST, "The request could not be read.", reason))
+
+
+# Lambda refuses a synchronous response over 6 MB (6,291,456 bytes, the whole
+# JSON document); the headers and the envelope get the rest of the margin.
+RESPONSE_BODY_LIMIT = 6_000_000
+
+
+def fit_response(response: dict[str, Any]) -> dict[str, Any]:
+    """The response, or RESPONSE_TOO_LARGE in the error shape where its body
+    would take the function over Lambda's 6 MB response limit (which would
+    otherwise reach the caller as API Gateway's bare 502)."""
+    body = response.get("body")
+    if not isinstance(body, str) or len(body) <= RESPONSE_BODY_LIMIT:
+        return response
+    metrics.add_metric(name="ResponsesTooLarge", unit=MetricUnit.Count, value=1)
+    request_id = {k: v for k, v in (response.get("headers") or {}).items() if k.lower() == "x-request-id"}
+    return error_response(
+        ServiceError(
+            ErrorCode.RESPONSE_TOO_LARGE,
+            "The answer is larger than a Lambda response can carry.",
+            f"The answer would be {len(body)} bytes; a Lambda response carries at most {RESPONSE_BODY_LIMIT}. "
+            "Ask for embedding_format=base64, fewer faces (max_faces) or fewer photos a batch.",
+        ),
+        request_id,
+    )
 
 
 def is_http_event(event: Any) -> bool:
@@ -137,7 +165,7 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
                 return bad_event(
                     f"the event is not an API Gateway or ALB request ({type(exc).__name__})", context
                 )
-            return response
+            return fit_response(response)
         if is_sqs_event(event):
             if not queue:
                 from .queue import build_queue_handler

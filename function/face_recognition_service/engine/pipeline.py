@@ -49,6 +49,16 @@ class FaceSelection(StrEnum):
     ALL = "all"  # every face (a class photo), largest first
 
 
+# Faces one photo can give (the largest kept), and one request across a batch's
+# photos: the recogniser's work and the answer's size stay bounded (100 float
+# embeddings are ~1.1 MB of JSON; 256, ~2.8 MB, inside Lambda's 6 MB).
+MAX_FACES = 100
+MAX_FACES_PER_REQUEST = 256
+# The lowest detection_threshold a request may ask for. Below it SCRFD's scores
+# are noise: on a one-face portrait 0.1 finds one face and 1e-9 finds 6,096.
+MIN_DETECTION_THRESHOLD = 0.1
+
+
 @dataclass(frozen=True)
 class FaceOptions:
     """Per-request face options; None means the engine's setting."""
@@ -188,9 +198,10 @@ class FaceEngine:
         """The embedding of the one face in ``image``; refuses zero or several faces."""
         return self.embed_faces(image, FaceOptions())[0]
 
-    def select(self, image: np.ndarray, options: FaceOptions) -> Detections:
+    def select(self, image: np.ndarray, options: FaceOptions) -> tuple[Detections, int]:
         """The faces ``options`` ask for, counted and chosen before any embedding,
-        so a refused image costs detection only."""
+        so a refused image costs detection only; and how many were found before
+        the cap (``max_faces``, at most MAX_FACES)."""
         threshold = options.detection_threshold if options.detection_threshold is not None else self.threshold
         found = self.detect(image, threshold)
         if options.min_face_size and len(found):
@@ -213,19 +224,24 @@ class FaceEngine:
                     "or ask for face_selection 'largest' or 'all'.",
                     faces=len(found),
                 )
-            return found
+            return found, len(found)
         order = np.argsort(-found.areas, kind="stable")
-        keep = 1 if options.selection is FaceSelection.LARGEST else options.max_faces or len(order)
-        return found.take(order[:keep])
+        keep = (
+            1
+            if options.selection is FaceSelection.LARGEST
+            else min(options.max_faces or MAX_FACES, MAX_FACES)
+        )
+        return found.take(order[:keep]), len(found)
 
     def prepare(
         self, image: np.ndarray, options: FaceOptions, *, antialias: bool = False
-    ) -> list[PreparedFace]:
-        """Detect, select and align: what the recogniser needs, without running it.
+    ) -> tuple[list[PreparedFace], int]:
+        """Detect, select and align: what the recogniser needs, without running it,
+        and how many faces were found before the cap (``select``).
         The full image is not kept, so many photos can be prepared one after
         another and embedded together (``embed_prepared``). ``antialias``: see
         ``Recognizer.align``."""
-        found = self.select(image, options)
+        found, total = self.select(image, options)
         return [
             PreparedFace(
                 self.recognizer.align(image, found.landmarks[i], antialias=antialias),
@@ -235,7 +251,7 @@ class FaceEngine:
                 image.shape[:2],
             )
             for i in range(len(found))
-        ]
+        ], total
 
     def refine(self, image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Landmarks measured again on a region of a sharper image around a face
@@ -282,7 +298,7 @@ class FaceEngine:
     def embed_faces(self, image: np.ndarray, options: FaceOptions) -> list[FaceEmbedding]:
         """Embeddings of the faces ``options`` select, all crops through the
         recogniser in one batched run."""
-        return self.embed_prepared(self.prepare(image, options), options.quality)
+        return self.embed_prepared(self.prepare(image, options)[0], options.quality)
 
     def aligned_face(self, crop: np.ndarray) -> PreparedFace:
         """A crop already aligned the ArcFace way (112x112), taken as it is: no detection."""
