@@ -1,0 +1,110 @@
+"""Peak memory of the worst request each route admits (issue: Reliability III),
+each on a fresh server (buffalo_sc, defaults), peak RSS (VmHWM) read after it:
+
+- embed_100_faces: a 121-face grid (3.5 MB JPEG) with face_selection all,
+  capped at 100 faces;
+- batch_256_faces: three such grids in one batch, capped at 256 faces;
+- verify_10k_short_ints / compare_10k_short_ints: 10,000 references of 512
+  short integers (10.5 MB), the request that peaked at 682 MB before vectors
+  were read as arrays;
+- compare_32mib_floats: the /compare body limit filled with full-precision
+  float-list references (~2,900).
+
+    .venv/bin/python -m bench.worst_requests
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from face_recognition_service.provision import provision
+from face_recognition_service.testing import data_uri, free_port
+
+from .common import Client, our_server
+
+FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "faces"
+
+
+def grid_jpeg(side: int = 11) -> bytes:
+    tile = cv2.imread(str(FACES / "obama_small.jpg"))
+    assert tile is not None
+    ok, encoded = cv2.imencode(".jpg", np.tile(tile, (side, side, 1)))
+    assert ok
+    return encoded.tobytes()
+
+
+def short_int_references(count: int, probe_key: str, refs_key: str) -> bytes:
+    one = b'{"id":"u","embedding":[' + b",".join([b"0"] * 511 + [b"1"]) + b"]}"
+    probe = b"[" + b",".join([b"1"] * 512) + b"]"
+    return (
+        b'{"'
+        + probe_key.encode()
+        + b'":'
+        + probe
+        + b',"'
+        + refs_key.encode()
+        + b'":['
+        + b",".join([one] * count)
+        + b"]}"
+    )
+
+
+def float_references(limit: int) -> bytes:
+    rng = np.random.default_rng(3)
+    one = json.dumps({"id": "u", "embedding": rng.normal(size=512).tolist()})
+    count = (limit - 20_000) // (len(one) + 1)
+    refs = ",".join([one] * count)
+    return f'{{"query_embedding": {json.dumps(rng.normal(size=512).tolist())}, "reference_embeddings": [{refs}]}}'.encode()
+
+
+def main() -> int:
+    grid = data_uri(grid_jpeg())
+    cases = {
+        "embed_100_faces": ("/api/v1/embed", json.dumps({"image": grid, "face_selection": "all"}).encode()),
+        "batch_256_faces": (
+            "/api/v1/embed/batch",
+            json.dumps(
+                {"images": [{"id": str(i), "image": grid} for i in range(3)], "face_selection": "all"}
+            ).encode(),
+        ),
+        "verify_10k_short_ints": ("/api/v1/verify", short_int_references(10_000, "embedding", "references")),
+        "compare_10k_short_ints": (
+            "/api/v1/compare",
+            short_int_references(10_000, "query_embedding", "reference_embeddings"),
+        ),
+        "compare_32mib_floats": ("/api/v1/compare", float_references(32 * 1024 * 1024)),
+    }
+    out: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        provision("buffalo_sc", Path(tmp))
+        for name, (path, body) in cases.items():
+            port = free_port()
+            server = our_server(Path(tmp), "buffalo_sc", port)
+            try:
+                server.wait_ready()
+                idle = server.peak_rss_mb()
+                client = Client(port)
+                status, raw = client.request("POST", path, body)
+                assert status == 200, (name, raw[:300])
+                out[name] = {
+                    "body_mb": round(len(body) / 1e6, 1),
+                    "answer_mb": round(len(raw) / 1e6, 2),
+                    "idle_peak_mb": idle,
+                    "peak_mb": server.peak_rss_mb(),
+                }
+                print(name, out[name], file=sys.stderr, flush=True)
+                client.close()
+            finally:
+                server.stop()
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
