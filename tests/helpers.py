@@ -63,11 +63,16 @@ def encode(image: np.ndarray, ext: str, params: list[int] | None = None) -> byte
     return buf.tobytes()
 
 
-def with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
-    """The JPEG with an APP1 EXIF segment holding only the Orientation tag."""
+def with_exif_orientation(jpeg: bytes, orientation: int, order: str = ">") -> bytes:
+    """The JPEG with an APP1 EXIF segment holding only the Orientation tag, in
+    big-endian ("MM", ``order=">"``) or little-endian ("II", ``order="<"``) TIFF."""
     assert jpeg[:2] == b"\xff\xd8"
-    tiff = b"MM\x00*" + struct.pack(">I", 8)
-    tiff += struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack(">I", 0)
+    tiff = (b"MM\x00*" if order == ">" else b"II*\x00") + struct.pack(order + "I", 8)
+    tiff += (
+        struct.pack(order + "H", 1)
+        + struct.pack(order + "HHIHH", 0x0112, 3, 1, orientation, 0)
+        + struct.pack(order + "I", 0)
+    )
     payload = b"Exif\x00\x00" + tiff
     segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
     return jpeg[:2] + segment + jpeg[2:]

@@ -106,15 +106,12 @@ def test_unusable_bytes(data: bytes, expected: ErrorCode) -> None:
     assert code_of(decode_image, data, 40_000_000) is expected
 
 
-def test_corrupt_jpeg_body_is_invalid_or_decoded_never_crashes() -> None:
+def test_a_jpeg_whose_body_is_zeroed_is_invalid() -> None:
+    """Headers intact, entropy-coded data zeroed: the strict decoder refuses it
+    (a lenient one would return a grey picture)."""
     jpeg = read("obama_small.jpg")
     broken = jpeg[:600] + bytes(len(jpeg) - 600)
-    try:
-        image = decode_image(broken, 40_000_000)
-    except ServiceError as err:
-        assert err.code is ErrorCode.INVALID_IMAGE
-    else:
-        assert image.ndim == 3 and image.dtype == np.uint8
+    assert code_of(decode_image, broken, 40_000_000) is ErrorCode.INVALID_IMAGE
 
 
 def test_transparent_areas_become_white() -> None:
@@ -127,11 +124,12 @@ def test_transparent_areas_become_white() -> None:
     assert tuple(image[5, 15]) == (255, 255, 255)
 
 
+@pytest.mark.parametrize("order", [">", "<"], ids=["big-endian", "little-endian"])
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_every_exif_orientation_matches_opencv(orientation: int) -> None:
+def test_every_exif_orientation_matches_opencv(orientation: int, order: str) -> None:
     from .helpers import with_exif_orientation
 
-    jpeg = with_exif_orientation(read("obama_small.jpg"), orientation)
+    jpeg = with_exif_orientation(read("obama_small.jpg"), orientation, order)
     ours = decode_image(jpeg, 40_000_000)
     reference = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
     assert reference is not None and ours.shape == reference.shape
