@@ -60,7 +60,7 @@ def test_a_scaled_reference_is_the_same_face(client: TestClient) -> None:
         body = client.post(
             VERIFY,
             json={
-                "embedding": probe_vector,
+                "embedding": probe_vector.tolist(),
                 "references": [{"id": "biden", "embedding": (other * factor).tolist()}],
             },
         ).json()
@@ -69,7 +69,7 @@ def test_a_scaled_reference_is_the_same_face(client: TestClient) -> None:
         body = client.post(
             VERIFY,
             json={
-                "embedding": probe_vector,
+                "embedding": probe_vector.tolist(),
                 "references": [{"id": "obama", "embedding": (same * factor).tolist()}],
             },
         ).json()
