@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -89,8 +90,21 @@ def test_embeddings_through_http_separate_people(client: TestClient) -> None:
 
 
 def test_png_through_http(client: TestClient) -> None:
-    response = client.post(EMBED, json={"image": b64(read("lin_manuel_miranda.png"), "image/png")})
+    png = read("lin_manuel_miranda.png")
+    response = client.post(EMBED, json={"image": b64(png, "image/png")})
     assert response.status_code == 200
+    embedding = np.array(response.json()["embedding"])
+    assert embedding.shape == (512,) and np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-4)
+    # The same pixels as a near-lossless JPEG, encoded by OpenCV here: the same face.
+    pixels = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert pixels is not None
+    as_jpeg = client.post(
+        EMBED, json={"image": b64(encode(pixels, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 100]))}
+    ).json()
+    assert float(embedding @ np.array(as_jpeg["embedding"])) > 0.98
+    # ... and not somebody else.
+    obama = np.array(client.post(EMBED, json={"image": b64(read("obama_1.jpg"))}).json()["embedding"])
+    assert float(embedding @ obama) < 0.3
 
 
 # --- every error code a caller can cause, with its status and shape -------------------

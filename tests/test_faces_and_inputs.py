@@ -126,7 +126,13 @@ def test_largest_face_wins(client: TestClient) -> None:
     ).json()
     assert body["face_detected"] is True and len(body["bbox"]) == 4
     every = client.post(EMBED, json={"image": b64(data), "face_selection": "all"}).json()
-    assert body["bbox"] == every["faces"][0]["bbox"]
+    assert every["face_count"] == 2
+    # The largest by area, computed here from every face's box (not the answer's order).
+    boxes = np.array([f["bbox"] for f in every["faces"]])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    largest = every["faces"][int(np.argmax(areas))]
+    assert body["bbox"] == largest["bbox"] and areas.max() > 1.3 * areas.min()
+    assert cosine(np.array(body["embedding"]), np.array(largest["embedding"])) > 0.9999
 
 
 def test_detection_threshold_per_request(client: TestClient) -> None:
@@ -178,7 +184,7 @@ def test_raw_image_body_with_options_in_the_query(client: TestClient) -> None:
     assert raw.json()["embedding"] == as_json["embedding"]
     assert "quality" in raw.json() and "bbox" in raw.json()
     octet = client.post(EMBED, content=data, headers={"content-type": "application/octet-stream"})
-    assert octet.status_code == 200
+    assert octet.status_code == 200 and octet.json()["embedding"] == as_json["embedding"]
     assert_error(
         client.post(f"{EMBED}?face_selection=nope", content=data, headers={"content-type": "image/jpeg"}),
         422,
@@ -215,8 +221,10 @@ def test_binary_bodies_through_the_lambda_handler(lambda_module: ModuleType) -> 
     event = http_api_event(
         "POST", EMBED, form, headers={"content-type": f"multipart/form-data; boundary={boundary}"}
     )
-    result = lambda_module.handler(event, FakeLambdaContext())
-    assert result["statusCode"] == 200, result["body"][:300]
+    from_form = lambda_module.handler(event, FakeLambdaContext())
+    assert from_form["statusCode"] == 200, from_form["body"][:300]
+    # The same photo as the raw body above: the same embedding, whichever transport.
+    assert json.loads(from_form["body"])["embedding"] == json.loads(result["body"])["embedding"]
 
 
 # --- S3 ----------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zipfile
 from pathlib import Path
 
@@ -29,9 +30,13 @@ def test_idempotent(tmp_path: Path) -> None:
 
 def test_broken_install_is_repaired(tmp_path: Path) -> None:
     target = provision("buffalo_sc", tmp_path)
+    good = hashlib.sha256((target / "det_500m.onnx").read_bytes()).hexdigest()
     (target / "det_500m.onnx").write_bytes(b"truncated")
+    with pytest.raises(Exception, match="det_500m"):
+        verify(target)  # the damage is seen ...
     provision("buffalo_sc", tmp_path)
-    verify(target)
+    verify(target)  # ... and repaired: the same file as before
+    assert hashlib.sha256((target / "det_500m.onnx").read_bytes()).hexdigest() == good
 
 
 def test_from_a_zip_like_the_model_zoo(tmp_path: Path, model_dir: Path) -> None:
