@@ -11,7 +11,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 QUIET_SATISFIED := { grep -v "^Requirement already satisfied" || true; }
 
-.PHONY: run test install install-dev models lint format typecheck pytest bench fuzz soak clean
+.PHONY: run test test-fast install install-dev models lint format typecheck pytest bench fuzz soak mutate clean
 
 # Stamps make both commands cheap once set up: pip runs again only when the
 # dependency lists change. pip shows each package as it goes (no -q): the
@@ -59,8 +59,14 @@ format: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(BIN)/mypy
 
+# The whole suite, with branch coverage of function/ and its floor
+# (pyproject.toml [tool.coverage]: fail_under).
 pytest: $(VENV)/.dev
-	$(PY) -m pytest
+	$(PY) -m pytest --cov --cov-report=term
+
+# The tests not marked slow (no servers, children or browsers): under a minute.
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest -q -m "not slow"
 
 test: lint typecheck pytest
 
@@ -75,5 +81,14 @@ fuzz: $(VENV)/.dev
 soak: $(VENV)/.dev
 	$(PY) -m bench.soak
 
+# Mutation testing of the core modules (pyproject.toml [tool.mutmut]) with the
+# fast tests; not part of `make test` (tens of minutes). Run before a release;
+# the score and the surviving mutants are kept in tests/MUTATION.md.
+mutate: $(VENV)/.dev
+	rm -rf mutants
+	PYTHONPATH=$(CURDIR)/mutants/function $(BIN)/mutmut run --max-children $${MUTATE_JOBS:-2}
+	$(BIN)/mutmut results --all true > mutants/results.txt || true
+	$(PY) -m infra.mutation_report mutants/results.txt
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mutants .coverage

@@ -105,3 +105,28 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     s3_images._client.cache_clear()
     queue._client.cache_clear()
+
+
+# Modules whose every test starts a server, a child process, a browser or a
+# linter: marked slow as a whole (single slow tests elsewhere carry the mark).
+SLOW_MODULES = frozenset(
+    {
+        "test_container_images",
+        "test_docs",
+        "test_dry_build",
+        "test_memory_budget",
+        "test_runtime_api",
+        "test_schemathesis",
+        "test_server",
+        "test_server_logs",
+        "test_server_reliability",
+        "test_startup",
+        "test_template",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -79,6 +79,7 @@ def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, key: str, value
     ],
     ids=["server", "uvicorn", "provision"],
 )
+@pytest.mark.slow
 def test_a_bad_setting_is_one_line_and_a_non_zero_exit(command: list[str], tmp_path: Path) -> None:
     import os
     import subprocess

@@ -59,6 +59,7 @@ def face_grid() -> bytes:
 # --- 1. face caps --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_one_photo_gives_at_most_max_faces_and_says_how_many_were_left(client: TestClient) -> None:
     body = client.post(EMBED, json={"image": b64(face_grid()), "face_selection": "all"}).json()
     assert body["face_count"] == MAX_FACES == len(body["faces"]) == 100
@@ -87,6 +88,7 @@ def test_the_floor_itself_is_accepted_and_finds_the_one_face(client: TestClient)
     assert body["face_detected"] is True  # one face at the floor: `single` would refuse a second
 
 
+@pytest.mark.slow
 def test_a_batch_embeds_at_most_its_per_request_faces(client: TestClient) -> None:
     grid = b64(face_grid())
     images = [{"id": f"g{i}", "image": grid} for i in range(3)] + [
@@ -110,6 +112,7 @@ def test_a_lambda_answer_over_6_mb_becomes_a_clear_error() -> None:
     assert big["headers"]["x-request-id"] == "r1" and "base64" in error["detail"]
 
 
+@pytest.mark.slow
 def test_the_largest_lambda_answer_fits(lambda_module: ModuleType) -> None:
     """The most faces one request can return, as float lists (the larger form),
     through the handler: under the 6 MB Lambda carries."""
@@ -313,6 +316,7 @@ def _trickle(port: int, stop: threading.Event) -> None:
         pass  # refused and closed by the server: what it should do
 
 
+@pytest.mark.slow
 def test_keyed_callers_keep_their_answers_while_slow_senders_hold_connections(
     model_dir: Path, tmp_path: Path
 ) -> None:
