@@ -33,7 +33,7 @@ from face_recognition_service.api.bodies import validate_json
 from face_recognition_service.api.schemas import CompareRequest, VerifyRequest
 from face_recognition_service.aws_lambda.function import RESPONSE_BODY_LIMIT, fit_response
 from face_recognition_service.engine import ModelState
-from face_recognition_service.engine.pipeline import MAX_FACES, MAX_FACES_PER_REQUEST
+from face_recognition_service.engine.selection import MAX_FACES, MAX_FACES_PER_REQUEST
 from face_recognition_service.errors import ErrorCode, ServiceError
 from face_recognition_service.testing import FakeLambdaContext, http_api_event
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from face_recognition_service.errors import ErrorCode, ServiceError
-from face_recognition_service.matching import DistanceMetric, rank, to_matrix
+from face_recognition_service.matching import DistanceMetric, rank, stack_references
 
 
 @pytest.fixture()
@@ -49,20 +49,30 @@ def test_identical_vector_is_best_with_zero_distance() -> None:
 
 
 @pytest.mark.parametrize(
-    "query,refs",
+    ("query", "refs", "says"),
     [
-        ([], [[1.0]]),
-        ([1.0, 2.0], []),
-        ([1.0, 2.0], [[1.0, 2.0], [1.0]]),
-        ([float("nan"), 1.0], [[1.0, 2.0]]),
-        ([1.0, 2.0], [[float("inf"), 2.0]]),
-        ([0.0, 0.0], [[1.0, 2.0]]),
-        ([1.0, 2.0], [[0.0, 0.0]]),
+        ([], [[]], "The query embedding is empty."),
+        ([1.0, 2.0], [], "At least one reference embedding is required."),
+        (
+            [1.0, 2.0],
+            [[1.0, 2.0], [1.0]],
+            "Reference 1 has 1 values; the query has 2. All embeddings must have the same length.",
+        ),
+        ([float("nan"), 1.0], [[1.0, 2.0]], "The query embedding contains NaN or infinite values."),
+        ([1.0, 2.0], [[float("inf"), 2.0]], "The reference embeddings contains NaN or infinite values."),
+        ([0.0, 0.0], [[1.0, 2.0]], "The query embedding contains a zero vector, which has no direction."),
+        (
+            [1.0, 2.0],
+            [[0.0, 0.0]],
+            "The reference embeddings contains a zero vector, which has no direction.",
+        ),
     ],
     ids=["empty-query", "no-references", "length-mismatch", "nan", "inf", "zero-query", "zero-reference"],
 )
-def test_bad_vectors_are_refused(query: list[float], refs: list[list[float]]) -> None:
+def test_bad_vectors_are_refused_saying_which(query: list[float], refs: list[list[float]], says: str) -> None:
+    """Each refusal names the vector at fault (the caller's ``detail``)."""
+    q = np.asarray(query, dtype=np.float64)
     with pytest.raises(ServiceError) as err:
-        q, m = to_matrix(query, refs)
-        rank(q, m, DistanceMetric.COSINE)
+        rank(q, stack_references(q, [np.asarray(r, dtype=np.float64) for r in refs]), DistanceMetric.COSINE)
     assert err.value.code is ErrorCode.INVALID_EMBEDDING
+    assert err.value.message == says

@@ -15,7 +15,7 @@ from typing import Any
 from .config import Settings
 from .embedding import EmbedOptions, apply_min_quality, prepare_faces, render
 from .engine import FaceEngine, PreparedFace
-from .engine.pipeline import MAX_FACES, MAX_FACES_PER_REQUEST
+from .engine.selection import MAX_FACES, MAX_FACES_PER_REQUEST
 from .errors import ErrorCode, ServiceError
 
 

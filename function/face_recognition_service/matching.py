@@ -62,26 +62,6 @@ def as_unit_vectors(vectors: np.ndarray, what: str) -> np.ndarray:
     return unit
 
 
-def to_matrix(query: list[float], references: list[list[float]]) -> tuple[np.ndarray, np.ndarray]:
-    if not query:
-        raise _invalid("The query embedding is empty.")
-    if not references:
-        raise _invalid("At least one reference embedding is required.")
-    size = len(query)
-    bad = next((i for i, ref in enumerate(references) if len(ref) != size), None)
-    if bad is not None:
-        raise _invalid(
-            f"Reference {bad} has {len(references[bad])} values; the query has {size}. "
-            "All embeddings must have the same length."
-        )
-    try:
-        q = np.asarray(query, dtype=np.float64)
-        refs = np.asarray(references, dtype=np.float64)
-    except OverflowError:
-        raise _invalid("An embedding value is out of range.") from None
-    return q, refs
-
-
 def rank(query: np.ndarray, references: np.ndarray, metric: DistanceMetric) -> Ranking:
     q = as_unit_vectors(query, "query embedding")
     refs = as_unit_vectors(references, "reference embeddings")

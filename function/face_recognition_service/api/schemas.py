@@ -17,7 +17,7 @@ from pydantic import (
 
 from ..embedding import EmbeddingFormat, EmbedOptions, Include
 from ..engine import FaceOptions, FaceSelection, Verdict
-from ..engine.pipeline import MAX_FACES, MAX_FACES_PER_REQUEST, MIN_DETECTION_THRESHOLD
+from ..engine.selection import MAX_FACES, MAX_FACES_PER_REQUEST, MIN_DETECTION_THRESHOLD
 from ..matching import EMBEDDING_SIZE, DistanceMetric, OperatingPoint
 
 MAX_REFERENCES = 10_000

@@ -4,7 +4,8 @@
     detector    SCRFD: boxes, scores and five landmarks per face
     recognizer  five-point alignment and ArcFace embeddings
     quality     quality verdicts from landmarks, crop, detector score and embedding norm
-    pipeline    FaceEngine: face selection and the two networks together; load_model
+    selection   which detected faces a request gets (policy, caps, its errors)
+    pipeline    FaceEngine: detection, selection and recognition together; load_model
 
 The pack catalogue (which files make a pack) is ``face_recognition_service.packs``.
 """
@@ -13,8 +14,6 @@ from .detector import Detections, Detector, nms
 from .pipeline import (
     FaceEmbedding,
     FaceEngine,
-    FaceOptions,
-    FaceSelection,
     ModelState,
     PreparedFace,
     Span,
@@ -23,6 +22,7 @@ from .pipeline import (
 from .quality import Quality, Verdict
 from .recognizer import ARCFACE_REFERENCE, Recognizer, similarity_transform
 from .runtime import ModelLoadError, create_shared_pool, open_session, providers_for, session_options
+from .selection import FaceOptions, FaceSelection
 
 __all__ = [
     "ARCFACE_REFERENCE",

@@ -14,7 +14,6 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,10 @@ from .detector import Detections, Detector
 from .quality import Quality, assess
 from .recognizer import Recognizer
 from .runtime import ModelLoadError, create_shared_pool, open_session, providers_for
+from .selection import (
+    FaceOptions,
+    select_faces,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,35 +42,6 @@ def _no_span(_name: str) -> contextlib.AbstractContextManager[object]:
 def _last_part(match: re.Match[str]) -> str:
     parts = [p for p in re.split(r"[/\\]", match.group(0)) if p]
     return f".../{parts[-1]}" if parts else match.group(0)
-
-
-class FaceSelection(StrEnum):
-    """Which faces of a photo are embedded."""
-
-    SINGLE = "single"  # exactly one face, else MULTIPLE_FACES_DETECTED (the default)
-    LARGEST = "largest"  # the biggest face (a selfie with people behind)
-    ALL = "all"  # every face (a class photo), largest first
-
-
-# Faces one photo can give (the largest kept), and one request across a batch's
-# photos: the recogniser's work and the answer's size stay bounded (100 float
-# embeddings are ~1.1 MB of JSON; 256, ~2.8 MB, inside Lambda's 6 MB).
-MAX_FACES = 100
-MAX_FACES_PER_REQUEST = 256
-# The lowest detection_threshold a request may ask for. Below it SCRFD's scores
-# are noise: on a one-face portrait 0.1 finds one face and 1e-9 finds 6,096.
-MIN_DETECTION_THRESHOLD = 0.1
-
-
-@dataclass(frozen=True)
-class FaceOptions:
-    """Per-request face options; None means the engine's setting."""
-
-    selection: FaceSelection = FaceSelection.SINGLE
-    max_faces: int | None = None
-    min_face_size: int = 0  # pixels, the shorter side of the face box
-    detection_threshold: float | None = None
-    quality: bool = False
 
 
 # Crops per recogniser run. Measured on 2 cores (bench.worst_requests, BENCHMARKS
@@ -201,39 +175,10 @@ class FaceEngine:
         return self.embed_faces(image, FaceOptions())[0]
 
     def select(self, image: np.ndarray, options: FaceOptions) -> tuple[Detections, int]:
-        """The faces ``options`` ask for, counted and chosen before any embedding,
-        so a refused image costs detection only; and how many were found before
-        the cap (``max_faces``, at most MAX_FACES)."""
+        """Detect, then the faces ``options`` ask for (``select_faces``), counted
+        and chosen before any embedding, so a refused image costs detection only."""
         threshold = options.detection_threshold if options.detection_threshold is not None else self.threshold
-        found = self.detect(image, threshold)
-        if options.min_face_size and len(found):
-            sides = np.minimum(found.boxes[:, 2] - found.boxes[:, 0], found.boxes[:, 3] - found.boxes[:, 1])
-            found = found.take(np.flatnonzero(sides >= options.min_face_size))
-        if len(found) == 0:
-            smallest = f" and at least {options.min_face_size} px" if options.min_face_size else ""
-            raise ServiceError(
-                ErrorCode.NO_FACE_DETECTED,
-                "No face was detected in the image.",
-                f"No face scored at least the detection threshold ({threshold}){smallest}.",
-                faces=0,
-            )
-        if options.selection is FaceSelection.SINGLE:
-            if len(found) > 1:
-                raise ServiceError(
-                    ErrorCode.MULTIPLE_FACES_DETECTED,
-                    "More than one face was detected in the image.",
-                    f"{len(found)} faces found; send an image with exactly one face, "
-                    "or ask for face_selection 'largest' or 'all'.",
-                    faces=len(found),
-                )
-            return found, len(found)
-        order = np.argsort(-found.areas, kind="stable")
-        keep = (
-            1
-            if options.selection is FaceSelection.LARGEST
-            else min(options.max_faces or MAX_FACES, MAX_FACES)
-        )
-        return found.take(order[:keep]), len(found)
+        return select_faces(self.detect(image, threshold), options, threshold)
 
     def prepare(
         self, image: np.ndarray, options: FaceOptions, *, antialias: bool = False
