@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -94,3 +95,59 @@ def test_sample_sqs_event_runs_through_the_handler(aws: Any, model_dir: Path, mo
     handler = build_handler(settings, model, warm=False)
     response = handler(load_event("sqs-embed.json"), FakeLambdaContext())  # type: ignore[arg-type]
     assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["poison-message"]
+
+
+def test_results_are_json_objects_and_each_message_is_logged_and_counted(
+    aws: Any, model_dir: Path, model: ModelState, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The result object says it is JSON; one log line per delivered message names
+    it and its error code; a poison message is counted in QueuePoisonMessages."""
+    import io
+
+    from face_recognition_service.aws_lambda.observability import logger
+
+    settings = make_settings(model_dir, image_s3_buckets="photos", results_s3_uri="s3://results/out/")
+    handler = build_handler(settings, model, warm=False)
+    event = {
+        "Records": [
+            sqs_record({"id": "ok", "image_s3_uri": "s3://photos/u1.jpg"}, "m1"),
+            sqs_record({"id": "bad", "image": base64.b64encode(b"not a photo").decode()}, "m2"),
+            sqs_record("{poison", "m3"),
+        ]
+    }
+    capsys.readouterr()
+    stream = io.StringIO()
+    log_handler = logger.registered_handler
+    assert isinstance(log_handler, logging.StreamHandler)
+    previous = log_handler.setStream(stream)
+    try:
+        response = handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    finally:
+        log_handler.setStream(previous)
+    assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m3"]
+    # RESULTS_S3_URI with a trailing slash: still out/<id>.json, one slash.
+    assert sorted(o["Key"] for o in aws.list_objects_v2(Bucket="results")["Contents"]) == [
+        "out/bad.json",
+        "out/ok.json",
+    ]
+    assert aws.head_object(Bucket="results", Key="out/ok.json")["ContentType"] == "application/json"
+    lines = [
+        json.loads(line)
+        for line in (stream.getvalue() + capsys.readouterr().out).splitlines()
+        if line.startswith("{")
+    ]
+    delivered = {
+        line["message_id"]: line.get("error_code") for line in lines if line.get("message") == "queue message"
+    }
+    assert delivered == {"m1": None, "m2": "INVALID_IMAGE"}
+    poison = [doc["QueuePoisonMessages"] for doc in lines if "QueuePoisonMessages" in doc]
+    assert poison == [[1.0]]
+
+
+def test_no_destination_returns_every_message_to_the_queue(
+    aws: Any, model_dir: Path, model: ModelState
+) -> None:
+    handler = build_handler(make_settings(model_dir, image_s3_buckets="photos"), model, warm=False)
+    body = {"id": "ok", "image_s3_uri": "s3://photos/u1.jpg"}
+    response = handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())  # type: ignore[arg-type]
+    assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m1"]

@@ -1,0 +1,65 @@
+"""Summarise a `mutmut results --all true` listing: mutants killed and surviving
+per module, the score, and each survivor's one-line change (from `mutmut show`).
+
+    .venv/bin/python -m infra.mutation_report mutants/results.txt
+
+`make mutate` runs it; tests/MUTATION.md keeps the recorded score and says why
+each survivor is equivalent (or which test now kills it).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+LINE = re.compile(r"^\s*(?P<name>\S+?)__mutmut_\d+: (?P<status>.+)$")
+KILLED = {"killed", "timeout"}  # a mutant that hangs the tests is caught by them
+NOT_RUN = {"not checked", "skipped"}
+
+
+def module_of(name: str) -> str:
+    """face_recognition_service.matching.x_rank -> matching; classes: xǁClassǁmethod."""
+    dotted = name.split(".x", 1)[0] if ".x" in name else name.rsplit(".", 1)[0]
+    return dotted.removeprefix("face_recognition_service.")
+
+
+def change(mutant: str) -> str:
+    shown = subprocess.run(
+        [str(Path(sys.executable).parent / "mutmut"), "show", mutant], capture_output=True, text=True, check=False
+    ).stdout
+    lines = [ln[1:].strip() for ln in shown.splitlines() if ln[:1] in "+-" and ln[:3] not in ("---", "+++")]
+    return " => ".join(lines)[:200]
+
+
+def main(path: str) -> int:
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    survivors: list[str] = []
+    for line in Path(path).read_text().splitlines():
+        match = LINE.match(line)
+        if not match:
+            continue
+        full = line.strip().split(":", 1)[0]
+        status = match["status"].strip()
+        counts[module_of(match["name"])][status] += 1
+        if status == "survived":
+            survivors.append(full)
+    killed = sum(c[s] for c in counts.values() for s in KILLED)
+    judged = sum(n for c in counts.values() for s, n in c.items() if s not in NOT_RUN)
+    print("| module | mutants | killed | survived | score |")
+    print("| --- | --- | --- | --- | --- |")
+    for module, c in sorted(counts.items()):
+        run = sum(n for s, n in c.items() if s not in NOT_RUN)
+        dead = sum(c[s] for s in KILLED)
+        print(f"| {module} | {run} | {dead} | {c['survived']} | {dead / max(run, 1):.0%} |")
+    print(f"| **all** | {judged} | {killed} | {len(survivors)} | **{killed / max(judged, 1):.1%}** |")
+    print()
+    for mutant in survivors:
+        print(f"- `{mutant.removeprefix('face_recognition_service.')}`: {change(mutant)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))
