@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import base64
 import math
 
 import numpy as np
 import pytest
 
 from face_recognition_service.errors import ErrorCode, ServiceError
-from face_recognition_service.matching import DistanceMetric, rank, stack_references
+from face_recognition_service.matching import (
+    DistanceMetric,
+    best_per_id,
+    decode_embedding,
+    encode_embedding,
+    rank,
+    similarities,
+    stack_references,
+)
 
 
 @pytest.fixture()
@@ -76,3 +85,79 @@ def test_bad_vectors_are_refused_saying_which(query: list[float], refs: list[lis
         rank(q, stack_references(q, [np.asarray(r, dtype=np.float64) for r in refs]), DistanceMetric.COSINE)
     assert err.value.code is ErrorCode.INVALID_EMBEDDING
     assert err.value.message == says
+
+
+# --- exact edges of the arithmetic (what a caller sees when the floats round) -----------
+
+
+def _unit_whose_self_product_rounds_past_one() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    while True:
+        v = rng.normal(size=512)
+        u = v / np.linalg.norm(v)
+        if float(u @ u) > 1.0:
+            return u
+
+
+def test_a_vector_against_itself_is_exactly_one_and_zero_apart() -> None:
+    """u @ u rounds to 1.0000000000000002 for this vector: the similarity is
+    still at most 1 and the distance at least 0 (never -2e-16)."""
+    u = _unit_whose_self_product_rounds_past_one()
+    assert float(u @ u) > 1.0
+    for metric in DistanceMetric:
+        result = rank(u, np.stack([u]), metric)
+        assert result.similarities[0] == 1.0 and result.distances[0] == 0.0
+    assert similarities(u, np.stack([u]))[0] == 1.0
+
+
+def test_a_vector_against_its_opposite_is_exactly_minus_one() -> None:
+    u = _unit_whose_self_product_rounds_past_one()
+    result = rank(u, np.stack([-u]), DistanceMetric.COSINE)
+    assert result.similarities[0] == -1.0 and result.distances[0] == 2.0
+    assert similarities(u, np.stack([-u]))[0] == -1.0
+
+
+def test_equal_distances_keep_the_references_order() -> None:
+    """80 references, two distinct vectors alternating: ties stay in the order sent."""
+    near, far = np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    refs = np.stack([far, near] * 40)
+    order = rank(near, refs, DistanceMetric.COSINE).order.tolist()
+    assert order == list(range(1, 80, 2)) + list(range(0, 80, 2))
+
+
+def test_a_persons_score_is_their_best_template_counted_once() -> None:
+    persons = best_per_id(["a", "b", "a", "a"], np.array([0.2, 0.5, 0.7, -1.0]))
+    assert persons.ids == ["a", "b"] and persons.templates == [3, 1]
+    assert persons.similarities.tolist() == [0.7, 0.5]
+    lowest = best_per_id(["z"], np.array([-1.0]))
+    assert lowest.similarities.tolist() == [-1.0]
+
+
+def test_base64_with_a_character_outside_the_alphabet_is_refused() -> None:
+    good = encode_embedding(np.linspace(-1, 1, 512))
+    bad = good[:100] + "!" + good[101:]
+    with pytest.raises(ServiceError) as refused:
+        decode_embedding(bad, "reference 'u1'")
+    assert refused.value.code is ErrorCode.INVALID_EMBEDDING
+    assert refused.value.message == "The reference 'u1' is not valid base64."
+
+
+def test_base64_of_the_wrong_length_says_what_is_expected() -> None:
+    half = encode_embedding(np.ones(256))
+    with pytest.raises(ServiceError) as refused:
+        decode_embedding(half, "embedding")
+    assert refused.value.message == (
+        "The embedding must be base64 of 512 little-endian float32 values (2048 bytes; got 1024)."
+    )
+
+
+def test_base64_round_trip_is_float32_little_endian() -> None:
+    vector = np.linspace(-1, 1, 512)  # float64 in: stored as float32
+    text = encode_embedding(vector)
+    assert len(text) == 2732
+    raw = base64.b64decode(text)
+    np.testing.assert_array_equal(np.frombuffer(raw, "<f4"), vector.astype("<f4"))
+    decoded = decode_embedding(text, "embedding")
+    assert decoded.dtype == np.float64
+    np.testing.assert_array_equal(decoded, vector.astype("<f4").astype(np.float64))
+    assert decode_embedding([1, 2, 3], "embedding").dtype == np.float64

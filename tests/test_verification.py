@@ -232,3 +232,39 @@ def test_verify_with_a_photo_without_a_face(client: TestClient) -> None:
         "references": [{"id": "a", "embedding": [1.0] * 512}],
     }
     assert_error(client.post(VERIFY, json=body), 422, "NO_FACE_DETECTED")
+
+
+@pytest.mark.parametrize(
+    ("tag", "pack"),
+    [
+        ("buffalo_l/w600k_r50@5e4b4c5a", "buffalo_l"),
+        ("buffalo_sc/a/b", "buffalo_sc"),
+        ("plain", "plain"),
+        (None, "dflt"),
+    ],
+)
+def test_the_pack_of_a_model_tag_is_its_first_part(tag: str | None, pack: str) -> None:
+    from face_recognition_service.verification import pack_of
+
+    assert pack_of(tag, "dflt") == pack
+
+
+def test_the_answer_names_the_references_model_when_the_probe_has_none(client: TestClient) -> None:
+    refs = [{"id": "a", "embedding": vec(1.0), "model": "buffalo_sc/w600k_mbf@1"}]
+    answer = client.post(VERIFY, json={"embedding": vec(1.0), "references": refs}).json()
+    assert answer["model"] == "buffalo_sc/w600k_mbf@1"
+    untagged = client.post(
+        VERIFY, json={"embedding": vec(1.0), "references": [{"id": "a", "embedding": vec(1.0)}]}
+    )
+    assert untagged.json()["model"] is None
+
+
+def test_scores_are_rounded_to_six_places_and_a_zero_runner_up_stays_zero(client: TestClient) -> None:
+    refs = [
+        {"id": "a", "embedding": vec(1.0, float(np.sqrt(8)))},  # cos 1/3 with the probe below
+        {"id": "b", "embedding": vec(0.0, 0.0, 0.0, 1.0)},  # orthogonal: exactly 0
+    ]
+    answer = client.post(VERIFY, json={"embedding": vec(1.0), "references": refs, "threshold": 0.3}).json()
+    assert answer["similarity"] == 0.333333 and answer["best_match"] == {"id": "a", "similarity": 0.333333}
+    assert answer["runner_up"] == {"id": "b", "similarity": 0.0}
+    assert answer["margin"] == 0.333333 and answer["match"] is True

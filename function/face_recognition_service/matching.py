@@ -136,7 +136,6 @@ def similarities(query: np.ndarray, references: np.ndarray) -> np.ndarray:
 class Verification:
     match: bool
     similarity: float
-    threshold: float
     best_id: str
     runner_up_id: str | None
     runner_up_similarity: float | None
@@ -153,7 +152,7 @@ def decide(persons: PersonScores, threshold: float) -> Verification:
     runner = float(persons.similarities[1]) if runner_id is not None else None
     margin = best - runner if runner is not None else None
     ambiguous = bool(match and margin is not None and margin < AMBIGUITY_MARGIN)
-    return Verification(match, best, threshold, persons.ids[0], runner_id, runner, margin, ambiguous)
+    return Verification(match, best, persons.ids[0], runner_id, runner, margin, ambiguous)
 
 
 def check_models(probe_model: str | None, reference_models: list[str | None]) -> None:
