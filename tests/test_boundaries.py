@@ -271,3 +271,58 @@ def test_a_queue_result_is_written_for_the_sample_event(
     assert response["batchItemFailures"] == []
     result = json.loads(s3.get_object(Bucket="results", Key="out/u1.json")["Body"].read())
     assert len(result["embedding"]) == 512
+
+
+# --- the key's words, the key looked up once, faces counted on a refusal ----------------------
+
+
+def test_a_refused_key_says_what_to_send_and_model_info_takes_the_key(
+    model_dir: Path, model: ModelState
+) -> None:
+    lookups = 0
+
+    def source() -> str:
+        nonlocal lookups
+        lookups += 1
+        return "k"
+
+    with TestClient(create_app(make_settings(model_dir), model, api_key=source)) as c:
+        body = assert_error(c.get("/api/v1/model-info"), 401, "UNAUTHORIZED")
+        assert (body["error"], body["detail"]) == (
+            "A valid API key is required.",
+            "Send it in the x-api-key header.",
+        )
+        info = c.get("/api/v1/model-info", headers={"x-api-key": "k"})
+        assert info.status_code == 200 and info.json()["embedding_size"] == 512
+        # A heavy route is checked once, from the headers, before its body: the
+        # route's own check sees that and does not look the key up again.
+        lookups = 0
+        ok = c.post(
+            VERIFY,
+            json={"embedding": vec(1.0), "references": [{"id": "a", "embedding": vec(1.0)}]},
+            headers={"x-api-key": "k"},
+        )
+        assert ok.status_code == 200 and lookups == 1
+
+
+def test_a_model_that_is_not_loaded_says_so(tmp_path: Path) -> None:
+    with TestClient(create_app(make_settings(tmp_path))) as c:
+        body = assert_error(
+            c.post(EMBED, json={"image": b64(read("obama_small.jpg"))}), 503, "MODEL_NOT_LOADED"
+        )
+        assert body["error"] == "The face model is not loaded."
+
+
+def test_a_refusal_still_counts_the_faces_it_found(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MULTIPLE_FACES_DETECTED is an error answer, yet the request record (the log
+    line, the faces metric) says how many faces the detector found."""
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="face_recognition_service.request"):
+        assert_error(
+            client.post(EMBED, json={"image": b64(read("two_people.jpg"))}), 422, "MULTIPLE_FACES_DETECTED"
+        )
+    records = [r for r in caplog.records if r.getMessage() == "request" and getattr(r, "route", "") == EMBED]
+    assert [getattr(r, "faces", None) for r in records][-1] == 2
