@@ -21,8 +21,10 @@ def faces(*boxes: tuple[float, float, float, float]) -> Detections:
     )
 
 
-# Side lengths (shorter side): 10, 40 (40 x 60), 30; areas 100, 2400, 900.
-SMALL, TALL, MEDIUM = (0, 0, 10, 10), (100, 100, 140, 160), (200, 200, 230, 230)
+# Shorter sides 10, 40 (40 wide, 60 tall) and 30 (60 wide, 30 tall); areas 100,
+# 2,400 and 1,800. No box starts where it is as wide as it is tall, so a width
+# taken from a y (or a height from an x) gives another answer.
+SMALL, TALL, MEDIUM = (0, 5, 10, 15), (100, 120, 140, 180), (200, 300, 260, 330)
 
 
 def boxes_of(found: Detections) -> list[list[float]]:
@@ -42,9 +44,11 @@ def test_largest_is_the_one_with_the_biggest_area() -> None:
 
 
 def test_equal_areas_keep_the_detector_order() -> None:
-    a, b = (0, 0, 20, 20), (50, 50, 70, 70)
-    kept, _ = select_faces(faces(a, b), FaceOptions(selection=FaceSelection.ALL), 0.5)
-    assert boxes_of(kept) == [list(a), list(b)]
+    """40 faces of two sizes, alternating: each size keeps the detector's order."""
+    boxes = [(i * 30.0, 0.0, i * 30.0 + (20 if i % 2 else 10), 20.0) for i in range(40)]
+    kept, _ = select_faces(faces(*boxes), FaceOptions(selection=FaceSelection.ALL), 0.5)
+    expected = [boxes[i] for i in range(1, 40, 2)] + [boxes[i] for i in range(0, 40, 2)]
+    assert boxes_of(kept) == [list(b) for b in expected]
 
 
 @pytest.mark.parametrize(("max_faces", "kept"), [(1, 1), (2, 2), (3, 3), (None, 3)])
