@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 
 import cv2
 import numpy as np
@@ -171,3 +172,80 @@ def test_truncated_webp_is_refused() -> None:
     image = (np.random.default_rng(0).random((200, 200, 3)) * 255).astype(np.uint8)
     data = encode(image, ".webp")
     assert code_of(decode_image, data[: len(data) // 2], 40_000_000) is ErrorCode.INVALID_IMAGE
+
+
+# --- header parsing at its edges (coverage review, issue 24) ------------------------------
+
+
+def test_jpeg_fill_bytes_and_stray_markers_before_the_frame_are_skipped() -> None:
+    """0xFF fill bytes and a stray RST marker between segments: the size and
+    orientation still come from the headers."""
+    from .helpers import with_exif_orientation
+
+    jpeg = with_exif_orientation(read("obama_small.jpg"), 6)
+    padded = jpeg[:2] + b"\xff\xff\xff" + b"\xff\xd0" + jpeg[2:]
+    info = probe(padded)
+    assert (info.width, info.height, info.orientation) == (320, 240, 6)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"\xff\xd8\xff\xd9\x00\x00", b"\xff\xd8\xff\xda\x00\x08\x00\x00", b"\xff\xd8\x00\x00\x00\x00"],
+    ids=["end-of-image-first", "scan-before-frame", "not-a-marker"],
+)
+def test_a_jpeg_without_a_frame_header_is_invalid(head: bytes) -> None:
+    assert code_of(probe, head + bytes(16)) is ErrorCode.INVALID_IMAGE
+
+
+@pytest.mark.parametrize(
+    "tiff",
+    [
+        b"XX*\x00\x08\x00\x00\x00",  # neither byte order
+        b"MM\x00*\x00\x00\x00\x40",  # IFD offset past the end
+        b"MM\x00*\x00\x00\x00\x08\x00\x05",  # five entries announced, none there
+    ],
+    ids=["byte-order", "ifd-offset", "entries"],
+)
+def test_broken_exif_leaves_the_photo_upright(tiff: bytes) -> None:
+    jpeg = read("obama_small.jpg")
+    payload = b"Exif\x00\x00" + tiff
+    segment = b"\xff\xe1" + len(payload + b"  ").to_bytes(2, "big") + payload
+    assert probe(jpeg[:2] + segment + jpeg[2:]).orientation == 1
+
+
+def test_extended_webp_with_alpha_is_probed_and_composited() -> None:
+    from PIL import Image
+
+    rgba = np.zeros((30, 40, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:, :20, 3] = 255  # left half opaque red, right half transparent
+    buffer = io.BytesIO()
+    Image.fromarray(rgba, "RGBA").save(buffer, "WEBP", quality=90)
+    data = buffer.getvalue()
+    assert data[12:16] == b"VP8X"
+    info = probe(data)
+    assert (info.width, info.height, info.has_alpha) == (40, 30, True)
+    image = decode_image(data, 40_000_000)
+    assert image[15, 5, 2] > 200 and image[15, 5, 0] < 60  # red (BGR)
+    assert (image[15, 35] > 240).all()  # transparent: white
+
+
+def test_a_bmp_shorter_than_its_header_is_invalid() -> None:
+    assert code_of(probe, b"BM" + bytes(20)) is ErrorCode.INVALID_IMAGE
+
+
+def test_a_header_with_no_size_is_invalid() -> None:
+    bmp = bytearray(encode(np.zeros((4, 4, 3), np.uint8), ".bmp"))
+    bmp[18:26] = bytes(8)  # width and height 0
+    error = code_of(probe, bytes(bmp))
+    assert error is ErrorCode.INVALID_IMAGE
+
+
+def test_area_reduce_by_one_is_the_image_itself() -> None:
+    from face_recognition_service.imaging import area_reduce
+
+    image = np.arange(48, dtype=np.uint8).reshape(4, 4, 3)
+    assert area_reduce(image, 1) is image
+    halved = area_reduce(image, 2)
+    assert halved.shape == (2, 2, 3)
+    assert halved[0, 0, 0] == round(np.mean(image[:2, :2, 0]))

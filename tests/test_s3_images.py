@@ -147,3 +147,29 @@ def test_an_object_larger_than_its_head_said_is_refused(aws_credentials: None) -
     body = StreamingBody(io.BytesIO(b"x" * 100), 100)
     with _stubbed(("head_object", {"ContentLength": 10}, None), ("get_object", {"Body": body}, None)):
         assert fetch_image("s3://photos/u1.jpg", ["photos"], 100) == b"x" * 100
+
+
+def test_s3_out_of_reach_is_a_processing_error_naming_the_failure(aws_credentials: None) -> None:
+    """No S3 to talk to (a closed port on this machine): botocore's own error,
+    named, never a traceback; transient, so queue mode retries it."""
+    from botocore.config import Config
+
+    from face_recognition_service.testing import free_port
+
+    unreachable = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{free_port()}",
+        config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=1),
+    )
+    s3_images._client.cache_clear()
+    original = s3_images._client
+    s3_images._client = lambda: unreachable  # type: ignore[assignment]
+    try:
+        error = refusal("s3://photos/u1.jpg", ["photos"], 100)
+    finally:
+        s3_images._client = original
+    assert error.code is ErrorCode.PROCESSING_ERROR
+    assert (error.message, error.detail) == (
+        "The image could not be read from S3.",
+        "EndpointConnectionError",
+    )
