@@ -107,7 +107,6 @@ def test_results_are_json_objects_and_each_message_is_logged_and_counted(
     from face_recognition_service.aws_lambda.observability import logger
 
     settings = make_settings(model_dir, image_s3_buckets="photos", results_s3_uri="s3://results/out/")
-    handler = build_handler(settings, model, warm=False)
     event = {
         "Records": [
             sqs_record({"id": "ok", "image_s3_uri": "s3://photos/u1.jpg"}, "m1"),
@@ -119,8 +118,9 @@ def test_results_are_json_objects_and_each_message_is_logged_and_counted(
     stream = io.StringIO()
     log_handler = logger.registered_handler
     assert isinstance(log_handler, logging.StreamHandler)
-    previous = log_handler.setStream(stream)
+    previous = log_handler.setStream(stream)  # before the handler is built: its init logs too
     try:
+        handler = build_handler(settings, model, warm=False)
         response = handler(event, FakeLambdaContext())  # type: ignore[arg-type]
     finally:
         log_handler.setStream(previous)
