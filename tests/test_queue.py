@@ -118,12 +118,15 @@ def test_results_are_json_objects_and_each_message_is_logged_and_counted(
     stream = io.StringIO()
     log_handler = logger.registered_handler
     assert isinstance(log_handler, logging.StreamHandler)
-    previous = log_handler.setStream(stream)  # before the handler is built: its init logs too
+    # Swapped before the handler is built (its init logs too), and by assignment:
+    # setStream flushes the old stream, which a second pytest run in one
+    # process (make mutate) has closed.
+    previous, log_handler.stream = log_handler.stream, stream
     try:
         handler = build_handler(settings, model, warm=False)
         response = handler(event, FakeLambdaContext())  # type: ignore[arg-type]
     finally:
-        log_handler.setStream(previous)
+        log_handler.stream = previous
     assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m3"]
     # RESULTS_S3_URI with a trailing slash: still out/<id>.json, one slash.
     assert sorted(o["Key"] for o in aws.list_objects_v2(Bucket="results")["Contents"]) == [
