@@ -33,8 +33,11 @@ def call(url: str, payload: dict[str, object] | None = None) -> tuple[int, dict[
     [
         [sys.executable, "-m", "face_recognition_service.server"],
         [sys.executable, "-m", "uvicorn", "face_recognition_service.server.main:app", "--host", "127.0.0.1"],
+        # The original contract's own entry points.
+        [sys.executable, "-m", "face_recognition_service.main"],
+        [sys.executable, "-m", "uvicorn", "face_recognition_service.main:app", "--host", "127.0.0.1"],
     ],
-    ids=["python-m", "uvicorn"],
+    ids=["python-m", "uvicorn", "seed-python-m", "seed-uvicorn"],
 )
 def test_server_serves_real_embeddings(command: list[str], model_dir: Path, tmp_path: Path) -> None:
     port = free_port()
