@@ -135,11 +135,12 @@ def test_a_persons_score_is_their_best_template_counted_once() -> None:
 
 def test_base64_with_a_character_outside_the_alphabet_is_refused() -> None:
     good = encode_embedding(np.linspace(-1, 1, 512))
-    bad = good[:100] + "!" + good[101:]
-    with pytest.raises(ServiceError) as refused:
-        decode_embedding(bad, "reference 'u1'")
-    assert refused.value.code is ErrorCode.INVALID_EMBEDDING
-    assert refused.value.message == "The reference 'u1' is not valid base64."
+    # Replaced, and inserted: a lenient decoder would drop "!!!!" and read the rest.
+    for bad in (good[:100] + "!" + good[101:], good[:100] + "!!!!" + good[100:]):
+        with pytest.raises(ServiceError) as refused:
+            decode_embedding(bad, "reference 'u1'")
+        assert refused.value.code is ErrorCode.INVALID_EMBEDDING
+        assert refused.value.message == "The reference 'u1' is not valid base64."
 
 
 def test_base64_of_the_wrong_length_says_what_is_expected() -> None:
@@ -161,3 +162,17 @@ def test_base64_round_trip_is_float32_little_endian() -> None:
     assert decoded.dtype == np.float64
     np.testing.assert_array_equal(decoded, vector.astype("<f4").astype(np.float64))
     assert decode_embedding([1, 2, 3], "embedding").dtype == np.float64
+
+
+def test_huge_and_tiny_references_keep_their_own_directions() -> None:
+    """One reference near float64's top (its norm overflows) and one near its
+    bottom, together: each is scaled by its own largest value, so neither
+    becomes a zero vector."""
+    query = np.zeros(512)
+    query[0] = 1.0
+    huge, tiny = np.zeros(512), np.zeros(512)
+    huge[:2] = 1e308
+    tiny[0] = 1e-300
+    result = rank(query, np.stack([huge, tiny]), DistanceMetric.COSINE)
+    assert result.order.tolist() == [1, 0]
+    assert result.similarities.tolist() == pytest.approx([1.0, 2**-0.5])

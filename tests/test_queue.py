@@ -106,7 +106,8 @@ def test_results_are_json_objects_and_each_message_is_logged_and_counted(
 
     from face_recognition_service.aws_lambda.observability import logger
 
-    settings = make_settings(model_dir, image_s3_buckets="photos", results_s3_uri="s3://results/out/")
+    # A prefix that ends in a letter X and a slash: the slash alone is trimmed.
+    settings = make_settings(model_dir, image_s3_buckets="photos", results_s3_uri="s3://results/outX/")
     event = {
         "Records": [
             sqs_record({"id": "ok", "image_s3_uri": "s3://photos/u1.jpg"}, "m1"),
@@ -128,12 +129,10 @@ def test_results_are_json_objects_and_each_message_is_logged_and_counted(
     finally:
         log_handler.stream = previous
     assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m3"]
-    # RESULTS_S3_URI with a trailing slash: still out/<id>.json, one slash.
-    assert sorted(o["Key"] for o in aws.list_objects_v2(Bucket="results")["Contents"]) == [
-        "out/bad.json",
-        "out/ok.json",
-    ]
-    assert aws.head_object(Bucket="results", Key="out/ok.json")["ContentType"] == "application/json"
+    # RESULTS_S3_URI with a trailing slash: still outX/<id>.json, one slash.
+    keys = sorted(o["Key"] for o in aws.list_objects_v2(Bucket="results")["Contents"])
+    assert keys == ["outX/bad.json", "outX/ok.json"]
+    assert aws.head_object(Bucket="results", Key="outX/ok.json")["ContentType"] == "application/json"
     lines = [
         json.loads(line)
         for line in (stream.getvalue() + capsys.readouterr().out).splitlines()
@@ -143,8 +142,16 @@ def test_results_are_json_objects_and_each_message_is_logged_and_counted(
         line["message_id"]: line.get("error_code") for line in lines if line.get("message") == "queue message"
     }
     assert delivered == {"m1": None, "m2": "INVALID_IMAGE"}
-    poison = [doc["QueuePoisonMessages"] for doc in lines if "QueuePoisonMessages" in doc]
-    assert poison == [[1.0]]
+    poison = [doc for doc in lines if "QueuePoisonMessages" in doc]
+    assert [doc["QueuePoisonMessages"] for doc in poison] == [[1.0]]
+    units = {m["Name"]: m["Unit"] for doc in poison for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
+    assert units["QueuePoisonMessages"] == "Count"
+    returned = {
+        line["message_id"]: line["reason"]
+        for line in lines
+        if line.get("message") == "queue message returned"
+    }
+    assert returned == {"m3": "unreadable message (1 errors)"}
 
 
 def test_no_destination_returns_every_message_to_the_queue(

@@ -173,3 +173,36 @@ def test_s3_out_of_reach_is_a_processing_error_naming_the_failure(aws_credential
         "The image could not be read from S3.",
         "EndpointConnectionError",
     )
+
+
+def test_keys_keep_their_own_letters_at_either_end() -> None:
+    assert parse_s3_uri("s3://photos/Xa/bX") == ("photos", "Xa/bX")
+
+
+def test_only_the_limit_and_one_byte_are_read_from_a_larger_object(aws_credentials: None) -> None:
+    """S3 said 10 bytes and sends 10,000: the read stops at limit + 1."""
+    import io
+
+    from botocore.response import StreamingBody
+
+    body = StreamingBody(io.BytesIO(b"x" * 10_000), 10_000)
+    with _stubbed(("head_object", {"ContentLength": 10}, None), ("get_object", {"Body": body}, None)):
+        error = refusal("s3://photos/u1.jpg", ["photos"], 100)
+    assert error.message == "The image exceeds the maximum size."
+    assert body._amount_read == 101  # type: ignore[attr-defined]
+
+
+def test_a_head_without_a_length_is_read_and_checked_by_its_bytes(aws_credentials: None) -> None:
+    import io
+
+    from botocore.response import StreamingBody
+
+    body = StreamingBody(io.BytesIO(b"y" * 50), 50)
+    with _stubbed(("head_object", {}, None), ("get_object", {"Body": body}, None)):
+        assert fetch_image("s3://photos/u1.jpg", ["photos"], 100) == b"y" * 50
+
+
+def test_an_s3_error_without_a_code_is_a_processing_error_with_no_code(aws_credentials: None) -> None:
+    with _stubbed(("head_object", None, "")):
+        error = refusal("s3://photos/u1.jpg", ["photos"], 100)
+    assert error.code is ErrorCode.PROCESSING_ERROR and error.detail == ""

@@ -268,3 +268,25 @@ def test_scores_are_rounded_to_six_places_and_a_zero_runner_up_stays_zero(client
     assert answer["similarity"] == 0.333333 and answer["best_match"] == {"id": "a", "similarity": 0.333333}
     assert answer["runner_up"] == {"id": "b", "similarity": 0.0}
     assert answer["margin"] == 0.333333 and answer["match"] is True
+    # A runner-up of 1/9 is rounded too.
+    refs[1] = {"id": "b", "embedding": vec(1.0, float(np.sqrt(80)))}
+    answer = client.post(VERIFY, json={"embedding": vec(1.0), "references": refs, "threshold": 0.3}).json()
+    assert answer["runner_up"] == {"id": "b", "similarity": 0.111111}
+
+
+@pytest.mark.parametrize(
+    ("probe", "reference", "says"),
+    [
+        (vec(1.0), vec(), "The reference embeddings contains a zero vector, which has no direction."),
+        (vec(), vec(1.0), "The query embedding contains a zero vector, which has no direction."),
+    ],
+)
+def test_a_zero_vector_is_refused_naming_which(
+    client: TestClient, probe: list[float], reference: list[float], says: str
+) -> None:
+    body = assert_error(
+        client.post(VERIFY, json={"embedding": probe, "references": [{"id": "a", "embedding": reference}]}),
+        422,
+        "INVALID_EMBEDDING",
+    )
+    assert body["error"] == says

@@ -72,7 +72,7 @@ def build_queue_handler(
     # (each returns to the queue), not as a failed invocation.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-    def record_handler(record: SQSRecord) -> None:
+    def process(record: SQSRecord) -> None:
         try:
             message = QueueMessage.model_validate_json(record.body)
         except ValidationError as exc:
@@ -92,6 +92,17 @@ def build_queue_handler(
         logger.info(
             "queue message", extra={"message_id": record.message_id, "error_code": result.get("error_code")}
         )
+
+    def record_handler(record: SQSRecord) -> None:
+        try:
+            process(record)
+        except UndeliverableError as exc:
+            # Why the message goes back to the queue (then to the dead-letter
+            # queue): for the operator, who sees no result for it.
+            logger.warning(
+                "queue message returned", extra={"message_id": record.message_id, "reason": str(exc)}
+            )
+            raise
 
     def handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
         response = process_partial_response(
