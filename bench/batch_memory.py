@@ -14,9 +14,9 @@ import tempfile
 from pathlib import Path
 
 from face_recognition_service.provision import provision
-from face_recognition_service.testing import data_uri, embed_body, free_port, phone_size_jpeg
+from face_recognition_service.testing import data_uri, embed_body, phone_size_jpeg
 
-from .common import DEFAULT_PHOTOS, Client, load_photos, our_server
+from .common import DEFAULT_PHOTOS, load_photos, peak_of_one_request
 
 
 def main() -> int:
@@ -31,18 +31,8 @@ def main() -> int:
             ("one_embed", "/api/v1/embed", embed_body(photos[0])),
             ("batch_16", "/api/v1/embed/batch", batch),
         ):
-            port = free_port()
-            server = our_server(Path(tmp), "buffalo_sc", port, MAX_IMAGE_SIZE=str(8 * 2**20))
-            try:
-                server.wait_ready()
-                idle = server.peak_rss_mb()
-                client = Client(port)
-                status, raw = client.request("POST", path, body)
-                assert status == 200, raw[:300]
-                out[name] = {"idle_peak_mb": idle, "peak_mb": server.peak_rss_mb()}
-                client.close()
-            finally:
-                server.stop()
+            measured = peak_of_one_request(Path(tmp), path, body, MAX_IMAGE_SIZE=str(8 * 2**20))
+            out[name] = {"idle_peak_mb": measured["idle_peak_mb"], "peak_mb": measured["peak_mb"]}
     print(json.dumps(out, indent=1))
     return 0
 

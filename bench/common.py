@@ -175,3 +175,20 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+
+
+def peak_of_one_request(model_dir: Path, path: str, body: bytes, **extra: str) -> dict[str, float]:
+    """One POST to a fresh buffalo_sc server: the server's peak RSS (VmHWM)
+    before and after it, and the answer's size. The answer must be 200."""
+    port = free_port()
+    server = our_server(model_dir, "buffalo_sc", port, 1, 0, **extra)
+    try:
+        server.wait_ready()
+        idle = server.peak_rss_mb()
+        client = Client(port)
+        status, raw = client.request("POST", path, body)
+        assert status == 200, (path, raw[:300])
+        client.close()
+        return {"answer_mb": round(len(raw) / 1e6, 2), "idle_peak_mb": idle, "peak_mb": server.peak_rss_mb()}
+    finally:
+        server.stop()

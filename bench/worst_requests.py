@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 
 from face_recognition_service.provision import provision
-from face_recognition_service.testing import data_uri, free_port
+from face_recognition_service.testing import data_uri
 
-from .common import Client, our_server
+from .common import peak_of_one_request
 
 FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "faces"
 
@@ -84,24 +84,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         provision("buffalo_sc", Path(tmp))
         for name, (path, body) in cases.items():
-            port = free_port()
-            server = our_server(Path(tmp), "buffalo_sc", port)
-            try:
-                server.wait_ready()
-                idle = server.peak_rss_mb()
-                client = Client(port)
-                status, raw = client.request("POST", path, body)
-                assert status == 200, (name, raw[:300])
-                out[name] = {
-                    "body_mb": round(len(body) / 1e6, 1),
-                    "answer_mb": round(len(raw) / 1e6, 2),
-                    "idle_peak_mb": idle,
-                    "peak_mb": server.peak_rss_mb(),
-                }
-                print(name, out[name], file=sys.stderr, flush=True)
-                client.close()
-            finally:
-                server.stop()
+            out[name] = {"body_mb": round(len(body) / 1e6, 1), **peak_of_one_request(Path(tmp), path, body)}
+            print(name, out[name], file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1))
     return 0
 

@@ -87,6 +87,19 @@ from .runtime_api_support import runtime_api  # noqa: E402, F401
 
 
 @pytest.fixture()
+def aws_mock(aws_credentials: None) -> Iterator[None]:
+    """moto for every AWS service, with Powertools' parameter caches (the API key
+    from SSM or Secrets Manager) empty before and after."""
+    from aws_lambda_powertools.utilities import parameters
+    from moto import mock_aws
+
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    with mock_aws():
+        yield
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture()
 def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fake credentials for moto, and the service's cached boto3 clients dropped
     before and after, so no test reaches a real account or another test's mock."""

@@ -6,14 +6,12 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from face_recognition_service.aws_lambda.observability import span
 from face_recognition_service.aws_lambda.sources import load_function_model
@@ -21,16 +19,6 @@ from face_recognition_service.engine import ModelState
 
 from .conftest import make_settings
 from .lambda_support import FakeLambdaContext, check_response, load_event
-
-
-@pytest.fixture()
-def aws(aws_credentials: None) -> Iterator[None]:
-    from aws_lambda_powertools.utilities import parameters
-
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
-    with mock_aws():
-        yield
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
 def _with_key(event: dict[str, Any], key: str | None) -> dict[str, Any]:
@@ -41,7 +29,7 @@ def _with_key(event: dict[str, Any], key: str | None) -> dict[str, Any]:
 
 
 def test_api_key_from_parameter_store(
-    aws: None, lambda_module: ModuleType, model_dir: Path, model: ModelState
+    aws_mock: None, lambda_module: ModuleType, model_dir: Path, model: ModelState
 ) -> None:
     ssm = boto3.client("ssm")
     ssm.put_parameter(Name="/face/api-key", Value="k-123", Type="SecureString")
@@ -59,7 +47,7 @@ def test_api_key_from_parameter_store(
 
 
 def test_api_key_cache_age_is_configurable(
-    aws: None, lambda_module: ModuleType, model_dir: Path, model: ModelState
+    aws_mock: None, lambda_module: ModuleType, model_dir: Path, model: ModelState
 ) -> None:
     ssm = boto3.client("ssm")
     ssm.put_parameter(Name="/face/api-key", Value="k-1", Type="SecureString")
@@ -73,7 +61,7 @@ def test_api_key_cache_age_is_configurable(
 
 
 def test_api_key_from_secrets_manager(
-    aws: None, lambda_module: ModuleType, model_dir: Path, model: ModelState
+    aws_mock: None, lambda_module: ModuleType, model_dir: Path, model: ModelState
 ) -> None:
     boto3.client("secretsmanager").create_secret(Name="face-api-key", SecretString="s-789")
     handler = lambda_module.build_handler(make_settings(model_dir, api_key_secret="face-api-key"), model)
@@ -96,7 +84,11 @@ def _pack(model_dir: Path) -> dict[str, bytes]:
 
 
 def test_model_from_s3_files(
-    aws: None, lambda_module: ModuleType, model_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    aws_mock: None,
+    lambda_module: ModuleType,
+    model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     from face_recognition_service.aws_lambda.sources import fetch_model_from_s3
 
@@ -109,7 +101,11 @@ def test_model_from_s3_files(
 
 
 def test_model_from_s3_zip_serves_embeddings(
-    aws: None, lambda_module: ModuleType, model_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    aws_mock: None,
+    lambda_module: ModuleType,
+    model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -125,7 +121,7 @@ def test_model_from_s3_zip_serves_embeddings(
 
 
 def test_model_from_s3_missing_is_model_not_loaded(
-    aws: None, lambda_module: ModuleType, tmp_path: Path
+    aws_mock: None, lambda_module: ModuleType, tmp_path: Path
 ) -> None:
     _bucket_with({"other/readme.txt": b"nothing here"})
     settings = make_settings(tmp_path, model_s3_uri="s3://face-models/packs")

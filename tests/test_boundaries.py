@@ -13,7 +13,6 @@ mutation audit): each was checked against the bug planted in the code.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,7 +22,6 @@ import numpy as np
 import pytest
 from botocore.stub import Stubber
 from fastapi.testclient import TestClient
-from moto import mock_aws
 from PIL import Image
 
 from face_recognition_service.api import create_app
@@ -175,18 +173,8 @@ def test_an_oversized_raw_image_is_refused_through_the_lambda_handler(
 # --- 4. a key source that yields nothing ------------------------------------------------------
 
 
-@pytest.fixture()
-def aws(aws_credentials: None) -> Iterator[None]:
-    from aws_lambda_powertools.utilities import parameters
-
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
-    with mock_aws():
-        yield
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
-
-
 def test_a_binary_secret_lets_nobody_in(
-    aws: None, lambda_module: ModuleType, model_dir: Path, model: ModelState
+    aws_mock: None, lambda_module: ModuleType, model_dir: Path, model: ModelState
 ) -> None:
     """Secrets Manager returns bytes for a binary secret: no key can equal it, so
     every protected request is refused, whatever it sends."""
@@ -206,7 +194,7 @@ def test_a_binary_secret_lets_nobody_in(
 
 
 def test_an_s3_read_failure_returns_the_message_to_the_queue(
-    aws: None, model_dir: Path, model: ModelState
+    aws_mock: None, model_dir: Path, model: ModelState
 ) -> None:
     """S3 answers 503 SlowDown for the photo: PROCESSING_ERROR, which is transient,
     so the message goes back to the queue and no result is written."""
@@ -256,7 +244,7 @@ def test_a_little_endian_orientation_six_is_turned() -> None:
 
 
 def test_a_queue_result_is_written_for_the_sample_event(
-    aws: None, model_dir: Path, model: ModelState
+    aws_mock: None, model_dir: Path, model: ModelState
 ) -> None:
     """The same handler delivers a result when S3 answers: the failure above is
     the stubbed read, not the set-up."""
