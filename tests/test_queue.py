@@ -102,10 +102,6 @@ def test_results_are_json_objects_and_each_message_is_logged_and_counted(
 ) -> None:
     """The result object says it is JSON; one log line per delivered message names
     it and its error code; a poison message is counted in QueuePoisonMessages."""
-    import io
-
-    from face_recognition_service.aws_lambda.observability import logger
-
     # A prefix that ends in a letter X and a slash: the slash alone is trimmed.
     settings = make_settings(model_dir, image_s3_buckets="photos", results_s3_uri="s3://results/outX/")
     event = {
@@ -116,28 +112,19 @@ def test_results_are_json_objects_and_each_message_is_logged_and_counted(
         ]
     }
     capsys.readouterr()
-    stream = io.StringIO()
-    log_handler = logger.registered_handler
-    assert isinstance(log_handler, logging.StreamHandler)
-    # Swapped before the handler is built (its init logs too), and by assignment:
-    # setStream flushes the old stream, which a second pytest run in one
-    # process (make mutate) has closed.
-    previous, log_handler.stream = log_handler.stream, stream
-    try:
-        handler = build_handler(settings, model, warm=False)
-        response = handler(event, FakeLambdaContext())  # type: ignore[arg-type]
-    finally:
-        log_handler.stream = previous
+
+    def run() -> Any:  # the handler built inside: its init logs too
+        return build_handler(settings, model, warm=False)(event, FakeLambdaContext())  # type: ignore[arg-type]
+
+    response, lines = _logged(run)
     assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m3"]
     # RESULTS_S3_URI with a trailing slash: still outX/<id>.json, one slash.
     keys = sorted(o["Key"] for o in aws.list_objects_v2(Bucket="results")["Contents"])
     assert keys == ["outX/bad.json", "outX/ok.json"]
     assert aws.head_object(Bucket="results", Key="outX/ok.json")["ContentType"] == "application/json"
-    lines = [
-        json.loads(line)
-        for line in (stream.getvalue() + capsys.readouterr().out).splitlines()
-        if line.startswith("{")
-    ]
+    lines += [
+        json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")
+    ]  # metrics
     delivered = {
         line["message_id"]: line.get("error_code") for line in lines if line.get("message") == "queue message"
     }
@@ -154,10 +141,55 @@ def test_results_are_json_objects_and_each_message_is_logged_and_counted(
     assert returned == {"m3": "unreadable message (1 errors)"}
 
 
+def _logged(run: Any) -> tuple[Any, list[dict[str, Any]]]:
+    """``run()``'s result and the JSON log lines it wrote (the Powertools logger's
+    stream swapped by assignment: setStream would flush a stream that a second
+    in-process pytest run, as make mutate's, has closed)."""
+    import io
+
+    from face_recognition_service.aws_lambda.observability import logger
+
+    log_handler = logger.registered_handler
+    assert isinstance(log_handler, logging.StreamHandler)
+    stream = io.StringIO()
+    previous, log_handler.stream = log_handler.stream, stream
+    try:
+        result = run()
+    finally:
+        log_handler.stream = previous
+    return result, [json.loads(line) for line in stream.getvalue().splitlines() if line.startswith("{")]
+
+
+def _returned(lines: list[dict[str, Any]]) -> dict[str, str]:
+    return {
+        line["message_id"]: line["reason"]
+        for line in lines
+        if line.get("message") == "queue message returned"
+    }
+
+
 def test_no_destination_returns_every_message_to_the_queue(
     aws: Any, model_dir: Path, model: ModelState
 ) -> None:
-    handler = build_handler(make_settings(model_dir, image_s3_buckets="photos"), model, warm=False)
     body = {"id": "ok", "image_s3_uri": "s3://photos/u1.jpg"}
-    response = handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())  # type: ignore[arg-type]
+
+    def run() -> Any:
+        handler = build_handler(make_settings(model_dir, image_s3_buckets="photos"), model, warm=False)
+        return handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())  # type: ignore[arg-type]
+
+    response, lines = _logged(run)
     assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m1"]
+    assert _returned(lines) == {"m1": "neither RESULTS_S3_URI nor RESULTS_QUEUE_URL is set"}
+
+
+def test_a_transient_failure_is_logged_with_its_code(aws: Any, tmp_path: Path) -> None:
+    body = {"id": "u1", "image": base64.b64encode(read("obama_small.jpg")).decode()}
+
+    def run() -> Any:
+        settings = make_settings(tmp_path, results_s3_uri="s3://results/out")
+        handler = build_handler(settings, ModelState(None, "not installed"), warm=False)
+        return handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())  # type: ignore[arg-type]
+
+    response, lines = _logged(run)
+    assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m1"]
+    assert _returned(lines) == {"m1": "MODEL_NOT_LOADED"}

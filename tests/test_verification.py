@@ -290,3 +290,25 @@ def test_a_zero_vector_is_refused_naming_which(
         "INVALID_EMBEDDING",
     )
     assert body["error"] == says
+
+
+def test_a_model_mismatch_says_which_models_and_how_many(client: TestClient) -> None:
+    refs = [
+        {"id": "a", "embedding": vec(1.0), "model": "buffalo_l/w600k_r50@2"},
+        {"id": "b", "embedding": vec(1.0), "model": "buffalo_l/w600k_r50@2"},
+        {"id": "c", "embedding": vec(1.0), "model": "buffalo_s/w600k_mbf@3"},
+        {"id": "d", "embedding": vec(1.0)},
+        {"id": "e", "embedding": vec(1.0), "model": "buffalo_sc/w600k_mbf@1"},
+    ]
+    body = assert_error(
+        client.post(
+            VERIFY, json={"embedding": vec(1.0), "model": "buffalo_sc/w600k_mbf@1", "references": refs}
+        ),
+        409,
+        "MODEL_MISMATCH",
+    )
+    assert body["error"] == "The embeddings come from different models and cannot be compared."
+    assert body["detail"] == (
+        "The probe is buffalo_sc/w600k_mbf@1; 3 reference(s) are buffalo_l/w600k_r50@2, buffalo_s/w600k_mbf@3. "
+        "Re-enrol those references with the current model."
+    )
