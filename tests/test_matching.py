@@ -176,3 +176,14 @@ def test_huge_and_tiny_references_keep_their_own_directions() -> None:
     result = rank(query, np.stack([huge, tiny]), DistanceMetric.COSINE)
     assert result.order.tolist() == [1, 0]
     assert result.similarities.tolist() == pytest.approx([1.0, 2**-0.5])
+
+
+def test_a_huge_query_keeps_its_direction() -> None:
+    """A query whose norm overflows (values near 1e308) goes through the
+    divide-by-the-peak path as a single vector."""
+    query = np.zeros(512)
+    query[:2] = 1e308
+    refs = np.zeros((1, 512))
+    refs[0, 0] = 1.0
+    result = rank(query, refs, DistanceMetric.COSINE)
+    assert result.similarities.tolist() == pytest.approx([2**-0.5])
