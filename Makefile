@@ -86,7 +86,8 @@ soak: $(VENV)/.dev
 # the score and the surviving mutants are kept in tests/MUTATION.md.
 mutate: $(VENV)/.dev
 	rm -rf mutants
-	PYTHONPATH=$(CURDIR)/mutants/function $(BIN)/mutmut run --max-children $${MUTATE_JOBS:-2}
+	ln -sfn function src  # mutmut's source roots are ./, src/ and source/
+	$(BIN)/mutmut run --max-children $${MUTATE_JOBS:-2}
 	$(BIN)/mutmut results --all true > mutants/results.txt || true
 	$(PY) -m infra.mutation_report mutants/results.txt
 
