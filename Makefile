@@ -84,7 +84,11 @@ soak: $(VENV)/.dev
 # Mutation testing of the core modules (pyproject.toml [tool.mutmut]) with the
 # fast tests; not part of `make test` (tens of minutes). Run before a release;
 # the score and the surviving mutants are kept in tests/MUTATION.md.
+# mutmut 3.8 (3.7 breaks on pytest 9) asks for click>=8.4, aws-sam-cli pins 8.1.8:
+# mutmut goes in without its dependencies, which run on either click.
 mutate: $(VENV)/.dev
+	$(PIP_INSTALL) -c constraints.txt libcst textual setproctitle | $(QUIET_SATISFIED)
+	$(PIP_INSTALL) --no-deps mutmut==3.8.1 | $(QUIET_SATISFIED)
 	rm -rf mutants
 	ln -sfn function src  # mutmut's source roots are ./, src/ and source/
 	$(BIN)/mutmut run --max-children $${MUTATE_JOBS:-2}
