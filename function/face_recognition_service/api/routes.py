@@ -113,6 +113,7 @@ _IMAGE_ERRORS = (
     ErrorCode.IMAGE_SOURCE_FORBIDDEN,
     ErrorCode.IMAGE_NOT_FOUND,
     ErrorCode.SERVICE_BUSY,
+    ErrorCode.RESPONSE_TOO_LARGE,  # under Lambda, an answer over 6 MB
 )
 # What the shared checks answer on every protected JSON route other than
 # /embed (whose body limit is IMAGE_TOO_LARGE): the API key, the Content-Type
@@ -161,7 +162,9 @@ def _embed(received: ImageInput, engine: FaceEngine, settings: Settings) -> tupl
     summary="Embed many photos in one request, one recogniser pass",
     openapi_extra=request_body(EmbedBatchRequest),
     responses=_ok(EmbedBatchResponse)
-    | _errors(ErrorCode.INVALID_IMAGE, ErrorCode.MODEL_NOT_LOADED, *_JSON_BODY_ERRORS),
+    | _errors(
+        ErrorCode.INVALID_IMAGE, ErrorCode.MODEL_NOT_LOADED, ErrorCode.RESPONSE_TOO_LARGE, *_JSON_BODY_ERRORS
+    ),
 )
 async def embed_batch_route(request: Request, engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
     require_json(request)

@@ -170,7 +170,8 @@ class EmbedBatchRequest(FaceRequestOptions):
 
 
 class BatchResult(BaseModel):
-    """One item of /embed/batch: its id and either the /embed answer's fields or its own error."""
+    """One item of /embed/batch: its id and either the /embed answer's fields or its own error
+    (any /embed error code, or TOO_MANY_FACES once the request's 256 faces are used up)."""
 
     model_config = ConfigDict(extra="allow")
 
