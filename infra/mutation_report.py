@@ -28,7 +28,10 @@ def module_of(name: str) -> str:
 
 def change(mutant: str) -> str:
     shown = subprocess.run(
-        [str(Path(sys.executable).parent / "mutmut"), "show", mutant], capture_output=True, text=True, check=False
+        [str(Path(sys.executable).parent / "mutmut"), "show", mutant],
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout
     lines = [ln[1:].strip() for ln in shown.splitlines() if ln[:1] in "+-" and ln[:3] not in ("---", "+++")]
     return " => ".join(lines)[:200]
