@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import boto3
 import pytest
@@ -193,3 +194,22 @@ def test_a_transient_failure_is_logged_with_its_code(aws: Any, tmp_path: Path) -
     response, lines = _logged(run)
     assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m1"]
     assert _returned(lines) == {"m1": "MODEL_NOT_LOADED"}
+
+
+def test_distinct_ids_never_share_a_result_key(aws: Any, model_dir: Path, model: ModelState) -> None:
+    """'g1' and 'g1.json?x' once both wrote out/g1.json, and '#' wrote out/
+    (issue 21, finding 6): each id is percent-encoded into its own key."""
+    settings = make_settings(model_dir, image_s3_buckets="photos", results_s3_uri="s3://results/out")
+    handler = build_handler(settings, model, warm=False)
+    ids = ["g1", "g1.json?x", "#", "a/b", "a", "100%", "x\ny"]
+    image = base64.b64encode(b"not a photo").decode()  # every result an INVALID_IMAGE: cheap
+    records = [sqs_record({"id": i, "image": image}, f"m{n}") for n, i in enumerate(ids)]
+    response = handler({"Records": records}, FakeLambdaContext())  # type: ignore[arg-type]
+    assert response["batchItemFailures"] == []
+    keys = sorted(o["Key"] for o in aws.list_objects_v2(Bucket="results")["Contents"])
+    assert len(keys) == len(ids)
+    assert "out/g1.json" in keys and "out/g1.json%3Fx.json" in keys and "out/%23.json" in keys
+    assert "out/a%2Fb.json" in keys
+    for key in keys:
+        result = json.loads(aws.get_object(Bucket="results", Key=key)["Body"].read())
+        assert key == f"out/{quote(result['id'], safe='')}.json"

@@ -41,6 +41,12 @@ def refusal(*args: Any) -> ServiceError:
     [
         ("s3://photos/u1.jpg", ("photos", "u1.jpg")),
         ("s3://photos/a/b/c.jpg", ("photos", "a/b/c.jpg")),
+        # S3 keys are any characters: a URL parser would cut these at '#' or '?',
+        # or drop the leading '/', and read another object (issue 21, finding 7).
+        ("s3://photos/a#b.jpg", ("photos", "a#b.jpg")),
+        ("s3://photos/a?b=1.jpg", ("photos", "a?b=1.jpg")),
+        ("s3://photos//a.jpg", ("photos", "/a.jpg")),
+        ("s3://photos/%20 x", ("photos", "%20 x")),
     ],
 )
 def test_uris_name_a_bucket_and_a_key(uri: str, parts: tuple[str, str]) -> None:
@@ -48,7 +54,7 @@ def test_uris_name_a_bucket_and_a_key(uri: str, parts: tuple[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "uri", ["https://photos/u1.jpg", "s3:///u1.jpg", "s3://photos", "s3://photos/", "s3://photos//"]
+    "uri", ["https://photos/u1.jpg", "S3://photos/u1.jpg", "s3:///u1.jpg", "s3://photos", "s3://photos/"]
 )
 def test_other_uris_are_refused_with_the_form_to_use(uri: str) -> None:
     with pytest.raises(ServiceError) as refused:
@@ -206,3 +212,13 @@ def test_an_s3_error_without_a_code_is_a_processing_error_with_no_code(aws_crede
     with _stubbed(("head_object", None, "")):
         error = refusal("s3://photos/u1.jpg", ["photos"], 100)
     assert error.code is ErrorCode.PROCESSING_ERROR and error.detail == ""
+
+
+def test_a_key_with_a_hash_reads_its_own_object(s3: Any) -> None:
+    """s3://photos/a#b.jpg once returned object a's bytes (issue 21, finding 7)."""
+    s3.put_object(Bucket="photos", Key="a", Body=b"object a")
+    s3.put_object(Bucket="photos", Key="a#b.jpg", Body=b"object a#b")
+    s3.put_object(Bucket="photos", Key="/a", Body=b"object /a")
+    assert fetch_image("s3://photos/a#b.jpg", ["photos"], 100) == b"object a#b"
+    assert fetch_image("s3://photos//a", ["photos"], 100) == b"object /a"
+    assert fetch_image("s3://photos/a", ["photos"], 100) == b"object a"

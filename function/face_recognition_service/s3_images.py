@@ -7,18 +7,20 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlparse
 
 from .errors import ErrorCode, ServiceError
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+    """(bucket, key) of ``s3://bucket/key``. The key is everything after the
+    bucket's slash, as S3 stores it: '#', '?' and a leading '/' are part of the
+    key (a URL parser would cut at '#' or '?' and read another object)."""
+    bucket, slash, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket or not slash or not key:
         raise ServiceError(
             ErrorCode.INVALID_IMAGE, "The image S3 URI is not valid.", "Use the form s3://bucket/key."
         )
-    return parsed.netloc, parsed.path.lstrip("/")
+    return bucket, key
 
 
 @lru_cache(maxsize=1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aws_lambda_powertools.metrics import MetricUnit
@@ -57,7 +58,11 @@ def _client(service: str) -> Any:
 def deliver(result: dict[str, Any], settings: Settings) -> None:
     body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     if settings.results_s3_uri:
-        bucket, key = parse_s3_uri(f"{settings.results_s3_uri.rstrip('/')}/{result['id']}.json")
+        # The id percent-encoded into one path segment: distinct ids never share a
+        # key ('g1' and 'g1.json?x', or '#', or 'a/b' against 'a' and 'b').
+        bucket, key = parse_s3_uri(
+            f"{settings.results_s3_uri.rstrip('/')}/{quote(result['id'], safe='')}.json"
+        )
         _client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
     elif settings.results_queue_url:
         _client("sqs").send_message(QueueUrl=settings.results_queue_url, MessageBody=body)
