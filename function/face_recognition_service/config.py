@@ -16,6 +16,11 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .matching import OperatingPoint
 
+# The lowest detection threshold a setting or a request may ask for. Below it
+# SCRFD's scores are noise: on a one-face portrait 0.1 finds one face and 1e-9
+# finds 6,096.
+MIN_DETECTION_THRESHOLD = 0.1
+
 
 class Device(StrEnum):
     CPU = "cpu"
@@ -70,7 +75,7 @@ class Settings(BaseSettings):
     # Model
     model_name: str = "buffalo_sc"
     model_dir: Path = Field(default_factory=_default_model_dir)
-    detection_threshold: float = Field(default=0.5, ge=0.1, lt=1.0)
+    detection_threshold: float = Field(default=0.5, ge=MIN_DETECTION_THRESHOLD, lt=1.0)
     device: Device = Device.CPU
     # Longest side of the detector input. 640 is InsightFace's default.
     det_size: int = Field(default=640, ge=64, le=2048)

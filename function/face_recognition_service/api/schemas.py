@@ -15,9 +15,10 @@ from pydantic import (
     model_validator,
 )
 
+from ..config import MIN_DETECTION_THRESHOLD
 from ..embedding import EmbeddingFormat, EmbedOptions, Include
 from ..engine import FaceOptions, FaceSelection, Verdict
-from ..engine.selection import MAX_FACES, MAX_FACES_PER_REQUEST, MIN_DETECTION_THRESHOLD
+from ..engine.selection import MAX_FACES, MAX_FACES_PER_REQUEST
 from ..matching import EMBEDDING_SIZE, DistanceMetric, OperatingPoint
 
 MAX_REFERENCES = 10_000
@@ -171,7 +172,7 @@ class EmbedBatchRequest(FaceRequestOptions):
 
 class BatchResult(BaseModel):
     """One item of /embed/batch: its id and either the /embed answer's fields or its own error
-    (any /embed error code, or TOO_MANY_FACES once the request's 256 faces are used up)."""
+    (any /embed error code, or TOO_MANY_FACES once the request's faces are used up)."""
 
     model_config = ConfigDict(extra="allow")
 
@@ -229,7 +230,7 @@ class EmbedResponse(BaseModel):
     face_count: int | None = None
     faces_left_out: int | None = Field(
         default=None,
-        description="Faces found but not returned (selection `all`): beyond `max_faces` (at most 100), "
+        description=f"Faces found but not returned (selection `all`): beyond `max_faces` (at most {MAX_FACES}), "
         "or below `min_quality`.",
     )
 

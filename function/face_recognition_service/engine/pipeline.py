@@ -25,10 +25,7 @@ from .detector import Detections, Detector
 from .quality import Quality, assess
 from .recognizer import Recognizer
 from .runtime import ModelLoadError, create_shared_pool, open_session, providers_for
-from .selection import (
-    FaceOptions,
-    select_faces,
-)
+from .selection import FaceOptions, select_faces
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +44,7 @@ def _last_part(match: re.Match[str]) -> str:
 # Crops per recogniser run. Measured on 2 cores (bench.worst_requests, BENCHMARKS
 # "Worst admitted request"): 256 crops take the same time at 8, 16 or 64 a run
 # (3.3-3.6 s), but ONNX Runtime's activations for 64 add ~456 MB to the peak
-# against ~116 MB for 16; 22 crops (a team photo) are 0.87x as fast at 16.
+# against ~116 MB for 16; 22 crops (a team photo) take 0.87x the time at 16.
 RECOGNISER_BATCH = 16
 
 

@@ -26,9 +26,6 @@ class FaceSelection(StrEnum):
 # embeddings are ~1.1 MB of JSON; 256, ~2.8 MB, inside Lambda's 6 MB).
 MAX_FACES = 100
 MAX_FACES_PER_REQUEST = 256
-# The lowest detection_threshold a request may ask for. Below it SCRFD's scores
-# are noise: on a one-face portrait 0.1 finds one face and 1e-9 finds 6,096.
-MIN_DETECTION_THRESHOLD = 0.1
 
 
 @dataclass(frozen=True)
