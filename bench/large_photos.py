@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 
 from face_recognition_service.config import Settings
-from face_recognition_service.embedding import EmbedOptions, find_faces
 from face_recognition_service.engine import FaceEngine
+from face_recognition_service.faces import EmbedOptions, find_faces
 from face_recognition_service.imaging import decode_image, probe, reduction
 from face_recognition_service.provision import provision
 from face_recognition_service.testing import embed_body, free_port, phone_size_jpeg

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 
 from face_recognition_service.config import Settings
-from face_recognition_service.embedding import EmbedOptions, find_faces
 from face_recognition_service.engine import FaceEngine, FaceOptions, FaceSelection
+from face_recognition_service.faces import EmbedOptions, find_faces
 from face_recognition_service.matching import OPERATING_POINTS, operating_points_for
 from face_recognition_service.provision import provision
 from face_recognition_service.testing import labelled_photos

@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from face_recognition_service.api.compare_parser import parse_compare
-from face_recognition_service.api.comparison import compare_request_arrays
+from face_recognition_service.api.compare_parser import compare_request_arrays, parse_compare
 from face_recognition_service.api.schemas import CompareRequest
 from face_recognition_service.matching import DistanceMetric
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from face_recognition_service.config import Settings
-from face_recognition_service.embedding import EmbedOptions, find_faces, prepare_faces
 from face_recognition_service.engine import FaceEngine
+from face_recognition_service.faces import EmbedOptions, find_faces, prepare_faces
 from face_recognition_service.imaging import area_reduce, dct_scalable, decode_image, probe, reduction
 from face_recognition_service.testing import phone_size_jpeg
 from face_recognition_service.timing import Stages

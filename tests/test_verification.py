@@ -244,7 +244,7 @@ def test_verify_with_a_photo_without_a_face(client: TestClient) -> None:
     ],
 )
 def test_the_pack_of_a_model_tag_is_its_first_part(tag: str | None, pack: str) -> None:
-    from face_recognition_service.verification import pack_of
+    from face_recognition_service.usecases.verify import pack_of
 
     assert pack_of(tag, "dflt") == pack
 

@@ -62,11 +62,20 @@ def as_unit_vectors(vectors: np.ndarray, what: str) -> np.ndarray:
     return unit
 
 
+def distance_of(similarity: np.ndarray, metric: DistanceMetric) -> np.ndarray:
+    """Each metric's distance from the cosine of unit vectors (the module's docstring)."""
+    if metric is DistanceMetric.COSINE:
+        cosine: np.ndarray = 1.0 - similarity
+        return cosine
+    euclidean: np.ndarray = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * similarity))
+    return euclidean
+
+
 def rank(query: np.ndarray, references: np.ndarray, metric: DistanceMetric) -> Ranking:
     q = as_unit_vectors(query, "query embedding")
     refs = as_unit_vectors(references, "reference embeddings")
     cos = np.clip(refs @ q, -1.0, 1.0)
-    distances = 1.0 - cos if metric is DistanceMetric.COSINE else np.sqrt(np.maximum(0.0, 2.0 - 2.0 * cos))
+    distances = distance_of(cos, metric)
     order = np.argsort(distances, kind="stable")
     return Ranking(order=order, distances=distances[order], similarities=cos[order])
 

@@ -19,9 +19,9 @@ import numpy as np
 import pybase64
 import simdjson
 
-from ..matching import EMBEDDING_SIZE, DistanceMetric
-from .comparison import CompareArrays
-from .schemas import MAX_ID_LENGTH, MAX_REFERENCES
+from ..matching import EMBEDDING_SIZE, DistanceMetric, decode_embedding, stack_references
+from ..usecases.compare import CompareArrays
+from .schemas import MAX_ID_LENGTH, MAX_REFERENCES, CompareRequest
 
 
 def _floats(value: object) -> np.ndarray | None:
@@ -242,3 +242,19 @@ def _tag(value: object) -> tuple[bool, str | None]:
     if isinstance(value, str) and 1 <= len(value) <= 200:
         return True, value
     return False, None
+
+
+def compare_request_arrays(body: CompareRequest) -> CompareArrays:
+    """Arrays from a request pydantic validated (float lists or base64, mixed)."""
+    refs = body.reference_embeddings
+    query = decode_embedding(body.query_embedding, "query embedding")
+    matrix = stack_references(query, [decode_embedding(r.embedding, f"reference {r.id!r}") for r in refs])
+    return CompareArrays(
+        query,
+        [r.id for r in refs],
+        matrix,
+        body.distance_metric,
+        body.query_model,
+        [r.model for r in refs],
+        body.group_by_id,
+    )

@@ -24,9 +24,7 @@ def get_model(request: Request) -> ModelState:
 
 
 def get_engine(model: Annotated[ModelState, Depends(get_model)]) -> FaceEngine:
-    if model.engine is None:
-        raise ServiceError(ErrorCode.MODEL_NOT_LOADED, "The face model is not loaded.", model.error)
-    return model.engine
+    return model.require()
 
 
 def check_api_key(source: Callable[[], str | None] | None, given: str) -> None:

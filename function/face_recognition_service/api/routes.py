@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from functools import partial
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from ..batch import BatchItem, embed_batch, faces_in
 from ..config import Settings
-from ..embedding import Include, embed_bytes, find_faces, load_image
-from ..engine import FaceEngine, FaceSelection, ModelState
-from ..errors import HTTP_STATUS, ErrorCode, ServiceError
+from ..engine import FaceEngine, ModelState
+from ..errors import HTTP_STATUS, ErrorCode
 from ..matching import AMBIGUITY_MARGIN, decode_embedding, operating_points_for
 from ..timing import Stages
-from ..verification import Reference, pack_of, threshold_for
-from ..verification import verify as verify_references
+from ..usecases.batch import BatchInput, BatchItem, embed_batch, faces_in
+from ..usecases.compare import compare as compare_arrays
+from ..usecases.embed import EmbedInput, ImageSource
+from ..usecases.embed import embed as embed_photo
+from ..usecases.verify import Reference, VerifyInput
+from ..usecases.verify import verify as verify_probe
 from .bodies import require_json, validate_json
-from .compare_parser import parse_compare
-from .comparison import compare_arrays, compare_request_arrays
-from .deps import EngineDep, ModelDep, Protected, SettingsDep, get_engine
+from .compare_parser import compare_request_arrays, parse_compare
+from .deps import EngineDep, ModelDep, Protected, SettingsDep
 from .docs import request_body, response
 from .inputs import ImageInput, parse_json_input, read_image_input
 from .responses import ORJSONResponse
@@ -145,9 +143,8 @@ def _embed(received: ImageInput, engine: FaceEngine, settings: Settings) -> tupl
     if received.json_body is not None:
         received = parse_json_input(received.json_body)
     stages.mark("parse")
-    data = load_image(settings, image=received.image, s3_uri=received.s3_uri, data=received.data)
-    stages.mark("read_image")
-    result = embed_bytes(data, engine, settings, embed_options(received.options), stages)
+    source = ImageSource(base64=received.image, s3_uri=received.s3_uri, data=received.data)
+    result = embed_photo(EmbedInput(source, embed_options(received.options)), engine, settings, stages)
     # Rendered here, in the worker thread: a large answer never holds the event loop.
     response = ORJSONResponse(result)
     stages.mark("serialise")
@@ -176,18 +173,10 @@ async def embed_batch_route(request: Request, engine: EngineDep, settings: Setti
 
 def _embed_batch(raw: bytes, engine: FaceEngine, settings: Settings) -> list[dict[str, Any]]:
     body = validate_json(raw, EmbedBatchRequest, ErrorCode.INVALID_IMAGE)
-    if len(body.images) > settings.max_batch_images:
-        raise ServiceError(
-            ErrorCode.INVALID_IMAGE,
-            "Too many images in one batch.",
-            f"{len(body.images)} images; at most {settings.max_batch_images} (MAX_BATCH_IMAGES).",
-            status=422,
-        )
     items = [
-        BatchItem(item.id, partial(load_image, settings, image=item.image, s3_uri=item.image_s3_uri))
-        for item in body.images
+        BatchItem(item.id, ImageSource(base64=item.image, s3_uri=item.image_s3_uri)) for item in body.images
     ]
-    return embed_batch(items, engine, settings, embed_options(body))
+    return embed_batch(BatchInput(items, embed_options(body)), engine, settings)
 
 
 @router.post(
@@ -211,28 +200,19 @@ async def verify(request: Request, model: ModelDep, settings: SettingsDep) -> OR
 
 def _verify(raw: bytes, model: ModelState, settings: Settings) -> dict[str, Any]:
     body = validate_json(raw, VerifyRequest, ErrorCode.INVALID_EMBEDDING)
-    references = [
-        Reference(r.id, decode_embedding(r.embedding, f"reference {r.id!r}"), r.model)
-        for r in body.references
-    ]
-    extra: dict[str, Any] = {}
-    probe_model: str | None
-    if body.image is not None:
-        engine = get_engine(model)
-        options = embed_options(body)
-        if options.faces.selection is FaceSelection.ALL:
-            options = replace(options, faces=replace(options.faces, selection=FaceSelection.SINGLE))
-        faces, _ = find_faces(load_image(settings, image=body.image), engine, settings, options)
-        probe, probe_model = faces[0].embedding.astype(np.float64), engine.model_tag
-        extra["detection_score"] = round(faces[0].detection_score, 6)
-        if Include.QUALITY in options.include and faces[0].quality is not None:
-            extra["quality"] = faces[0].quality.as_dict()
-    else:
-        assert body.embedding is not None
-        probe, probe_model = decode_embedding(body.embedding, "embedding"), body.model
-    pack = pack_of(probe_model or next((r.model for r in references if r.model), None), settings.model_name)
-    threshold, point = threshold_for(pack, body.threshold, body.operating_point, settings.operating_point)
-    return {**verify_references(probe, probe_model, references, threshold, point), **extra}
+    request = VerifyInput(
+        references=[
+            Reference(r.id, decode_embedding(r.embedding, f"reference {r.id!r}"), r.model)
+            for r in body.references
+        ],
+        image=None if body.image is None else ImageSource(base64=body.image),
+        options=embed_options(body),
+        embedding=None if body.embedding is None else decode_embedding(body.embedding, "embedding"),
+        model=body.model,
+        threshold=body.threshold,
+        operating_point=body.operating_point,
+    )
+    return verify_probe(request, model, settings)
 
 
 @router.post(

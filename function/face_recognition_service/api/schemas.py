@@ -16,9 +16,9 @@ from pydantic import (
 )
 
 from ..config import MIN_DETECTION_THRESHOLD
-from ..embedding import EmbeddingFormat, EmbedOptions, Include
 from ..engine import FaceOptions, FaceSelection, Verdict
 from ..engine.selection import MAX_FACES, MAX_FACES_PER_REQUEST
+from ..faces import EmbeddingFormat, EmbedOptions, Include
 from ..matching import EMBEDDING_SIZE, DistanceMetric, OperatingPoint
 
 MAX_REFERENCES = 10_000

@@ -26,13 +26,12 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
-from ..api.deps import get_engine
 from ..api.schemas import FaceRequestOptions, OneImage, ReferenceId, embed_options
 from ..config import Settings
-from ..embedding import embed_bytes, load_image
 from ..engine import ModelState
 from ..errors import ErrorCode, ServiceError
 from ..s3_images import parse_s3_uri
+from ..usecases.embed import EmbedInput, ImageSource, embed
 from .observability import logger, metrics
 
 # Errors worth another try: the message goes back to the queue.
@@ -86,9 +85,9 @@ def build_queue_handler(
             raise UndeliverableError(f"unreadable message ({exc.error_count()} errors)") from None
         result: dict[str, Any] = {"id": message.id, "message_id": record.message_id}
         try:
-            engine = get_engine(model)
-            data = load_image(settings, image=message.image, s3_uri=message.image_s3_uri)
-            result.update(embed_bytes(data, engine, settings, embed_options(message)))
+            engine = model.require()  # first: without a model the message is retried, whatever its image
+            source = ImageSource(base64=message.image, s3_uri=message.image_s3_uri)
+            result.update(embed(EmbedInput(source, embed_options(message)), engine, settings))
         except ServiceError as exc:
             if exc.code in TRANSIENT:
                 raise UndeliverableError(exc.code.value) from None

@@ -274,6 +274,12 @@ class ModelState:
     error: str | None = None
     load_seconds: float | None = None  # model load (and warm-up), for metrics
 
+    def require(self) -> FaceEngine:
+        """The engine, or MODEL_NOT_LOADED: how every transport gets it."""
+        if self.engine is None:
+            raise ServiceError(ErrorCode.MODEL_NOT_LOADED, "The face model is not loaded.", self.error)
+        return self.engine
+
     @property
     def public_error(self) -> str | None:
         """The reason without the server's folder names (for unauthenticated callers)."""

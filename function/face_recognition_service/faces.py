@@ -1,28 +1,25 @@
-"""An embed request's work, independent of its transport (HTTP, batch, queue):
-image bytes and options in, the answer's fields out."""
+"""Photo -> faces: decode (at the reduction the detector needs), detect, select,
+align, embed and apply min_quality. The use cases (``usecases``) build answers
+from what this returns."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 import numpy as np
 
 from .config import Settings
-from .engine import FaceEmbedding, FaceEngine, FaceOptions, FaceSelection, PreparedFace, Verdict
+from .engine import FaceEmbedding, FaceEngine, FaceOptions, PreparedFace, Verdict
 from .errors import ErrorCode, ServiceError
 from .imaging import (
     area_reduce,
     dct_scalable,
-    decode_base64_image,
     decode_image,
     probe,
     reduction,
     upright_size,
 )
-from .matching import encode_embedding
-from .s3_images import fetch_image
 from .timing import Stages
 
 
@@ -156,67 +153,3 @@ def find_faces(
     faces = engine.embed_prepared(prepared, options.needs_quality)
     stages.mark("embed")
     return apply_min_quality(faces, options), found
-
-
-def _vector(vector: np.ndarray, fmt: EmbeddingFormat) -> Any:
-    return encode_embedding(vector) if fmt is EmbeddingFormat.BASE64 else vector
-
-
-def face_fields(
-    face: FaceEmbedding, options: EmbedOptions, *, always_geometry: bool = False
-) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "embedding": _vector(face.embedding, options.embedding_format),
-        "detection_score": round(face.detection_score, 6),
-    }
-    if always_geometry or Include.BBOX in options.include:
-        out["bbox"] = [round(float(v), 1) for v in face.box]
-    if (always_geometry or Include.LANDMARKS in options.include) and face.landmarks is not None:
-        out["landmarks"] = [[round(float(x), 1), round(float(y), 1)] for x, y in face.landmarks]
-    if Include.QUALITY in options.include and face.quality is not None:
-        out["quality"] = face.quality.as_dict()
-    return out
-
-
-def render(faces: list[FaceEmbedding], options: EmbedOptions, model_tag: str, found: int) -> dict[str, Any]:
-    """The /embed answer: the seed's single-face shape, or ``faces`` for selection ``all``."""
-    if options.faces.selection is FaceSelection.ALL and not options.aligned:
-        out: dict[str, Any] = {
-            "faces": [face_fields(f, options, always_geometry=True) for f in faces],
-            "face_count": len(faces),
-            "model": model_tag,
-        }
-        if found != len(faces):
-            out["faces_left_out"] = found - len(faces)
-        return out
-    fields = face_fields(faces[0], options)
-    # The original contract's order first: embedding, face_detected, detection_score.
-    return {
-        "embedding": fields.pop("embedding"),
-        "face_detected": True,
-        "detection_score": fields.pop("detection_score"),
-        "model": model_tag,
-        **fields,
-    }
-
-
-def embed_bytes(
-    data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions, stages: Stages | None = None
-) -> dict[str, Any]:
-    stages = stages or Stages()
-    kept, found = find_faces(data, engine, settings, options, stages)
-    stages.note(faces=len(kept))
-    return render(kept, options, engine.model_tag, found=found)
-
-
-def load_image(
-    settings: Settings, *, image: str | None = None, s3_uri: str | None = None, data: bytes | None = None
-) -> bytes:
-    """The image's bytes, whichever way it came: an S3 URI (from the allowed
-    buckets), base64 or a data URI, or the file's bytes as they are."""
-    if s3_uri is not None:
-        return fetch_image(s3_uri, settings.image_s3_buckets, settings.max_image_size)
-    if image is not None:
-        return decode_base64_image(image, settings.max_image_size)
-    assert data is not None
-    return data

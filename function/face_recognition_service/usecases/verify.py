@@ -3,12 +3,15 @@ with the threshold of a named operating point (or the caller's own)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from .matching import (
+from ..config import Settings
+from ..engine import FaceSelection, ModelState
+from ..faces import EmbedOptions, Include, find_faces
+from ..matching import (
     OperatingPoint,
     best_per_id,
     check_models,
@@ -17,6 +20,7 @@ from .matching import (
     similarities,
     stack_references,
 )
+from .embed import ImageSource
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def threshold_for(
     return operating_points_for(model_name)[point.value], point.value
 
 
-def verify(
+def decide_references(
     probe: np.ndarray,
     probe_model: str | None,
     references: list[Reference],
@@ -69,3 +73,42 @@ def verify(
         "ambiguous": result.ambiguous,
         "model": model,
     }
+
+
+@dataclass(frozen=True)
+class VerifyInput:
+    """The probe is a photo (``image``, with the embed options) or an embedding
+    (with its model tag, if known)."""
+
+    references: list[Reference]
+    image: ImageSource | None = None
+    options: EmbedOptions = EmbedOptions()
+    embedding: np.ndarray | None = None
+    model: str | None = None
+    threshold: float | None = None
+    operating_point: OperatingPoint | None = None
+
+
+def verify(request: VerifyInput, model: ModelState, settings: Settings) -> dict[str, Any]:
+    """The /verify answer; a photo probe adds its detection score (and quality if asked)."""
+    extra: dict[str, Any] = {}
+    probe_model: str | None
+    if request.image is not None:
+        engine = model.require()
+        options = request.options
+        if options.faces.selection is FaceSelection.ALL:  # one probe face, whatever was asked
+            options = replace(options, faces=replace(options.faces, selection=FaceSelection.SINGLE))
+        faces, _ = find_faces(request.image.read(settings), engine, settings, options)
+        probe, probe_model = faces[0].embedding.astype(np.float64), engine.model_tag
+        extra["detection_score"] = round(faces[0].detection_score, 6)
+        if Include.QUALITY in options.include and faces[0].quality is not None:
+            extra["quality"] = faces[0].quality.as_dict()
+    else:
+        assert request.embedding is not None
+        probe, probe_model = request.embedding, request.model
+    references = request.references
+    pack = pack_of(probe_model or next((r.model for r in references if r.model), None), settings.model_name)
+    threshold, point = threshold_for(
+        pack, request.threshold, request.operating_point, settings.operating_point
+    )
+    return {**decide_references(probe, probe_model, references, threshold, point), **extra}

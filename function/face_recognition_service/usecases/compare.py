@@ -1,5 +1,6 @@
-"""/compare: both parse paths meet here, as arrays; ranking, optional grouping
-by id and the model check happen once, for both."""
+"""Compare: a query embedding ranked against references. Both of the HTTP
+route's parse paths (``api.compare_parser``) meet here, as arrays; ranking,
+optional grouping by id and the model check happen once, for both."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..matching import DistanceMetric, best_per_id, check_models, decode_embedding, rank, stack_references
-from .schemas import CompareRequest
+from ..matching import DistanceMetric, best_per_id, check_models, distance_of, rank
 
 
 @dataclass(frozen=True)
@@ -23,38 +23,14 @@ class CompareArrays:
     group_by_id: bool = False
 
 
-def compare_request_arrays(body: CompareRequest) -> CompareArrays:
-    """Arrays from a request pydantic validated (float lists or base64, mixed)."""
-    refs = body.reference_embeddings
-    query = decode_embedding(body.query_embedding, "query embedding")
-    matrix = stack_references(query, [decode_embedding(r.embedding, f"reference {r.id!r}") for r in refs])
-    return CompareArrays(
-        query,
-        [r.id for r in refs],
-        matrix,
-        body.distance_metric,
-        body.query_model,
-        [r.model for r in refs],
-        body.group_by_id,
-    )
-
-
-def _distance(similarity: np.ndarray, metric: DistanceMetric) -> np.ndarray:
-    if metric is DistanceMetric.COSINE:
-        result: np.ndarray = 1.0 - similarity
-    else:
-        result = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * similarity))
-    return result
-
-
-def compare_arrays(arrays: CompareArrays) -> dict[str, Any]:
+def compare(arrays: CompareArrays) -> dict[str, Any]:
     check_models(arrays.query_model, arrays.models)
     ranking = rank(arrays.query, arrays.references, arrays.metric)
     ids = arrays.ids
     if arrays.group_by_id:
         ordered_ids = [ids[i] for i in ranking.order.tolist()]
         persons = best_per_id(ordered_ids, ranking.similarities)
-        distances = _distance(persons.similarities, arrays.metric)
+        distances = distance_of(persons.similarities, arrays.metric)
         matches: list[dict[str, Any]] = [
             {"id": pid, "distance": d, "similarity": s, "templates": n}
             for pid, d, s, n in zip(

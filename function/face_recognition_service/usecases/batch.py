@@ -8,26 +8,39 @@ batch size. One bad photo gets its own error; the others are unaffected.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .config import Settings
-from .embedding import EmbedOptions, apply_min_quality, prepare_faces, render
-from .engine import FaceEngine, PreparedFace
-from .engine.selection import MAX_FACES, MAX_FACES_PER_REQUEST
-from .errors import ErrorCode, ServiceError
+from ..config import Settings
+from ..engine import FaceEngine, PreparedFace
+from ..engine.selection import MAX_FACES, MAX_FACES_PER_REQUEST
+from ..errors import ErrorCode, ServiceError
+from ..faces import EmbedOptions, apply_min_quality, prepare_faces
+from .embed import ImageSource, render
 
 
 @dataclass(frozen=True)
 class BatchItem:
     id: str
-    load: Callable[[], bytes]  # the image's bytes (base64 decoding or an S3 read happens here)
+    source: ImageSource  # read in turn: base64 decoding or an S3 read happens then
 
 
-def embed_batch(
-    items: list[BatchItem], engine: FaceEngine, settings: Settings, options: EmbedOptions
-) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class BatchInput:
+    items: list[BatchItem]
+    options: EmbedOptions
+
+
+def embed_batch(request: BatchInput, engine: FaceEngine, settings: Settings) -> list[dict[str, Any]]:
+    """Each photo's answer (or error) in request order; MAX_BATCH_IMAGES bounds the count."""
+    items, options = request.items, request.options
+    if len(items) > settings.max_batch_images:
+        raise ServiceError(
+            ErrorCode.INVALID_IMAGE,
+            "Too many images in one batch.",
+            f"{len(items)} images; at most {settings.max_batch_images} (MAX_BATCH_IMAGES).",
+            status=422,
+        )
     results: list[dict[str, Any] | None] = [None] * len(items)
     prepared: list[tuple[int, list[PreparedFace], int]] = []
     left = MAX_FACES_PER_REQUEST  # faces this request may still embed
@@ -38,7 +51,7 @@ def embed_batch(
             # Each photo keeps at most what the request has left (largest faces first).
             cap = min(options.faces.max_faces or MAX_FACES, left)
             capped = replace(options, faces=replace(options.faces, max_faces=cap))
-            faces, found = prepare_faces(item.load(), engine, settings, capped)
+            faces, found = prepare_faces(item.source.read(settings), engine, settings, capped)
             prepared.append((index, faces, found))
             left -= len(faces)
         except ServiceError as exc:
