@@ -81,8 +81,9 @@ def compare_body(metric: str) -> dict[str, Any]:
     }
 
 
-def enrolled() -> dict[str, list[float]]:
-    """Real buffalo_sc embeddings of labelled photos, for the verify events."""
+def enrolled() -> tuple[dict[str, list[float]], str]:
+    """Real buffalo_sc embeddings of labelled photos (verify and identify
+    events), and their model tag."""
     import tempfile
 
     from face_recognition_service.engine import FaceEngine
@@ -95,11 +96,30 @@ def enrolled() -> dict[str, list[float]]:
         for name in ("obama_1.jpg", "obama_3.jpg", "biden_1.jpg", "biden_2.jpg", "rose_leslie_1.jpg"):
             face = engine.embed_single(decode_image((FACES / name).read_bytes(), 40_000_000))
             out[name] = [round(float(v), 6) for v in face.embedding]
-        return out
+        return out, engine.model_tag
+
+
+IDENTIFY_KEYS = [
+    "candidates",
+    "match",
+    "identity",
+    "best_match",
+    "margin",
+    "ambiguous",
+    "threshold",
+    "operating_point",
+    "expected_fpir",
+    "gallery",
+    "model",
+]
+# The S3 gallery the identify events name: tests/test_identify.py builds it from
+# events/galleries/staff.jsonl and puts it in (moto's) S3; `sam local invoke`
+# needs it built and uploaded the same way (README "Identify").
+STAFF_GALLERY = "s3://galleries/staff.frg"
 
 
 def main() -> None:
-    gallery = enrolled()
+    gallery, tag = enrolled()
     references = [
         {"id": "obama", "embedding": gallery["obama_1.jpg"]},
         {"id": "obama", "embedding": gallery["obama_3.jpg"]},
@@ -123,6 +143,7 @@ def main() -> None:
                     "device",
                     "model",
                     "thresholds",
+                    "identification",
                     "default_operating_point",
                     "ambiguity_margin",
                 ],
@@ -291,6 +312,44 @@ def main() -> None:
             # Needs S3 for the photo and the results: tests/test_queue.py runs it against moto.
             {"direct": {}, "needs_aws": True},
         ),
+        "identify-image.json": (
+            http_api_event(
+                "POST",
+                "/api/v1/identify",
+                {"image": photo("biden_2.jpg"), "gallery": STAFF_GALLERY, "top_k": 3},
+            ),
+            {
+                "status": 200,
+                "keys": [*IDENTIFY_KEYS, "detection_score"],
+                "best_match": "biden",
+                "match": True,
+                "env": "env/galleries.json",
+                "needs_aws": True,
+            },
+        ),
+        "identify-class-photo.json": (
+            http_api_event(
+                "POST",
+                "/api/v1/identify",
+                {"image": photo("obama_and_biden.jpg"), "gallery": STAFF_GALLERY, "face_selection": "all"},
+            ),
+            {
+                "status": 200,
+                "keys": ["faces", "face_count", *IDENTIFY_KEYS[6:]],
+                "face_count": 3,
+                "identities": ["biden", "obama"],
+                "env": "env/galleries.json",
+                "needs_aws": True,
+            },
+        ),
+        "identify-forbidden-gallery.json": (
+            http_api_event(
+                "POST",
+                "/api/v1/identify",
+                {"embedding": gallery["biden_2.jpg"], "gallery": "s3://elsewhere/g.frg"},
+            ),
+            {"status": 403, "keys": ERROR_KEYS, "error_code": "GALLERY_FORBIDDEN"},
+        ),
         "scheduled-warmup.json": (
             {
                 "version": "0",
@@ -314,6 +373,19 @@ def main() -> None:
     (EVENTS / "env").mkdir(exist_ok=True)
     (EVENTS / "env" / "small-image-limit.json").write_text(
         json.dumps({"FaceFunction": {"MAX_IMAGE_SIZE": "65536"}}, indent=2) + "\n"
+    )
+    (EVENTS / "env" / "galleries.json").write_text(
+        json.dumps({"FaceFunction": {"GALLERY_S3_BUCKETS": "galleries"}}, indent=2) + "\n"
+    )
+    (EVENTS / "galleries").mkdir(exist_ok=True)
+    staff = [
+        ("obama", "obama_1.jpg"),
+        ("obama", "obama_3.jpg"),
+        ("biden", "biden_1.jpg"),
+        ("rose", "rose_leslie_1.jpg"),
+    ]
+    (EVENTS / "galleries" / "staff.jsonl").write_text(
+        "".join(json.dumps({"id": i, "embedding": gallery[f], "model": tag}) + "\n" for i, f in staff)
     )
     (EVENTS / "env" / "stage-prod.json").write_text(
         json.dumps({"FaceFunction": {"API_BASE_PATH": "/prod"}}, indent=2) + "\n"

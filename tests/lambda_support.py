@@ -45,6 +45,9 @@ def check_response(name: str, result: dict[str, Any]) -> dict[str, Any]:
     if "batch_errors" in expected:
         errors = {r["id"]: r.get("error_code") for r in body["results"] if "error_code" in r}
         assert errors == expected["batch_errors"], (name, errors)
+    if "identities" in expected:
+        found = sorted(f["identity"] for f in body["faces"] if f["identity"])
+        assert found == expected["identities"], (name, found)
     if "match" in expected:
         assert body["match"] is expected["match"], (name, body)
     if "embedding" in body:

@@ -121,6 +121,21 @@ class Settings(BaseSettings):
     # /embed/batch: images per request.
     max_batch_images: int = Field(default=16, ge=1, le=256)
 
+    # /identify's gallery snapshots (the caller builds them: python -m
+    # face_recognition_service.gallery build). A gallery is named by an S3 URI in
+    # one of GALLERY_S3_BUCKETS, or, on a plain server, by a file name in
+    # GALLERY_DIR. Loaded snapshots are cached per process, checked for a newer
+    # version (ETag or file time) at most every GALLERY_REFRESH_SECONDS; one
+    # larger than GALLERY_MAX_MB is refused before it is read. GALLERY_URI is
+    # loaded at start-up, so that no caller waits for it.
+    gallery_dir: Path | None = None
+    gallery_s3_buckets: Annotated[list[str], NoDecode] = []
+    gallery_refresh_seconds: int = Field(default=60, ge=0)
+    gallery_max_mb: int = Field(default=4096, ge=1)
+    gallery_uri: str | None = None
+    # Where snapshots read from S3 are kept while cached (Lambda: /tmp).
+    gallery_cache_dir: Path = Path("/tmp/face-galleries")
+
     # CORS
     cors_enabled: bool = True
     cors_origins: Annotated[list[str], NoDecode] = ["*"]
@@ -147,7 +162,7 @@ class Settings(BaseSettings):
     def _lower_device(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
-    @field_validator("cors_origins", "image_s3_buckets", mode="before")
+    @field_validator("cors_origins", "image_s3_buckets", "gallery_s3_buckets", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:
         # Accept a JSON list (["*"]) and the plain comma list that is

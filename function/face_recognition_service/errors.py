@@ -46,6 +46,11 @@ class ErrorCode(StrEnum):
     TOO_MANY_FACES = "TOO_MANY_FACES"
     # The answer would not fit what the transport can carry (Lambda's 6 MB).
     RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
+    # /identify's gallery snapshot: not there, not allowed (bucket or folder),
+    # or not a readable snapshot (corrupt, truncated, over the memory budget).
+    GALLERY_NOT_FOUND = "GALLERY_NOT_FOUND"
+    GALLERY_FORBIDDEN = "GALLERY_FORBIDDEN"
+    INVALID_GALLERY = "INVALID_GALLERY"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -77,6 +82,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     # The request was fine but asks for more than one answer can carry: the
     # caller asks for less (base64 embeddings, fewer faces, a smaller batch).
     ErrorCode.RESPONSE_TOO_LARGE: 413,
+    ErrorCode.GALLERY_NOT_FOUND: 404,
+    ErrorCode.GALLERY_FORBIDDEN: 403,
+    # The snapshot, not the request, is at fault: the caller rebuilds it.
+    ErrorCode.INVALID_GALLERY: 422,
 }
 
 

@@ -12,8 +12,10 @@ mean the same thing for both: the cosine of the angle between the faces.
 from __future__ import annotations
 
 import binascii
+import math
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import pybase64
@@ -103,6 +105,58 @@ OPERATING_POINTS: dict[str, dict[OperatingPoint, float]] = {
 def operating_points_for(model_name: str) -> dict[str, float]:
     points = OPERATING_POINTS.get(model_name, _R50)
     return {point.value: value for point, value in points.items()}
+
+
+# Identification (1:N). An impostor is accepted when *any* of N enrolled people
+# scores above the threshold, so the false-positive identification rate is
+# FPIR(t, N) = 1 - (1 - FMR(t))**N, about N x FMR(t). FMR(t) is the normal fit of
+# the impostor similarities measured on the labelled photos (bench/thresholds.py:
+# mean 0.0132, sd 0.0781 for buffalo_sc; buffalo_l's impostors centre on 0 as
+# well): an extrapolation far below the 1e-3 that 829 pairs can measure, so
+# read it as an order of magnitude. Each operating point names a target FPIR;
+# the identification threshold is the lowest at which FPIR(t, N) stays within
+# it, and never below the point's 1:1 threshold.
+IMPOSTOR_FIT = (0.0132, 0.0781)
+TARGET_FPIR = {OperatingPoint.STRICT: 1e-4, OperatingPoint.BALANCED: 1e-3, OperatingPoint.LENIENT: 1e-2}
+
+
+def false_match_rate(threshold: float) -> float:
+    """The normal fit's share of impostor pairs at or above ``threshold``."""
+    mean, sd = IMPOSTOR_FIT
+    return 0.5 * math.erfc((threshold - mean) / (sd * math.sqrt(2.0)))
+
+
+def expected_fpir(threshold: float, persons: int) -> float:
+    """The chance that a person not enrolled matches someone among ``persons``."""
+    rate = false_match_rate(threshold)
+    if rate >= 1.0:  # a threshold at the very bottom: everyone matches
+        return 1.0
+    return -math.expm1(persons * math.log1p(-rate))
+
+
+def identification_threshold(model_name: str, point: OperatingPoint, persons: int) -> float:
+    """The point's threshold for a gallery of ``persons`` (rounded up to 0.001)."""
+    low = operating_points_for(model_name)[point.value]
+    if expected_fpir(low, persons) <= TARGET_FPIR[point]:
+        return low
+    high = 1.0
+    for _ in range(60):  # FPIR falls as the threshold rises: bisect
+        middle = (low + high) / 2
+        low, high = (middle, high) if expected_fpir(middle, persons) > TARGET_FPIR[point] else (low, middle)
+    return math.ceil(high * 1000) / 1000
+
+
+def identification_table(
+    model_name: str, sizes: tuple[int, ...] = (1_000, 10_000, 100_000, 1_000_000)
+) -> dict[str, Any]:
+    """For /model-info: each point's target FPIR and its threshold at a few gallery sizes."""
+    return {
+        point.value: {
+            "target_fpir": TARGET_FPIR[point],
+            "thresholds": {str(n): identification_threshold(model_name, point, n) for n in sizes},
+        }
+        for point in OperatingPoint
+    }
 
 
 # A match whose best other person is within this similarity of the best is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from functools import partial
 
@@ -15,6 +16,7 @@ from .. import __version__
 from ..config import Settings
 from ..engine import ModelState, load_model
 from ..errors import ErrorCode, ServiceError
+from ..gallery.cache import GalleryCache
 from .admission import Admission
 from .deps import check_api_key
 from .docs import install_openapi
@@ -23,6 +25,8 @@ from .middleware import BodyLimit, RequestContextMiddleware
 from .observe import LogObserver, RequestObserver
 from .responses import ORJSONResponse
 from .routes import router
+
+logger = logging.getLogger(__name__)
 
 # JSON around the image: base64 grows data by 4/3; the rest is field names,
 # quotes and options.
@@ -64,7 +68,21 @@ def body_limits(settings: Settings) -> dict[str, BodyLimit]:
         "/api/v1/verify": BodyLimit(
             EMBEDDINGS_BODY_LIMIT + max_body_bytes(settings), ErrorCode.PAYLOAD_TOO_LARGE
         ),
+        "/api/v1/identify": BodyLimit(
+            EMBEDDINGS_BODY_LIMIT + max_body_bytes(settings), ErrorCode.PAYLOAD_TOO_LARGE
+        ),
     }
+
+
+def _preload(galleries: GalleryCache, name: str) -> None:
+    """GALLERY_URI at start-up (provisioned concurrency pays for it, not the first
+    caller). A gallery that cannot be read is logged; /identify then says why."""
+    try:
+        gallery = galleries.get(name)
+    except ServiceError as exc:
+        logger.warning("GALLERY_URI not loaded: %s (%s)", exc.code.value, exc.detail)
+        return
+    logger.info("gallery loaded: %d embeddings, %s", gallery.snapshot.count, gallery.snapshot.hash)
 
 
 def _authorize(source: Callable[[], str | None], headers: dict[bytes, bytes]) -> None:
@@ -117,6 +135,9 @@ def create_app(
         fixed = settings.api_key.get_secret_value()
         api_key = lambda: fixed  # noqa: E731
     app.state.api_key = api_key
+    app.state.galleries = GalleryCache(settings)
+    if settings.gallery_uri:
+        _preload(app.state.galleries, settings.gallery_uri)
     install_error_handlers(app)
     install_openapi(app)
     if settings.cors_enabled:

@@ -46,7 +46,9 @@ class _BodyTimeout(Exception):
 
 # Routes that do heavy work (the model, or parsing megabytes of embeddings):
 # admitted through Admission. Health and model-info answer at once.
-MODEL_ROUTES = frozenset({"/api/v1/embed", "/api/v1/verify", "/api/v1/embed/batch", "/api/v1/compare"})
+MODEL_ROUTES = frozenset(
+    {"/api/v1/embed", "/api/v1/verify", "/api/v1/embed/batch", "/api/v1/compare", "/api/v1/identify"}
+)
 # A refused request's body is read (and dropped) up to this much before the
 # answer, so that an ordinary client, still sending, reads the JSON error
 # instead of a connection reset.

@@ -23,6 +23,7 @@ ROUTES = frozenset(
         "/api/v1/embed/batch",
         "/api/v1/compare",
         "/api/v1/verify",
+        "/api/v1/identify",
         "/metrics",
         "/docs",
         "/redoc",

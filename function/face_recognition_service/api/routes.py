@@ -11,12 +11,15 @@ from starlette.concurrency import run_in_threadpool
 from ..config import Settings
 from ..engine import FaceEngine, ModelState
 from ..errors import HTTP_STATUS, ErrorCode
-from ..matching import AMBIGUITY_MARGIN, decode_embedding, operating_points_for
+from ..gallery.cache import GalleryCache
+from ..matching import AMBIGUITY_MARGIN, decode_embedding, identification_table, operating_points_for
 from ..timing import Stages
 from ..usecases.batch import BatchInput, BatchItem, embed_batch, faces_in
 from ..usecases.compare import compare as compare_arrays
 from ..usecases.embed import EmbedInput, ImageSource
 from ..usecases.embed import embed as embed_photo
+from ..usecases.identify import IdentifyInput
+from ..usecases.identify import identify as identify_probe
 from ..usecases.verify import Reference, VerifyInput
 from ..usecases.verify import verify as verify_probe
 from .bodies import require_json, validate_json
@@ -34,6 +37,8 @@ from .schemas import (
     EmbedResponse,
     ErrorResponse,
     HealthResponse,
+    IdentifyRequest,
+    IdentifyResponse,
     ModelInfoResponse,
     VerifyRequest,
     VerifyResponse,
@@ -91,6 +96,7 @@ def model_info(engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
             "device": engine.device,
             "model": engine.model_tag,
             "thresholds": operating_points_for(engine.model_name),
+            "identification": identification_table(engine.model_name),
             "default_operating_point": settings.operating_point.value,
             "ambiguity_margin": AMBIGUITY_MARGIN,
         }
@@ -234,3 +240,50 @@ def _compare(raw: bytes) -> ORJSONResponse:
     if arrays is None:  # not plainly valid: pydantic decides, with its error messages
         arrays = compare_request_arrays(validate_json(raw, CompareRequest, ErrorCode.INVALID_EMBEDDING))
     return ORJSONResponse(compare_arrays(arrays))
+
+
+@router.post(
+    "/identify",
+    dependencies=Protected,
+    summary="Who of a gallery's enrolled people is this photo (or embedding)",
+    openapi_extra=request_body(IdentifyRequest),
+    responses=_ok(IdentifyResponse)
+    | _errors(
+        *_IMAGE_ERRORS,
+        ErrorCode.INVALID_EMBEDDING,
+        ErrorCode.MODEL_MISMATCH,
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        ErrorCode.GALLERY_NOT_FOUND,
+        ErrorCode.GALLERY_FORBIDDEN,
+        ErrorCode.INVALID_GALLERY,
+    ),
+)
+async def identify(request: Request, model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
+    require_json(request)
+    raw = await request.body()
+    result = await run_in_threadpool(_identify, raw, model, settings, request.app.state.galleries)
+    if "detection_score" in result:
+        request.state.faces = 1
+    elif "face_count" in result:
+        request.state.faces = result["face_count"]
+    return ORJSONResponse(result)
+
+
+def _identify(raw: bytes, model: ModelState, settings: Settings, galleries: GalleryCache) -> dict[str, Any]:
+    body = validate_json(raw, IdentifyRequest, ErrorCode.INVALID_EMBEDDING)
+    request = IdentifyInput(
+        gallery=body.gallery,
+        image=None if body.image is None else ImageSource(base64=body.image),
+        options=embed_options(body),
+        embedding=None if body.embedding is None else decode_embedding(body.embedding, "embedding"),
+        model=body.model,
+        references=[
+            Reference(r.id, decode_embedding(r.embedding, f"reference {r.id!r}"), r.model)
+            for r in body.references
+        ],
+        exclude_ids=frozenset(body.exclude_ids),
+        top_k=body.top_k,
+        threshold=body.threshold,
+        operating_point=body.operating_point,
+    )
+    return identify_probe(request, model, settings, galleries)

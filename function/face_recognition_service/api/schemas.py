@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import (
@@ -20,6 +20,7 @@ from ..engine import FaceOptions, FaceSelection, Verdict
 from ..engine.selection import MAX_FACES, MAX_FACES_PER_REQUEST
 from ..faces import EmbeddingFormat, EmbedOptions, Include
 from ..matching import EMBEDDING_SIZE, DistanceMetric, OperatingPoint
+from ..usecases.identify import MAX_TOP_K
 
 MAX_REFERENCES = 10_000
 MAX_ID_LENGTH = 256
@@ -331,6 +332,89 @@ class VerifyResponse(BaseModel):
     quality: QualityBlock | None = None
 
 
+class IdentifyRequest(FaceRequestOptions):
+    image: str | None = Field(
+        default=None, min_length=1, description=IMAGE_DESCRIPTION + " Give `image` or `embedding`."
+    )
+    embedding: Embedding | None = Field(
+        default=None, description="The probe as an embedding instead of a photo."
+    )
+    model: ModelTag | None = Field(
+        default=None, description="Model tag of `embedding` (an image's is known)."
+    )
+    gallery: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="The snapshot to search: `s3://bucket/key` (a bucket in GALLERY_S3_BUCKETS) or, on a "
+        "plain server, a file name in GALLERY_DIR. Build it with `python -m face_recognition_service.gallery build`.",
+    )
+    references: list[ReferenceEmbedding] = Field(
+        default_factory=list,
+        max_length=MAX_REFERENCES,
+        description="People enrolled since the snapshot was built (searched with it).",
+    )
+    exclude_ids: list[ReferenceId] = Field(
+        default_factory=list,
+        max_length=MAX_REFERENCES,
+        description="Ids deleted since the snapshot was built: never returned from the snapshot.",
+    )
+    top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="Candidates to return (one per person).")
+    threshold: float | None = Field(
+        default=None,
+        ge=-1.0,
+        le=1.0,
+        description="Similarity needed for a match (overrides operating_point).",
+    )
+    operating_point: OperatingPoint | None = Field(
+        default=None,
+        description="`strict`, `balanced` or `lenient`; its identification threshold grows with the gallery's "
+        "size (see /model-info `identification`).",
+    )
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> IdentifyRequest:
+        if (self.image is None) == (self.embedding is None):
+            raise ValueError("give exactly one of image or embedding")
+        return self
+
+
+class GalleryInfo(BaseModel):
+    size: int = Field(description="Embeddings in the snapshot.")
+    persons: int = Field(description="Distinct ids in the snapshot.")
+    hash: str = Field(description="The snapshot's content hash (`gallery inspect` prints it).")
+    model: str
+
+
+class IdentifiedFace(BaseModel):
+    bbox: list[float]
+    detection_score: float
+    candidates: list[ScoredId]
+    identity: str | None = Field(description="The person assigned to this face (one-to-one), or null.")
+    similarity: float | None
+    match: bool
+
+
+class IdentifyResponse(BaseModel):
+    candidates: list[ScoredId] | None = Field(default=None, description="Best first, one entry per person.")
+    match: bool | None = Field(default=None, description="best_match similarity >= threshold.")
+    identity: str | None = Field(default=None, description="best_match's id when it is a match, else null.")
+    best_match: ScoredId | None = None
+    margin: float | None = None
+    ambiguous: bool | None = None
+    faces: list[IdentifiedFace] | None = Field(default=None, description="With face_selection `all`.")
+    face_count: int | None = None
+    threshold: float
+    operating_point: str
+    expected_fpir: float = Field(
+        description="Expected share of people not enrolled who would still match someone at this threshold "
+        "in a gallery this size (normal fit of measured impostor scores: an order of magnitude)."
+    )
+    gallery: GalleryInfo
+    model: str | None
+    detection_score: float | None = None
+    quality: QualityBlock | None = None
+
+
 class HealthResponse(BaseModel):
     status: str = Field(description="`healthy` when the model is loaded, else `unhealthy`.")
     model_loaded: bool
@@ -345,6 +429,10 @@ class ModelInfoResponse(BaseModel):
     device: str
     model: str = Field(description="The tag every embedding of this model carries.")
     thresholds: dict[str, float] = Field(description="Similarity threshold of each operating point.")
+    identification: dict[str, dict[str, Any]] = Field(
+        description="/identify: each operating point's target false-positive identification rate and its "
+        "threshold at a few gallery sizes (persons)."
+    )
     default_operating_point: str
     ambiguity_margin: float
 

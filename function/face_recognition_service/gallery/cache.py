@@ -1,0 +1,173 @@
+"""Snapshots cached per warm process: read once, memory-mapped, checked for a
+newer version at most every GALLERY_REFRESH_SECONDS.
+
+A gallery is named by ``s3://bucket/key`` (only buckets in GALLERY_S3_BUCKETS;
+the object is downloaded to GALLERY_CACHE_DIR, the one thing the service
+writes, then mapped) or by a plain file name in GALLERY_DIR (mapped where it
+lies). The service never writes a gallery; it only caches what it read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import ErrorCode, ServiceError
+from ..s3_images import parse_s3_uri
+from .format import Snapshot, invalid, open_snapshot
+from .search import Searcher
+
+# Galleries one process keeps open at once (least recently used goes first).
+MAX_OPEN = 4
+
+
+@dataclass
+class Gallery:
+    """An open snapshot ready to search, and what identifies its version."""
+
+    snapshot: Snapshot
+    searcher: Searcher
+    persons: int
+    version: tuple[Any, ...]
+    checked_at: float
+
+    @property
+    def model(self) -> str:
+        return self.snapshot.model
+
+
+def _forbidden(message: str, detail: str) -> ServiceError:
+    return ServiceError(ErrorCode.GALLERY_FORBIDDEN, message, detail)
+
+
+def _not_found(name: str) -> ServiceError:
+    return ServiceError(ErrorCode.GALLERY_NOT_FOUND, "The gallery snapshot does not exist.", name)
+
+
+def _too_large(size: int, limit_mb: int) -> ServiceError:
+    return invalid(f"The snapshot is {size} bytes; GALLERY_MAX_MB allows {limit_mb * 2**20} bytes.")
+
+
+@lru_cache(maxsize=1)
+def _s3() -> Any:
+    import boto3
+
+    return boto3.client("s3")
+
+
+class GalleryCache:
+    def __init__(self, settings: Settings) -> None:
+        self.directory = settings.gallery_dir
+        self.buckets = list(settings.gallery_s3_buckets)
+        self.refresh_seconds = settings.gallery_refresh_seconds
+        self.max_bytes = settings.gallery_max_mb * 2**20
+        self.max_mb = settings.gallery_max_mb
+        self.cache_dir = settings.gallery_cache_dir
+        self._open: OrderedDict[str, Gallery] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Gallery:
+        """The gallery, loading or refreshing it when due (one load at a time)."""
+        with self._lock:
+            cached = self._open.get(name)
+            now = time.monotonic()
+            if cached is not None and now - cached.checked_at < self.refresh_seconds:
+                self._open.move_to_end(name)
+                return cached
+            loaded = self._load(name, cached)
+            loaded.checked_at = now
+            self._open[name] = loaded
+            self._open.move_to_end(name)
+            while len(self._open) > MAX_OPEN:
+                self._open.popitem(last=False)[1].snapshot.close()
+            return loaded
+
+    def _load(self, name: str, cached: Gallery | None) -> Gallery:
+        if name.startswith("s3://"):
+            return self._from_s3(name, cached)
+        return self._from_folder(name, cached)
+
+    def _open_file(self, path: Path, version: tuple[Any, ...]) -> Gallery:
+        snapshot = open_snapshot(path)
+        return Gallery(snapshot, Searcher(snapshot), len(set(snapshot.ids)), version, 0.0)
+
+    def _from_folder(self, name: str, cached: Gallery | None) -> Gallery:
+        if self.directory is None:
+            raise _forbidden(
+                "Galleries are not enabled on this server.",
+                "The operator has set no GALLERY_DIR (or name an s3:// gallery in GALLERY_S3_BUCKETS).",
+            )
+        if not name or "/" in name or "\\" in name or name.startswith(".") or "\0" in name:
+            raise _forbidden("The gallery name is not allowed.", "Name a file directly inside GALLERY_DIR.")
+        path = self.directory / name
+        try:
+            info = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise _not_found(name) from None
+        except OSError:
+            raise _forbidden("The gallery cannot be read.", name) from None
+        version = (info.st_ino, info.st_size, info.st_mtime_ns)
+        if cached is not None and cached.version == version:
+            return cached
+        if info.st_size > self.max_bytes:
+            raise _too_large(info.st_size, self.max_mb)
+        return self._open_file(path, version)
+
+    def _from_s3(self, uri: str, cached: Gallery | None) -> Gallery:
+        try:
+            bucket, key = parse_s3_uri(uri)
+        except ServiceError:
+            raise _forbidden("The gallery S3 URI is not valid.", "Use the form s3://bucket/key.") from None
+        if bucket not in self.buckets:
+            raise _forbidden(
+                "The service may not read galleries from this bucket.",
+                "Only the buckets named in GALLERY_S3_BUCKETS are read.",
+            )
+        head = self._s3_call(uri, "head_object", Bucket=bucket, Key=key)
+        version = (str(head.get("ETag", "")), int(head.get("ContentLength", 0)))
+        if cached is not None and cached.version == version:
+            return cached
+        size = version[1]
+        if size > self.max_bytes:
+            raise _too_large(size, self.max_mb)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        if shutil.disk_usage(self.cache_dir).free < size:
+            raise invalid(f"The snapshot ({size} bytes) does not fit the free space of GALLERY_CACHE_DIR.")
+        stem = hashlib.sha256(uri.encode()).hexdigest()[:32]
+        path = self.cache_dir / f"{stem}-{hashlib.sha256(version[0].encode()).hexdigest()[:16]}.frg"
+        if not path.exists():
+            partial = path.with_suffix(f".{os.getpid()}.part")
+            self._s3_call(uri, "download_file", Bucket=bucket, Key=key, Filename=str(partial))
+            partial.replace(path)
+        for old in self.cache_dir.glob(f"{stem}-*.frg"):
+            if old != path:
+                old.unlink(missing_ok=True)  # the mapping of an open one stays valid
+        return self._open_file(path, version)
+
+    def _s3_call(self, uri: str, method: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(_s3(), method)(**kwargs)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchKey", "NotFound"):
+                raise _not_found(uri) from None
+            if code in ("403", "AccessDenied"):
+                raise _forbidden("The service's role may not read this gallery.", uri) from None
+            raise ServiceError(
+                ErrorCode.PROCESSING_ERROR, "The gallery could not be read from S3.", code
+            ) from None
+        except BotoCoreError as exc:
+            raise ServiceError(
+                ErrorCode.PROCESSING_ERROR, "The gallery could not be read from S3.", type(exc).__name__
+            ) from None

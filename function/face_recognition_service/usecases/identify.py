@@ -1,0 +1,214 @@
+"""Identify: who of a gallery's enrolled people is this (1:N), or who are these
+(``face_selection: "all"``, assigned one-to-one)?
+
+The gallery is the caller's snapshot (``gallery`` package); inline
+``references`` add people enrolled since it was built, ``exclude_ids`` remove
+people deleted since (from the snapshot; an inline reference always counts).
+The threshold follows the gallery's size (``matching.identification_threshold``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..config import Settings
+from ..engine import FaceEmbedding, FaceSelection, ModelState
+from ..faces import EmbedOptions, Include, find_faces
+from ..gallery.cache import Gallery, GalleryCache
+from ..matching import (
+    AMBIGUITY_MARGIN,
+    OperatingPoint,
+    as_unit_vectors,
+    check_models,
+    expected_fpir,
+    identification_threshold,
+)
+from .embed import ImageSource
+from .verify import Reference, pack_of
+
+MAX_TOP_K = 100
+
+
+@dataclass(frozen=True)
+class IdentifyInput:
+    gallery: str
+    image: ImageSource | None = None
+    options: EmbedOptions = EmbedOptions()
+    embedding: np.ndarray | None = None
+    model: str | None = None
+    references: list[Reference] = field(default_factory=list)
+    exclude_ids: frozenset[str] = frozenset()
+    top_k: int = 5
+    threshold: float | None = None
+    operating_point: OperatingPoint | None = None
+
+
+@dataclass(frozen=True)
+class Candidates:
+    ids: list[str]  # best first, one entry per person
+    similarities: list[float]
+
+
+def _persons(ids: list[str], sims: list[float], excluded: frozenset[str], limit: int) -> Candidates:
+    """Each person once (their best template), best first, at most ``limit``."""
+    best: dict[str, float] = {}
+    for ref_id, sim in zip(ids, sims, strict=True):
+        if ref_id not in excluded and sim > best.get(ref_id, -2.0):
+            best[ref_id] = sim
+    order = sorted(best, key=lambda k: -best[k])[:limit]
+    return Candidates(order, [best[k] for k in order])
+
+
+def rank_people(
+    gallery: Gallery, probes: np.ndarray, request: IdentifyInput, extra: np.ndarray, limit: int
+) -> list[Candidates]:
+    """For each probe, the ``limit`` best people of the gallery and the inline
+    references. More rows are asked of the index until enough distinct people
+    remain after exclusions (or the whole gallery was seen)."""
+    snapshot, wanted = gallery.snapshot, limit
+    out: list[Candidates | None] = [None] * len(probes)
+    inline_ids = [r.id for r in request.references]
+    inline = (extra @ probes.T).T if len(extra) else np.zeros((len(probes), 0))
+    pending = list(range(len(probes)))
+    rows_asked = 4 * limit + 16
+    while pending:
+        hits = gallery.searcher.nearest(probes[pending], rows_asked)
+        still = []
+        for at, found in zip(pending, hits, strict=True):
+            ids = [snapshot.ids[r] for r in found.rows.tolist()] + inline_ids
+            sims = found.similarities.tolist() + inline[at].tolist()
+            people = _persons(ids, sims, request.exclude_ids, wanted)
+            complete = len(found.rows) >= snapshot.count
+            if len(people.ids) < wanted and not complete:
+                still.append(at)
+            else:
+                out[at] = people
+        pending, rows_asked = still, rows_asked * 4
+    return [c for c in out if c is not None]
+
+
+def _candidates(c: Candidates, top_k: int) -> list[dict[str, Any]]:
+    return [
+        {"id": i, "similarity": round(s, 6)} for i, s in list(zip(c.ids, c.similarities, strict=True))[:top_k]
+    ]
+
+
+def decide_one(c: Candidates, threshold: float, top_k: int) -> dict[str, Any]:
+    best = c.similarities[0] if c.ids else None
+    match = best is not None and best >= threshold
+    margin = best - c.similarities[1] if best is not None and len(c.ids) > 1 else None
+    return {
+        "candidates": _candidates(c, top_k),
+        "match": match,
+        "identity": c.ids[0] if match else None,
+        "best_match": None if best is None else {"id": c.ids[0], "similarity": round(best, 6)},
+        "margin": None if margin is None else round(margin, 6),
+        "ambiguous": bool(match and margin is not None and margin < AMBIGUITY_MARGIN),
+    }
+
+
+def assign(people: list[Candidates], threshold: float) -> list[tuple[str, float] | None]:
+    """Faces to people one-to-one: the most similar (face, person) pair above the
+    threshold first, then the next among those left (two faces in one photo are
+    never the same person)."""
+    pairs = sorted(
+        (
+            (sim, face, person)
+            for face, c in enumerate(people)
+            for person, sim in zip(c.ids, c.similarities, strict=True)
+            if sim >= threshold
+        ),
+        key=lambda p: -p[0],
+    )
+    taken: set[str] = set()
+    out: list[tuple[str, float] | None] = [None] * len(people)
+    for sim, face, person in pairs:
+        if out[face] is None and person not in taken:
+            out[face] = (person, sim)
+            taken.add(person)
+    return out
+
+
+def _probe_faces(
+    request: IdentifyInput, model: ModelState, settings: Settings
+) -> tuple[list[FaceEmbedding], str]:
+    engine = model.require()
+    assert request.image is not None
+    faces, _ = find_faces(request.image.read(settings), engine, settings, request.options)
+    return faces, engine.model_tag
+
+
+def identify(
+    request: IdentifyInput, model: ModelState, settings: Settings, galleries: GalleryCache
+) -> dict[str, Any]:
+    gallery = galleries.get(request.gallery)
+    check_models(gallery.model, [r.model for r in request.references])
+    faces: list[FaceEmbedding] = []
+    if request.image is not None:
+        faces, probe_model = _probe_faces(request, model, settings)
+        probes = np.stack([f.embedding for f in faces]).astype(np.float32)
+    else:
+        assert request.embedding is not None
+        probe_model = request.model or gallery.model
+        probes = as_unit_vectors(request.embedding[None, :], "embedding").astype(np.float32)
+    check_models(probe_model, [gallery.model])
+    persons = gallery.persons + len({r.id for r in request.references})
+    threshold, point = _threshold(request, settings, gallery, persons)
+    extra = (
+        as_unit_vectors(np.stack([r.embedding for r in request.references]), "reference embeddings").astype(
+            np.float32
+        )
+        if request.references
+        else np.zeros((0, probes.shape[1]), np.float32)
+    )
+    everyone = request.options.faces.selection is FaceSelection.ALL and request.image is not None
+    limit = max(request.top_k, len(faces) + 1) if everyone else max(request.top_k, 2)
+    people = rank_people(gallery, probes, request, extra, limit)
+    common = {
+        "threshold": threshold,
+        "operating_point": point,
+        "expected_fpir": float(f"{expected_fpir(threshold, persons):.3g}"),
+        "gallery": {
+            "size": gallery.snapshot.count,
+            "persons": gallery.persons,
+            "hash": gallery.snapshot.hash,
+            "model": gallery.model,
+        },
+        "model": probe_model,
+    }
+    if everyone:
+        assigned = assign(people, threshold)
+        return {
+            "faces": [
+                {
+                    "bbox": [round(float(v), 1) for v in face.box],
+                    "detection_score": round(face.detection_score, 6),
+                    "candidates": _candidates(c, request.top_k),
+                    "identity": None if a is None else a[0],
+                    "similarity": None if a is None else round(a[1], 6),
+                    "match": a is not None,
+                }
+                for face, c, a in zip(faces, people, assigned, strict=True)
+            ],
+            "face_count": len(faces),
+            **common,
+        }
+    answer = {**decide_one(people[0], threshold, request.top_k), **common}
+    if faces:
+        answer["detection_score"] = round(faces[0].detection_score, 6)
+        if Include.QUALITY in request.options.include and faces[0].quality is not None:
+            answer["quality"] = faces[0].quality.as_dict()
+    return answer
+
+
+def _threshold(
+    request: IdentifyInput, settings: Settings, gallery: Gallery, persons: int
+) -> tuple[float, str]:
+    if request.threshold is not None:
+        return request.threshold, "custom"
+    point = request.operating_point or settings.operating_point
+    pack = pack_of(gallery.model, settings.model_name)
+    return identification_threshold(pack, point, persons), point.value
