@@ -463,3 +463,15 @@ def test_identify_events_through_the_lambda_handler(
     settings = make_settings(model_dir, gallery_cache_dir=tmp_path / "cache", **overrides)
     handler = lambda_module.build_handler(settings, model)
     check_response(name, handler(load_event(name), FakeLambdaContext()))
+
+
+def test_the_readme_threshold_table_is_the_code_s() -> None:
+    from .helpers import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| persons in the gallery |"))
+    sizes = [int(cell.replace(",", "")) for cell in header.strip("|").split("|")[1:]]
+    for point in OperatingPoint:
+        row = next(line for line in text.splitlines() if line.startswith(f"| `{point.value}` (FPIR"))
+        shown = [float(cell) for cell in row.strip("|").split("|")[1:]]
+        assert shown == [identification_threshold("buffalo_sc", point, n) for n in sizes], point

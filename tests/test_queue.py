@@ -213,3 +213,48 @@ def test_distinct_ids_never_share_a_result_key(aws: Any, model_dir: Path, model:
     for key in keys:
         result = json.loads(aws.get_object(Bucket="results", Key=key)["Body"].read())
         assert key == f"out/{quote(result['id'], safe='')}.json"
+
+
+def test_identify_messages(aws: Any, model_dir: Path, model: ModelState, tmp_path: Path) -> None:
+    """A message naming a gallery is an identification; its answer (or error) is
+    delivered like any result, and the gallery is read once for the batch."""
+    from face_recognition_service.gallery.build import build
+
+    from .lambda_support import EVENTS
+
+    build(EVENTS / "galleries" / "staff.jsonl", tmp_path / "staff.frg")
+    aws.create_bucket(Bucket="galleries")
+    aws.upload_file(str(tmp_path / "staff.frg"), "galleries", "staff.frg")
+    aws.put_object(Bucket="photos", Key="biden.jpg", Body=read("biden_2.jpg"))
+    settings = make_settings(
+        model_dir,
+        image_s3_buckets="photos",
+        gallery_s3_buckets="galleries",
+        gallery_cache_dir=tmp_path / "cache",
+        results_s3_uri="s3://results/out",
+    )
+    handler = build_handler(settings, model, warm=False)
+    gallery = "s3://galleries/staff.frg"
+    event = {
+        "Records": [
+            sqs_record({"id": "door-1", "gallery": gallery, "image_s3_uri": "s3://photos/biden.jpg"}, "m1"),
+            sqs_record(
+                {"id": "door-2", "gallery": gallery, "image": base64.b64encode(read("obama_4.jpg")).decode()},
+                "m2",
+            ),
+            sqs_record(
+                {"id": "door-3", "gallery": "s3://galleries/missing.frg", "embedding": [0.1] * 512}, "m3"
+            ),
+            sqs_record({"id": "door-4", "gallery": gallery}, "m4"),  # no probe: unreadable
+        ]
+    }
+    response = handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    assert [item["itemIdentifier"] for item in response["batchItemFailures"]] == ["m4"]
+
+    def result(name: str) -> dict[str, Any]:
+        return json.loads(aws.get_object(Bucket="results", Key=f"out/{name}.json")["Body"].read())  # type: ignore[no-any-return]
+
+    assert result("door-1")["identity"] == "biden" and result("door-1")["message_id"] == "m1"
+    assert result("door-2")["identity"] == "obama"
+    assert result("door-3")["error_code"] == "GALLERY_NOT_FOUND"
+    assert len(list((tmp_path / "cache").iterdir())) == 1

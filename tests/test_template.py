@@ -218,3 +218,24 @@ def test_template_lints_with_the_authorizer_on_and_off(issuer: str, tmp_path: Pa
     for extra in ((), ("--lint",)):
         result = sam_validate(path, *extra)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_gallery_buckets_are_read_only_and_only_those() -> None:
+    out = translate({"GalleryBuckets": "galleries-a,galleries-b", "GalleryUri": "s3://galleries-a/staff.frg"})
+    role = resources_of(out, "AWS::IAM::Role")["FaceFunctionRole"]
+    statements = [
+        p["Fn::If"][1]["PolicyDocument"]["Statement"]
+        for p in role["Properties"]["Policies"]
+        if isinstance(p, dict) and p.get("Fn::If", [None])[0] == "HasGalleryBuckets"
+    ]
+    assert len(statements) == 1
+    assert [s["Action"] for s in statements[0]] == ["s3:GetObject", "s3:ListBucket"]
+    assert all(s["Effect"] == "Allow" for s in statements[0])
+    objects, buckets = (json.dumps(s["Resource"]) for s in statements[0])
+    assert '"GalleryBuckets"' in objects and "${Joined}/*" in objects
+    assert '"GalleryBuckets"' in buckets and "${Joined}/*" not in buckets
+    function = resources_of(out, "AWS::Lambda::Function")["FaceFunction"]["Properties"]
+    env = function["Environment"]["Variables"]
+    assert env["GALLERY_S3_BUCKETS"]["Fn::If"][0] == "HasGalleryBuckets"
+    assert env["GALLERY_URI"]["Fn::If"][0] == "HasGalleryUri"
+    assert function["EphemeralStorage"] == {"Size": {"Ref": "EphemeralStorage"}}

@@ -110,6 +110,7 @@ def create_app(
     model: ModelState | None = None,
     observer: RequestObserver | None = None,
     api_key: Callable[[], str | None] | None = None,
+    galleries: GalleryCache | None = None,
 ) -> FastAPI:
     """Build the app. ``model`` defaults to loading the configured pack now, so
     a process pays the load once, before its first request. ``api_key`` gives the
@@ -135,7 +136,8 @@ def create_app(
         fixed = settings.api_key.get_secret_value()
         api_key = lambda: fixed  # noqa: E731
     app.state.api_key = api_key
-    app.state.galleries = GalleryCache(settings)
+    # One gallery cache per process (the Lambda function shares it with queue mode).
+    app.state.galleries = galleries or GalleryCache(settings)
     if settings.gallery_uri:
         _preload(app.state.galleries, settings.gallery_uri)
     install_error_handlers(app)

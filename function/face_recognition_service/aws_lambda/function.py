@@ -22,6 +22,7 @@ from ..api import create_app
 from ..config import Settings
 from ..engine import ModelState
 from ..errors import ErrorCode, ServiceError
+from ..gallery.cache import GalleryCache
 from .events import is_sqs_event
 from .observability import PowertoolsObserver, logger, metrics, span, traced
 from .sources import api_key_source, load_function_model
@@ -119,6 +120,7 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
         INIT_TIMINGS["model_load_ms"] = round(model.load_seconds * 1000, 1)
     loaded = time.perf_counter()
     observer = PowertoolsObserver()
+    galleries = GalleryCache(settings)
     app = create_app(
         settings,
         model,
@@ -126,6 +128,7 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
         api_key=api_key_source(
             settings.api_key_parameter, settings.api_key_secret, settings.api_key_cache_seconds
         ),
+        galleries=galleries,
     )
     asgi = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
     built = time.perf_counter()
@@ -170,7 +173,7 @@ def build_handler(settings: Settings, model: ModelState | None = None, warm: boo
             if not queue:
                 from .queue import build_queue_handler
 
-                queue.append(build_queue_handler(settings, model))
+                queue.append(build_queue_handler(settings, model, galleries))
             return queue[0](event, context)
         # A warm-up ping or a scheduled event: answer, do not crash in Mangum. An
         # environment whose on-demand init skipped the warm-up requests runs them

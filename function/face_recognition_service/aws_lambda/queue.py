@@ -1,8 +1,10 @@
 """Queue mode: the same function handles SQS events.
 
 Each message asks for one embedding: ``{"id", "image_s3_uri" | "image", ...options}``
-(the options of /embed). The result — the /embed answer's fields, or the error
-in the usual shape — is written as JSON to RESULTS_S3_URI (``<prefix>/<id>.json``)
+(the options of /embed), or, when it names a ``gallery``, one identification:
+``{"id", "gallery", "image_s3_uri" | "image" | "embedding", ...}`` (the fields of
+/identify). The result — the answer's fields, or the error in the usual shape —
+is written as JSON to RESULTS_S3_URI (``<prefix>/<id>.json``)
 or sent to RESULTS_QUEUE_URL, with the caller's id and the message id.
 
 Failures are reported per message (Powertools' batch utility, with
@@ -24,14 +26,18 @@ import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 
-from ..api.schemas import FaceRequestOptions, OneImage, ReferenceId, embed_options
+from ..api.schemas import FaceRequestOptions, IdentifyRequest, OneImage, ReferenceId, embed_options
 from ..config import Settings
 from ..engine import ModelState
 from ..errors import ErrorCode, ServiceError
+from ..gallery.cache import GalleryCache
+from ..matching import decode_embedding
 from ..s3_images import parse_s3_uri
 from ..usecases.embed import EmbedInput, ImageSource, embed
+from ..usecases.identify import IdentifyInput, identify
+from ..usecases.verify import Reference
 from .observability import logger, metrics
 
 # Errors worth another try: the message goes back to the queue.
@@ -40,6 +46,51 @@ TRANSIENT = frozenset({ErrorCode.MODEL_NOT_LOADED, ErrorCode.PROCESSING_ERROR, E
 
 class QueueMessage(FaceRequestOptions, OneImage):
     id: ReferenceId
+
+
+class QueueIdentifyMessage(IdentifyRequest):
+    id: ReferenceId
+    image_s3_uri: str | None = None
+
+    @model_validator(mode="after")
+    def _one_probe(self) -> QueueIdentifyMessage:
+        if sum(v is not None for v in (self.image, self.image_s3_uri, self.embedding)) != 1:
+            raise ValueError("give exactly one of image, image_s3_uri or embedding")
+        return self
+
+    def source(self) -> ImageSource | None:
+        if self.image is None and self.image_s3_uri is None:
+            return None
+        return ImageSource(base64=self.image, s3_uri=self.image_s3_uri)
+
+
+def _identify_input(message: QueueIdentifyMessage) -> IdentifyInput:
+    return IdentifyInput(
+        gallery=message.gallery,
+        image=message.source(),
+        options=embed_options(message),
+        embedding=None if message.embedding is None else decode_embedding(message.embedding, "embedding"),
+        model=message.model,
+        references=[
+            Reference(r.id, decode_embedding(r.embedding, f"reference {r.id!r}"), r.model)
+            for r in message.references
+        ],
+        exclude_ids=frozenset(message.exclude_ids),
+        top_k=message.top_k,
+        threshold=message.threshold,
+        operating_point=message.operating_point,
+    )
+
+
+def _read(body: str) -> QueueMessage | QueueIdentifyMessage:
+    """The message as an embed or (naming a gallery) an identify request."""
+    try:
+        names_gallery = isinstance(raw := orjson.loads(body), dict) and "gallery" in raw
+    except orjson.JSONDecodeError:
+        names_gallery = False
+    if names_gallery:
+        return QueueIdentifyMessage.model_validate_json(body)
+    return QueueMessage.model_validate_json(body)
 
 
 class UndeliverableError(RuntimeError):
@@ -70,24 +121,28 @@ def deliver(result: dict[str, Any], settings: Settings) -> None:
 
 
 def build_queue_handler(
-    settings: Settings, model: ModelState
+    settings: Settings, model: ModelState, galleries: GalleryCache | None = None
 ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     # A batch whose every message failed is still answered message by message
     # (each returns to the queue), not as a failed invocation.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+    galleries = galleries or GalleryCache(settings)
 
     def process(record: SQSRecord) -> None:
         try:
-            message = QueueMessage.model_validate_json(record.body)
+            message = _read(record.body)
         except ValidationError as exc:
             # Poison: no id to answer to. Back to the queue, then to the dead-letter queue.
             metrics.add_metric(name="QueuePoisonMessages", unit=MetricUnit.Count, value=1)
             raise UndeliverableError(f"unreadable message ({exc.error_count()} errors)") from None
         result: dict[str, Any] = {"id": message.id, "message_id": record.message_id}
         try:
-            engine = model.require()  # first: without a model the message is retried, whatever its image
-            source = ImageSource(base64=message.image, s3_uri=message.image_s3_uri)
-            result.update(embed(EmbedInput(source, embed_options(message)), engine, settings))
+            if isinstance(message, QueueIdentifyMessage):  # needs the model only for a photo
+                result.update(identify(_identify_input(message), model, settings, galleries))
+            else:
+                engine = model.require()  # first: without a model the message is retried, whatever its image
+                source = ImageSource(base64=message.image, s3_uri=message.image_s3_uri)
+                result.update(embed(EmbedInput(source, embed_options(message)), engine, settings))
         except ServiceError as exc:
             if exc.code in TRANSIENT:
                 raise UndeliverableError(exc.code.value) from None

@@ -1,0 +1,177 @@
+"""/identify at gallery scale: build time, time to ready, search latency,
+recall@1 against exact search and peak memory, on synthetic galleries.
+
+    .venv/bin/python -m bench.identify --size 100000 --size 1000000
+
+Each size is built in one child process and searched in another (so the
+search's peak RSS is not the builder's). Two kinds of synthetic vectors:
+``random`` (unit vectors in all 512 dimensions: no structure for a graph index
+to follow, the hardest case) and ``faces`` (unit vectors in a random
+164-dimensional subspace: pairwise similarity sd 0.078, as measured between
+different real people, bench/thresholds.py). Probes: ``genuine`` at cosine 0.6
+to a gallery row (a new photo of an enrolled person) and ``near`` at 0.95.
+
+Writes bench/results/identify.json (and prints it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results" / "identify.json"
+PROBES = 200
+TAG = "buffalo_sc/w600k_mbf@bench"
+
+
+def vectors(count: int, kind: str, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if kind == "faces":
+        basis = np.linalg.qr(rng.standard_normal((512, 164)))[0].T.astype(np.float32)  # (164, 512)
+        out = np.empty((count, 512), np.float32)
+        for start in range(0, count, 100_000):
+            part = rng.standard_normal((min(100_000, count - start), 164)).astype(np.float32) @ basis
+            out[start : start + len(part)] = part
+    else:
+        out = rng.standard_normal((count, 512), dtype=np.float32)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def probes(gallery: np.ndarray, similarity: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(gallery), PROBES)
+    noise = rng.standard_normal((PROBES, gallery.shape[1])).astype(np.float32)
+    noise -= (noise * gallery[rows]).sum(axis=1, keepdims=True) * gallery[rows]  # orthogonal to the row
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    out = similarity * gallery[rows] + np.sqrt(1 - similarity**2) * noise
+    return rows, out.astype(np.float32)
+
+
+def child_build(size: int, kind: str, path: Path, exact_limit: int | None) -> dict[str, Any]:
+    from face_recognition_service.gallery.build import _usearch_index
+    from face_recognition_service.gallery.format import write_snapshot
+    from face_recognition_service.gallery.search import EXACT_LIMIT
+
+    gallery = vectors(size, kind)
+    started = time.perf_counter()
+    limit = EXACT_LIMIT if exact_limit is None else exact_limit
+    blob, info = _usearch_index(gallery) if size > limit else (None, None)
+    index_s = time.perf_counter() - started
+    ids = [f"person-{i}" for i in range(size)]
+    write_snapshot(
+        path, model=TAG, ids=ids, vectors=gallery, built_at="bench", index_blob=blob, index_info=info
+    )
+    truth: dict[str, Any] = {}
+    for name, similarity in (("genuine", 0.6), ("near", 0.95)):
+        rows, probe = probes(gallery, similarity, seed=len(name))
+        best, exact = np.full(PROBES, -2.0), np.zeros(PROBES, np.int64)
+        for start in range(0, size, 200_000):
+            sims = probe @ gallery[start : start + 200_000].T
+            top = sims.argmax(axis=1)
+            score = sims[np.arange(PROBES), top]
+            better = score > best
+            best[better], exact[better] = score[better], top[better] + start
+        truth[name] = {
+            "probes": probe.tolist(),
+            "exact_top1": exact.tolist(),
+            "source_rows": rows.tolist(),
+        }
+    (path.parent / "truth.json").write_text(json.dumps(truth))
+    return {
+        "build_s": round(time.perf_counter() - started, 1),
+        "index_s": round(index_s, 1),
+        "bytes": path.stat().st_size,
+    }
+
+
+def child_search(path: Path) -> dict[str, Any]:
+    from face_recognition_service.config import Settings
+    from face_recognition_service.engine import ModelState
+    from face_recognition_service.gallery.cache import GalleryCache
+    from face_recognition_service.usecases.identify import IdentifyInput, identify
+
+    truth = json.loads((path.parent / "truth.json").read_text())
+    settings = Settings(_env_file=None, gallery_dir=path.parent, model_name="buffalo_sc")  # type: ignore[call-arg]
+    cache = GalleryCache(settings)
+    started = time.perf_counter()
+    gallery = cache.get(path.name)
+    ready_s = time.perf_counter() - started
+    no_model = ModelState(engine=None, error="not needed: probes are embeddings")
+    out: dict[str, Any] = {"ready_s": round(ready_s, 3), "index": gallery.snapshot.header["index"]["kind"]}
+    for name, case in truth.items():
+        times, hits = [], 0
+        for probe, expected in zip(case["probes"], case["exact_top1"], strict=True):
+            request = IdentifyInput(gallery=path.name, embedding=np.asarray(probe), model=TAG)
+            t0 = time.perf_counter()
+            answer = identify(request, no_model, settings, cache)
+            times.append((time.perf_counter() - t0) * 1000)
+            hits += answer["candidates"][0]["id"] == f"person-{expected}"
+        ms = np.array(times[10:])  # the first ones touch the mapping's pages
+        out[name] = {
+            "median_ms": round(float(np.median(ms)), 2),
+            "p99_ms": round(float(np.percentile(ms, 99)), 2),
+            "recall_at_1": round(hits / len(times), 4),
+        }
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
+def run(*args: str) -> dict[str, Any]:
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.identify", *args], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if child.returncode != 0:
+        raise SystemExit(child.stderr[-3000:])
+    return dict(json.loads(child.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, action="append")
+    parser.add_argument("--kind", action="append", choices=["random", "faces"])
+    parser.add_argument("--child", choices=["build", "search"])
+    parser.add_argument("--path", type=Path)
+    parser.add_argument("--exact-limit", type=int, help="index above this size (default: the service's)")
+    args = parser.parse_args()
+    if args.child == "build":
+        print(json.dumps(child_build(args.size[0], args.kind[0], args.path, args.exact_limit)))
+        return
+    if args.child == "search":
+        print(json.dumps(child_search(args.path)))
+        return
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for size in args.size or [100_000]:
+        for kind in args.kind or ["random", "faces"]:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "gallery.frg"
+                limit = [] if args.exact_limit is None else ["--exact-limit", str(args.exact_limit)]
+                built = run(
+                    "--child", "build", "--size", str(size), "--kind", kind, "--path", str(path), *limit
+                )
+                searched = run("--child", "search", "--path", str(path))
+            key = f"{kind}_{size}" + ("" if args.exact_limit is None else f"_index_above_{args.exact_limit}")
+            results[key] = {
+                "size": size,
+                "kind": kind,
+                **built,
+                **searched,
+                "date": time.strftime("%Y-%m-%d"),
+            }
+            print(json.dumps({key: results[key]}), flush=True)
+            RESULTS.parent.mkdir(exist_ok=True)
+            RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
