@@ -128,6 +128,7 @@ SLOW_MODULES = frozenset(
         "test_docs",
         "test_dry_build",
         "test_memory_budget",
+        "test_pgvector_recipe",
         "test_runtime_api",
         "test_schemathesis",
         "test_server",
