@@ -34,7 +34,8 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     import pgserver
     import psycopg
 
-    server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    start: Any = pgserver.get_server  # type: ignore[attr-defined]
+    server = start(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
     try:
         with psycopg.connect(server.get_uri(), autocommit=True) as connection:
             connection.execute((RECIPE / "schema.sql").read_text())

@@ -56,6 +56,77 @@ _DRAIN_BYTES = 64 * 1024 * 1024
 _DRAIN_SECONDS = 5.0
 
 
+class _Exchange:
+    """One HTTP request as it passes the layer: its body guard (size, pace), the
+    drain of a refused body, and what the response said, for the record."""
+
+    def __init__(
+        self,
+        receive: Any,
+        send: Any,
+        request_id: str,
+        limit: BodyLimit | None,
+        timeout_s: float,
+        body_done: bool,
+    ) -> None:
+        self._receive = receive
+        self._send = send
+        self.request_id = request_id
+        self.limit = limit
+        self.timeout_s = timeout_s
+        self.status = 500
+        self.response_started = False
+        self.body_bytes = 0
+        self.body_done = body_done
+        self.declared = 0  # the Content-Length the client announced
+
+    def _count(self, message: dict[str, Any]) -> int:
+        size = len(message.get("body", b""))
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.body_done = True
+        return size
+
+    async def receive(self) -> dict[str, Any]:
+        try:
+            message: dict[str, Any] = await asyncio.wait_for(self._receive(), self.timeout_s)
+        except TimeoutError:
+            raise _BodyTimeout from None
+        self.body_bytes += self._count(message)
+        if self.limit is not None and self.body_bytes > self.limit.bytes:
+            raise _BodyTooLarge
+        return message
+
+    async def drain(self) -> None:
+        """Read what the client is still sending, within bounds, and drop it."""
+        deadline = time.monotonic() + _DRAIN_SECONDS
+        drained = 0
+        while not self.body_done and drained < _DRAIN_BYTES:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(self._receive(), remaining)
+            except TimeoutError:
+                return
+            drained += self._count(message)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.response_started = True
+            if self.status >= 400 and not self.body_done:
+                await self.drain()
+            message.setdefault("headers", [])
+            message["headers"] = [*message["headers"], (b"x-request-id", self.request_id.encode())]
+        await self._send(message)
+
+    async def refuse(
+        self, error: ServiceError, *, close: bool = False, headers: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        if not self.response_started:
+            await _send_error(self.send, error, close=close, extra_headers=headers)
+
+
 class RequestContextMiddleware:
     def __init__(
         self,
@@ -87,136 +158,107 @@ class RequestContextMiddleware:
         state["request_id"] = request_id
         # For log lines written while this request runs (its worker thread too).
         request_id_var.set(request_id)
-        status = 500
-        response_started = False
-        body_bytes = 0
         body_done = scope.get("method") in ("GET", "HEAD", "OPTIONS") and b"content-length" not in headers
-        limit = self.body_limit(scope.get("path", ""))
-
-        async def guarded_receive() -> dict[str, Any]:
-            nonlocal body_bytes, body_done
-            try:
-                message: dict[str, Any] = await asyncio.wait_for(receive(), self.body_timeout_s)
-            except TimeoutError:
-                raise _BodyTimeout from None
-            body_bytes += len(message.get("body", b""))
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                body_done = True
-            if limit is not None and body_bytes > limit.bytes:
-                raise _BodyTooLarge
-            return message
-
-        async def drain() -> None:
-            # Read what the client is still sending, within bounds, and drop it.
-            nonlocal body_done
-            deadline = time.monotonic() + _DRAIN_SECONDS
-            drained = 0
-            while not body_done and drained < _DRAIN_BYTES:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return
-                try:
-                    message = await asyncio.wait_for(receive(), remaining)
-                except TimeoutError:
-                    return
-                drained += len(message.get("body", b""))
-                if message["type"] != "http.request" or not message.get("more_body", False):
-                    body_done = True
-
-        async def tagged_send(message: dict[str, Any]) -> None:
-            nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                response_started = True
-                if status >= 400 and not body_done:
-                    await drain()
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
-            await send(message)
-
-        try:
-            declared = int(headers.get(b"content-length", b"0") or 0)
-        except ValueError:
-            declared = 0
+        exchange = _Exchange(
+            receive, send, request_id, self.body_limit(scope.get("path", "")), self.body_timeout_s, body_done
+        )
+        exchange.declared = _declared_length(headers)
         turn: float | None = None
-        heavy = scope.get("path") in MODEL_ROUTES and scope.get("method") == "POST"
         try:
-            if heavy and self.authorize is not None:
-                await run_in_threadpool(self.authorize, headers)  # a key source may read SSM
-                state["authorized"] = True
-            if limit is not None and declared > limit.bytes:
-                raise _BodyTooLarge
-            if heavy and self.admission is not None:
-                turn = await self.admission.acquire()
-            await self.app(scope, guarded_receive, tagged_send)
-        except _BodyTooLarge:
-            body_bytes = max(body_bytes, declared)
-            assert limit is not None
-            error = ServiceError(
-                limit.code,
-                "The image exceeds the maximum size."
-                if limit.code is ErrorCode.IMAGE_TOO_LARGE
-                else "The request body is too large.",
-                limit.detail or f"This route takes a body of at most {limit.bytes} bytes (README: Limits).",
-            )
-            state["error_code"] = error.code.value
-            if not response_started:
-                await _send_error(tagged_send, error)
-        except _BodyTimeout:
+            turn = await self._admit(scope, headers, exchange)
+            await self.app(scope, exchange.receive, exchange.send)
+        except Exception as exc:  # each refusal in the service's error shape; never a traceback
+            await self._refuse(exchange, exc, state)
+        finally:
+            if turn is not None and self.admission is not None:
+                await self.admission.release(turn)
+            self._record(scope, exchange, started)
+
+    async def _admit(
+        self, scope: dict[str, Any], headers: dict[bytes, bytes], exchange: _Exchange
+    ) -> float | None:
+        """The checks before the app sees the request, cheapest first: the key
+        (headers only), the declared length, then a turn for heavy work."""
+        heavy = scope.get("path") in MODEL_ROUTES and scope.get("method") == "POST"
+        if heavy and self.authorize is not None:
+            await run_in_threadpool(self.authorize, headers)  # a key source may read SSM
+            scope["state"]["authorized"] = True
+        if exchange.limit is not None and exchange.declared > exchange.limit.bytes:
+            raise _BodyTooLarge
+        if heavy and self.admission is not None:
+            return await self.admission.acquire()
+        return None
+
+    async def _refuse(self, exchange: _Exchange, exc: Exception, state: dict[str, Any]) -> None:
+        close = False
+        headers: list[tuple[bytes, bytes]] = []
+        if isinstance(exc, _BodyTooLarge):
+            assert exchange.limit is not None
+            exchange.body_bytes = max(exchange.body_bytes, exchange.declared)
+            error = body_too_large(exchange.limit)
+        elif isinstance(exc, _BodyTimeout):
             error = ServiceError(
                 ErrorCode.INVALID_REQUEST,
                 "The request body arrived too slowly.",
                 f"The body must arrive within {self.body_timeout_s:g} s.",
                 status=408,
             )
-            state["error_code"] = error.code.value
-            if not response_started:
-                await _send_error(tagged_send, error, close=True)
-        except ServiceError as refused:  # the API key, checked before the body
-            state["error_code"] = refused.code.value
-            body_done = True  # not drained: an unauthenticated sender gets no more of our time
-            if not response_started:
-                await _send_error(tagged_send, refused, close=True)
-        except Busy as busy:
+            close = True
+        elif isinstance(exc, ServiceError):  # the API key, checked before the body
+            error, close = exc, True
+            exchange.body_done = True  # not drained: an unauthenticated sender gets no more of our time
+        elif isinstance(exc, Busy):
             error = ServiceError(
                 ErrorCode.SERVICE_BUSY,
                 "The service is busy.",
-                f"Every worker is busy and the queue is full; retry after {busy.retry_after} s.",
+                f"Every worker is busy and the queue is full; retry after {exc.retry_after} s.",
             )
-            state["error_code"] = error.code.value
-            await _send_error(
-                tagged_send, error, extra_headers=[(b"retry-after", str(busy.retry_after).encode())]
-            )
-        except Exception as exc:  # the last line: never a traceback to the caller
+            headers = [(b"retry-after", str(exc.retry_after).encode())]
+        else:
             logger.error(
-                "unhandled exception", extra={"request_id": request_id, "exception_type": type(exc).__name__}
+                "unhandled exception",
+                extra={"request_id": exchange.request_id, "exception_type": type(exc).__name__},
             )
-            state["error_code"] = ErrorCode.PROCESSING_ERROR.value
-            if not response_started:
-                await _send_error(
-                    tagged_send,
-                    ServiceError(
-                        ErrorCode.PROCESSING_ERROR,
-                        "The request could not be processed.",
-                        "An unexpected error occurred; it has been logged with the request id.",
-                    ),
-                )
-        finally:
-            if turn is not None and self.admission is not None:
-                await self.admission.release(turn)
-            route = scope.get("route")
-            self.observer.record(
-                RequestRecord(
-                    request_id=request_id,
-                    method=scope.get("method", ""),
-                    route=getattr(route, "path", None) or scope.get("path", ""),
-                    status=status,
-                    error_code=state.get("error_code"),
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
-                    body_bytes=body_bytes,
-                    faces=state.get("faces"),
-                )
+            error = ServiceError(
+                ErrorCode.PROCESSING_ERROR,
+                "The request could not be processed.",
+                "An unexpected error occurred; it has been logged with the request id.",
             )
+        state["error_code"] = error.code.value
+        await exchange.refuse(error, close=close, headers=headers)
+
+    def _record(self, scope: dict[str, Any], exchange: _Exchange, started: float) -> None:
+        route = scope.get("route")
+        state = scope["state"]
+        self.observer.record(
+            RequestRecord(
+                request_id=exchange.request_id,
+                method=scope.get("method", ""),
+                route=getattr(route, "path", None) or scope.get("path", ""),
+                status=exchange.status,
+                error_code=state.get("error_code"),
+                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                body_bytes=exchange.body_bytes,
+                faces=state.get("faces"),
+            )
+        )
+
+
+def body_too_large(limit: BodyLimit) -> ServiceError:
+    return ServiceError(
+        limit.code,
+        "The image exceeds the maximum size."
+        if limit.code is ErrorCode.IMAGE_TOO_LARGE
+        else "The request body is too large.",
+        limit.detail or f"This route takes a body of at most {limit.bytes} bytes (README: Limits).",
+    )
+
+
+def _declared_length(headers: dict[bytes, bytes]) -> int:
+    try:
+        return int(headers.get(b"content-length", b"0") or 0)
+    except ValueError:
+        return 0
 
 
 def _request_id(scope: dict[str, Any], headers: dict[bytes, bytes]) -> str:
