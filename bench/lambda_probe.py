@@ -55,9 +55,8 @@ def warm(photos_dir: Path, rounds: int) -> dict[str, Any]:
 
 def _ours() -> tuple[Any, dict[str, float]]:
     from face_recognition_service.aws_lambda import handler as module
-    from face_recognition_service.aws_lambda.function import INIT_TIMINGS
 
-    return module.handler, {f"init_{k}": v for k, v in INIT_TIMINGS.items()}
+    return module.handler, {f"init_{k}": v for k, v in module.function.init_timings.items()}
 
 
 def _peer() -> tuple[Any, dict[str, float]]:

@@ -89,14 +89,13 @@ def test_warm_up_requests_run_where_no_caller_waits(
     requests (they cost more than they save that caller); provisioned and
     SnapStart inits, and runs outside Lambda, warm up. A scheduled ping warms an
     environment that has not been warmed, once."""
-    from face_recognition_service.aws_lambda.function import INIT_TIMINGS
-
     if init_type is None:
         monkeypatch.delenv("AWS_LAMBDA_INITIALIZATION_TYPE", raising=False)
     else:
         monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", init_type)
-    handler = lambda_module.build_handler(make_settings(model_dir), model)
-    assert INIT_TIMINGS["warm_up_requests"] == (3 if warmed_at_init else 0)
+    function = lambda_module.LambdaFunction(make_settings(model_dir), model)
+    handler = function.handler()
+    assert function.init_timings["warm_up_requests"] == (3 if warmed_at_init else 0)
     # The first caller's request is answered the same either way.
     check_response("embed-face.json", handler(load_event("embed-face.json"), FakeLambdaContext()))
 

@@ -200,30 +200,13 @@ def _arrays(doc: object, body: bytes) -> CompareArrays | None:
     models: list[str | None] = []
     lists = 0 if isinstance(doc.get("query_embedding"), str) else 1
     for i, ref in enumerate(refs):
-        if not isinstance(ref, simdjson.Object):
+        parsed = _reference(ref, query.shape[0])
+        if parsed is None:
             return None
-        # Two fields (id, embedding) or three (and model), each found by name:
-        # a repeated or unknown key makes the count disagree.
-        fields = len(ref)
-        ref_id = ref.get("id")
-        embedding = ref.get("embedding")
-        ref_model = None
-        if fields == 3:
-            model_ok, ref_model = _tag(ref.get("model"))
-            if not model_ok or ref_model is None:
-                return None
-        elif fields != 2:
-            return None
-        if not isinstance(ref_id, str) or not 1 <= len(ref_id) <= MAX_ID_LENGTH:
-            return None
-        vector = _floats(embedding)
-        if vector is None or vector.shape[0] != query.shape[0]:
-            return None
-        matrix[i] = vector
-        ids.append(ref_id)
-        models.append(ref_model)
-        if not isinstance(embedding, str):
-            lists += 1
+        ids.append(parsed[0])
+        matrix[i] = parsed[1]
+        models.append(parsed[2])
+        lists += parsed[3]
     # as_buffer() flattens nested arrays; a plain body has exactly one '[' per
     # float-list vector plus the references list (a '[' inside an id just sends
     # the body down the pydantic path).
@@ -233,6 +216,30 @@ def _arrays(doc: object, body: bytes) -> CompareArrays | None:
     return CompareArrays(
         query.copy(), ids, matrix, DistanceMetric(metric_value), query_model, models, group_by_id
     )
+
+
+def _reference(ref: object, size: int) -> tuple[str, np.ndarray, str | None, int] | None:
+    """(id, vector, model, 1 for a float list) of a plain reference, else None."""
+    if not isinstance(ref, simdjson.Object):
+        return None
+    # Two fields (id, embedding) or three (and model), each found by name:
+    # a repeated or unknown key makes the count disagree.
+    fields = len(ref)
+    ref_id = ref.get("id")
+    embedding = ref.get("embedding")
+    ref_model = None
+    if fields == 3:
+        model_ok, ref_model = _tag(ref.get("model"))
+        if not model_ok or ref_model is None:
+            return None
+    elif fields != 2:
+        return None
+    if not isinstance(ref_id, str) or not 1 <= len(ref_id) <= MAX_ID_LENGTH:
+        return None
+    vector = _floats(embedding)
+    if vector is None or vector.shape[0] != size:
+        return None
+    return ref_id, vector, ref_model, 0 if isinstance(embedding, str) else 1
 
 
 def _tag(value: object) -> tuple[bool, str | None]:

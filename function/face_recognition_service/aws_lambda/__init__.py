@@ -1,7 +1,7 @@
 """The AWS Lambda side: everything that knows about Lambda, API Gateway and AWS.
 
 handler        the entry point Lambda imports (the only import-time side effects)
-function       build_handler: model, app through Mangum, warm-up, event dispatch
+function       LambdaFunction: model, app through Mangum, galleries, warm-up, event dispatch
 observability  Powertools logger, metrics, tracing and the request observer
 warmup         warm-up requests through the whole stack (provisioned inits, or the first ping)
 events         API Gateway event builders (warm-up, samples, tests)

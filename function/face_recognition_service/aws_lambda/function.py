@@ -95,10 +95,6 @@ def is_http_event(event: Any) -> bool:
     return isinstance(context, dict) and ("httpMethod" in event or "http" in context or "elb" in context)
 
 
-# Init-phase timings of the last build_handler (ms), logged once and read by bench.lambda_probe.
-INIT_TIMINGS: dict[str, float] = {}
-
-
 def warm_up_at_init() -> bool:
     """Whether the init runs the warm-up requests: only when no caller waits for
     the init. Lambda names the kind in AWS_LAMBDA_INITIALIZATION_TYPE: an
@@ -110,83 +106,111 @@ def warm_up_at_init() -> bool:
     return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "on-demand"
 
 
-def build_handler(settings: Settings, model: ModelState | None = None, warm: bool | None = None) -> Handler:
-    """The Lambda handler. ``warm``: run the warm-up requests now (default:
-    ``warm_up_at_init()``); when they do not run at init, the first scheduled
-    or other non-HTTP event runs them instead."""
-    if model is None:
-        model = load_function_model(settings, span)
-    if model.load_seconds is not None:  # sessions and one inference (the init's handler loads it in a thread)
-        INIT_TIMINGS["model_load_ms"] = round(model.load_seconds * 1000, 1)
-    loaded = time.perf_counter()
-    observer = PowertoolsObserver()
-    galleries = GalleryCache(settings)
-    app = create_app(
-        settings,
-        model,
-        observer=observer,
-        api_key=api_key_source(
-            settings.api_key_parameter, settings.api_key_secret, settings.api_key_cache_seconds
-        ),
-        galleries=galleries,
-    )
-    asgi = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
-    built = time.perf_counter()
-    warmed_up = False
+class LambdaFunction:
+    """The function one execution environment runs: model, app through Mangum,
+    gallery cache, warm-up, and the event dispatch. It keeps its own init
+    timings (``init_timings``, logged once and read by bench.lambda_probe) and
+    builds the queue handler on the first SQS event, so an HTTP-only function
+    never imports it."""
 
-    def warm_up() -> int:
+    def __init__(
+        self,
+        settings: Settings,
+        model: ModelState | None = None,
+        warm: bool | None = None,
+        init_timings: dict[str, float] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.init_timings: dict[str, float] = dict(init_timings or {})
+        self.model = model if model is not None else load_function_model(settings, span)
+        if self.model.load_seconds is not None:  # sessions and one inference
+            self.init_timings["model_load_ms"] = round(self.model.load_seconds * 1000, 1)
+        loaded = time.perf_counter()
+        self.observer = PowertoolsObserver()
+        self.galleries = GalleryCache(settings)  # shared by the app and queue mode
+        app = create_app(
+            settings,
+            self.model,
+            observer=self.observer,
+            api_key=api_key_source(
+                settings.api_key_parameter, settings.api_key_secret, settings.api_key_cache_seconds
+            ),
+            galleries=self.galleries,
+        )
+        self.asgi = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
+        built = time.perf_counter()
+        self._warmed_up = False
+        self._queue: Handler | None = None
+        ran_at_init = self.warm_up() if (warm_up_at_init() if warm is None else warm) else 0
+        self.init_timings.update(
+            app_build_ms=round((built - loaded) * 1000, 1),
+            warm_up_ms=round((time.perf_counter() - built) * 1000, 1),
+            warm_up_requests=float(ran_at_init),
+        )
+        logger.info("init", extra=self.init_timings)
+
+    def warm_up(self) -> int:
         """Send the warm-up requests, once; how many ran now."""
-        nonlocal warmed_up
-        if warmed_up or model.engine is None:
+        if self._warmed_up or self.model.engine is None:
             return 0
-        warmed_up = True
-        return warm_up_requests(asgi, observer)
+        self._warmed_up = True
+        return warm_up_requests(self.asgi, self.observer)
 
-    if warm is None:
-        warm = warm_up_at_init()
-    ran_at_init = warm_up() if warm else 0
-    warmed = time.perf_counter()
-    INIT_TIMINGS.update(
-        app_build_ms=round((built - loaded) * 1000, 1),
-        warm_up_ms=round((warmed - built) * 1000, 1),
-        warm_up_requests=float(ran_at_init),
-    )
-    logger.info("init", extra=INIT_TIMINGS)
-    queue: list[Handler] = []  # built on the first SQS event: HTTP-only functions never import it
+    def queue_handler(self) -> Handler:
+        if self._queue is None:
+            from .queue import build_queue_handler
 
-    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
-    @traced
-    @metrics.log_metrics(capture_cold_start_metric=True)
-    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            self._queue = build_queue_handler(self.settings, self.model, self.galleries)
+        return self._queue
+
+    def dispatch(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if is_http_event(event):
-            reason = malformed(event)
-            if reason is not None:
-                return bad_event(reason, context)
-            try:
-                response: dict[str, Any] = asgi(event, context)  # type: ignore[arg-type]  # two context protocols
-            except Exception as exc:  # the app answers every request; this is Mangum refusing the event
-                return bad_event(
-                    f"the event is not an API Gateway or ALB request ({type(exc).__name__})", context
-                )
-            return fit_response(response)
+            return self.http(event, context)
         if is_sqs_event(event):
-            if not queue:
-                from .queue import build_queue_handler
+            return self.queue_handler()(event, context)
+        return self.other(event)
 
-                queue.append(build_queue_handler(settings, model, galleries))
-            return queue[0](event, context)
-        # A warm-up ping or a scheduled event: answer, do not crash in Mangum. An
-        # environment whose on-demand init skipped the warm-up requests runs them
-        # now, on the ping's time rather than a caller's.
-        loaded = model.engine is not None
-        logger.info("non-HTTP event", extra={"model_loaded": loaded, "warm_up_requests": warm_up()})
+    def http(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        reason = malformed(event)
+        if reason is not None:
+            return bad_event(reason, context)
+        try:
+            response: dict[str, Any] = self.asgi(event, context)  # type: ignore[arg-type]  # two context protocols
+        except Exception as exc:  # the app answers every request; this is Mangum refusing the event
+            return bad_event(
+                f"the event is not an API Gateway or ALB request ({type(exc).__name__})", context
+            )
+        return fit_response(response)
+
+    def other(self, event: dict[str, Any]) -> dict[str, Any]:
+        """A warm-up ping or a scheduled event: answer, do not crash in Mangum. An
+        environment whose on-demand init skipped the warm-up requests runs them
+        now, on the ping's time rather than a caller's."""
+        loaded = self.model.engine is not None
+        logger.info("non-HTTP event", extra={"model_loaded": loaded, "warm_up_requests": self.warm_up()})
         metrics.add_metric(name="WarmupEvents", unit=MetricUnit.Count, value=1)
         return {
             "status": "warm" if loaded else "unhealthy",
             "model_loaded": loaded,
-            "model_name": settings.model_name,
+            "model_name": self.settings.model_name,
             "detail": "This function serves API Gateway HTTP events; other events only warm it.",
         }
 
-    wrapped: Handler = handler
-    return wrapped
+    def handler(self) -> Handler:
+        """``dispatch`` under Powertools' logger, tracer and metrics decorators."""
+
+        @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
+        @traced
+        @metrics.log_metrics(capture_cold_start_metric=True)
+        def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+            return self.dispatch(event, context)
+
+        wrapped: Handler = handler
+        return wrapped
+
+
+def build_handler(settings: Settings, model: ModelState | None = None, warm: bool | None = None) -> Handler:
+    """The Lambda handler of a new ``LambdaFunction``. ``warm``: run the warm-up
+    requests now (default: ``warm_up_at_init()``); when they do not run at init,
+    the first scheduled or other non-HTTP event runs them instead."""
+    return LambdaFunction(settings, model, warm).handler()

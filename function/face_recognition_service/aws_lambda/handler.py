@@ -48,10 +48,13 @@ with start_up():
     with ThreadPoolExecutor(1, thread_name_prefix="model-loader") as _loader:
         _model = _loader.submit(load_function_model, _settings, span)
         import_fastapi()
-        from .function import INIT_TIMINGS, build_handler
+        from .function import LambdaFunction, build_handler  # noqa: F401  (build_handler: for tests)
 
         _imported = time.perf_counter()
         _loaded = _model.result()
-        INIT_TIMINGS["imports_ms"] = round((_imported - _started) * 1000, 1)
-        INIT_TIMINGS["model_wait_ms"] = round((time.perf_counter() - _imported) * 1000, 1)
-    handler = build_handler(_settings, _loaded)
+        _timings = {
+            "imports_ms": round((_imported - _started) * 1000, 1),
+            "model_wait_ms": round((time.perf_counter() - _imported) * 1000, 1),
+        }
+    function = LambdaFunction(_settings, _loaded, init_timings=_timings)
+    handler = function.handler()
