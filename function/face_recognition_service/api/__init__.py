@@ -17,6 +17,7 @@ from ..config import Settings
 from ..engine import ModelState, load_model
 from ..errors import ErrorCode, ServiceError
 from ..gallery.cache import GalleryCache
+from . import paths
 from .admission import Admission
 from .deps import check_api_key
 from .docs import install_openapi
@@ -52,23 +53,23 @@ def body_limits(settings: Settings) -> dict[str, BodyLimit]:
     """Body size limit of each route that takes a body, and the code a body over
     it gets (README "Limits"): on /embed the only large thing is the image."""
     return {
-        "/api/v1/embed": BodyLimit(
+        paths.EMBED: BodyLimit(
             max_body_bytes(settings),
             ErrorCode.IMAGE_TOO_LARGE,
             f"Maximum image size is {settings.max_image_size} bytes (after base64 decoding); "
             f"the request body may be at most {max_body_bytes(settings)} bytes.",
         ),
-        "/api/v1/embed/batch": BodyLimit(
+        paths.EMBED_BATCH: BodyLimit(
             batch_body_bytes(settings),
             ErrorCode.PAYLOAD_TOO_LARGE,
             f"A batch body may be at most {batch_body_bytes(settings)} bytes "
             f"({settings.max_batch_images} images of the /embed limit, capped at {BATCH_BODY_CAP}).",
         ),
-        "/api/v1/compare": BodyLimit(EMBEDDINGS_BODY_LIMIT, ErrorCode.PAYLOAD_TOO_LARGE),
-        "/api/v1/verify": BodyLimit(
+        paths.COMPARE: BodyLimit(EMBEDDINGS_BODY_LIMIT, ErrorCode.PAYLOAD_TOO_LARGE),
+        paths.VERIFY: BodyLimit(
             EMBEDDINGS_BODY_LIMIT + max_body_bytes(settings), ErrorCode.PAYLOAD_TOO_LARGE
         ),
-        "/api/v1/identify": BodyLimit(
+        paths.IDENTIFY: BodyLimit(
             EMBEDDINGS_BODY_LIMIT + max_body_bytes(settings), ErrorCode.PAYLOAD_TOO_LARGE
         ),
     }
@@ -103,6 +104,19 @@ class JSONErrorCORSMiddleware(CORSMiddleware):
             k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")
         }
         return ORJSONResponse(error.to_dict(), status_code=response.status_code, headers=headers)
+
+
+def _plain_server_observer(app: FastAPI, settings: Settings) -> RequestObserver:
+    """Plain-server mode: the log line per request, and Prometheus metrics."""
+    observer: RequestObserver = LogObserver()
+    if settings.metrics_enabled:
+        # Imported here: the Lambda function (Powertools metrics) never loads it.
+        from .prometheus import PrometheusObserver
+
+        prometheus = PrometheusObserver(then=observer, load_seconds=app.state.model.load_seconds)
+        app.add_route(paths.METRICS, prometheus.endpoint, methods=["GET"], include_in_schema=False)
+        observer = prometheus
+    return observer
 
 
 def create_app(
@@ -151,15 +165,7 @@ def create_app(
             expose_headers=["x-request-id"],
         )
     if observer is None:
-        # Plain-server mode: the log line per request, and Prometheus metrics.
-        observer = LogObserver()
-        if settings.metrics_enabled:
-            # Imported here: the Lambda function (Powertools metrics) never loads it.
-            from .prometheus import PrometheusObserver
-
-            prometheus = PrometheusObserver(then=observer, load_seconds=app.state.model.load_seconds)
-            app.add_route("/metrics", prometheus.endpoint, methods=["GET"], include_in_schema=False)
-            observer = prometheus
+        observer = _plain_server_observer(app, settings)
     limits = body_limits(settings)
     app.add_middleware(
         RequestContextMiddleware,

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..errors import ErrorCode, ServiceError
 from ..timing import request_id as request_id_var
+from . import paths
 from .admission import Admission, Busy
 from .observe import RequestObserver, RequestRecord
 
@@ -46,9 +47,7 @@ class _BodyTimeout(Exception):
 
 # Routes that do heavy work (the model, or parsing megabytes of embeddings):
 # admitted through Admission. Health and model-info answer at once.
-MODEL_ROUTES = frozenset(
-    {"/api/v1/embed", "/api/v1/verify", "/api/v1/embed/batch", "/api/v1/compare", "/api/v1/identify"}
-)
+MODEL_ROUTES = paths.HEAVY
 # A refused request's body is read (and dropped) up to this much before the
 # answer, so that an ordinary client, still sending, reads the JSON error
 # instead of a connection reset.

@@ -12,24 +12,11 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
+from . import paths
 from .observe import RequestObserver, RequestRecord
 
 # Known routes only: anything else is "other", so a scanner cannot grow the label set.
-ROUTES = frozenset(
-    {
-        "/api/v1/health",
-        "/api/v1/model-info",
-        "/api/v1/embed",
-        "/api/v1/embed/batch",
-        "/api/v1/compare",
-        "/api/v1/verify",
-        "/api/v1/identify",
-        "/metrics",
-        "/docs",
-        "/redoc",
-        "/openapi.json",
-    }
-)
+ROUTES = paths.KNOWN
 
 
 class PrometheusObserver:

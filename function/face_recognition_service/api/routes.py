@@ -22,11 +22,13 @@ from ..usecases.identify import IdentifyInput
 from ..usecases.identify import identify as identify_probe
 from ..usecases.verify import Reference, VerifyInput
 from ..usecases.verify import verify as verify_probe
+from . import paths
 from .bodies import require_json, validate_json
 from .compare_parser import compare_request_arrays, parse_compare
 from .deps import EngineDep, ModelDep, Protected, SettingsDep
 from .docs import request_body, response
 from .inputs import ImageInput, parse_json_input, read_image_input
+from .paths import relative
 from .responses import ORJSONResponse
 from .schemas import (
     CompareRequest,
@@ -45,7 +47,7 @@ from .schemas import (
     embed_options,
 )
 
-router = APIRouter(prefix="/api/v1", default_response_class=ORJSONResponse)
+router = APIRouter(prefix=paths.PREFIX, default_response_class=ORJSONResponse)
 
 
 def _ok(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
@@ -62,9 +64,9 @@ def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
     return out
 
 
-@router.head("/health", include_in_schema=False)
+@router.head(relative(paths.HEALTH), include_in_schema=False)
 @router.get(
-    "/health",
+    relative(paths.HEALTH),
     summary="Is the service up and the model loaded",
     responses=_ok(HealthResponse) | {503: response(HealthResponse, "Model not loaded")},
 )
@@ -82,7 +84,7 @@ async def health(model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
 
 
 @router.get(
-    "/model-info",
+    relative(paths.MODEL_INFO),
     dependencies=Protected,
     summary="The loaded face model, its tag and its decision thresholds",
     responses=_ok(ModelInfoResponse) | _errors(ErrorCode.MODEL_NOT_LOADED, ErrorCode.UNAUTHORIZED),
@@ -131,7 +133,7 @@ _JSON_BODY_ERRORS = (
 
 
 @router.post(
-    "/embed",
+    relative(paths.EMBED),
     dependencies=Protected,
     summary="Embed the face (or faces) in a photo",
     openapi_extra=request_body(EmbedRequest, image_bodies=True),
@@ -160,7 +162,7 @@ def _embed(received: ImageInput, engine: FaceEngine, settings: Settings) -> tupl
 
 
 @router.post(
-    "/embed/batch",
+    relative(paths.EMBED_BATCH),
     dependencies=Protected,
     summary="Embed many photos in one request, one recogniser pass",
     openapi_extra=request_body(EmbedBatchRequest),
@@ -186,7 +188,7 @@ def _embed_batch(raw: bytes, engine: FaceEngine, settings: Settings) -> list[dic
 
 
 @router.post(
-    "/verify",
+    relative(paths.VERIFY),
     dependencies=Protected,
     summary="Decide whether a photo (or embedding) matches enrolled references",
     openapi_extra=request_body(VerifyRequest),
@@ -222,7 +224,7 @@ def _verify(raw: bytes, model: ModelState, settings: Settings) -> dict[str, Any]
 
 
 @router.post(
-    "/compare",
+    relative(paths.COMPARE),
     dependencies=Protected,
     summary="Rank reference embeddings by distance to a query embedding",
     openapi_extra=request_body(CompareRequest),
@@ -243,7 +245,7 @@ def _compare(raw: bytes) -> ORJSONResponse:
 
 
 @router.post(
-    "/identify",
+    relative(paths.IDENTIFY),
     dependencies=Protected,
     summary="Who of a gallery's enrolled people is this photo (or embedding)",
     openapi_extra=request_body(IdentifyRequest),

@@ -9,6 +9,7 @@ import base64
 import os
 from typing import Any
 
+from ..api import paths
 from .events import http_api_event
 from .observability import PowertoolsObserver
 
@@ -29,15 +30,15 @@ def warm_up_events() -> list[dict[str, Any]]:
     compare = {"query_embedding": [1.0, 0.0], "reference_embeddings": [{"id": "w", "embedding": [0.0, 1.0]}]}
     headers = {"x-request-id": WARM_UP_REQUEST_ID}
     return [
-        http_api_event("GET", "/api/v1/health", request_id=WARM_UP_REQUEST_ID, headers=headers),
+        http_api_event("GET", paths.HEALTH, request_id=WARM_UP_REQUEST_ID, headers=headers),
         http_api_event(
             "POST",
-            "/api/v1/embed",
+            paths.EMBED,
             {"image": f"data:image/jpeg;base64,{jpeg}"},
             request_id=WARM_UP_REQUEST_ID,
             headers=headers,
         ),
-        http_api_event("POST", "/api/v1/compare", compare, request_id=WARM_UP_REQUEST_ID, headers=headers),
+        http_api_event("POST", paths.COMPARE, compare, request_id=WARM_UP_REQUEST_ID, headers=headers),
     ]
 
 

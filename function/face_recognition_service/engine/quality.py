@@ -119,17 +119,8 @@ def head_pose(landmarks: np.ndarray) -> tuple[float, float, float]:
     return yaw, pitch, roll
 
 
-def assess(
-    landmarks: np.ndarray,
-    box: np.ndarray,
-    image_shape: tuple[int, ...],
-    detection_score: float,
-    crop: np.ndarray,
-    embedding_norm: float,
-) -> Quality:
-    height, width = image_shape[:2]
-    iod = float(np.linalg.norm(landmarks[1] - landmarks[0]))
-    yaw, pitch, roll = head_pose(landmarks)
+def crop_measures(crop: np.ndarray) -> tuple[float, float, float]:
+    """Brightness, contrast and sharpness of the aligned 112 px crop."""
     grey = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)
     centre = grey[24:104, 24:88]  # eyes to chin, inside the cheeks
     brightness = float(centre.mean())
@@ -142,7 +133,21 @@ def assess(
     inside = cv2.erode((region > 0).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
     lap = cv2.Laplacian(region, cv2.CV_64F)
     laplacian = float(lap[inside].var()) if inside.sum() > 100 else 0.0
-    sharpness = laplacian * (50.0 / max(contrast, 5.0)) ** 2
+    return brightness, contrast, laplacian * (50.0 / max(contrast, 5.0)) ** 2
+
+
+def assess(
+    landmarks: np.ndarray,
+    box: np.ndarray,
+    image_shape: tuple[int, ...],
+    detection_score: float,
+    crop: np.ndarray,
+    embedding_norm: float,
+) -> Quality:
+    height, width = image_shape[:2]
+    iod = float(np.linalg.norm(landmarks[1] - landmarks[0]))
+    yaw, pitch, roll = head_pose(landmarks)
+    brightness, contrast, sharpness = crop_measures(crop)
     x1, y1, x2, y2 = (float(v) for v in box)
     area = max((x2 - x1) * (y2 - y1), 1e-6)
     visible = max(0.0, min(x2, width) - max(x1, 0.0)) * max(0.0, min(y2, height) - max(y1, 0.0))

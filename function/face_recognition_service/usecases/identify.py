@@ -132,10 +132,41 @@ def assign(people: list[Candidates], threshold: float) -> list[tuple[str, float]
     return out
 
 
+def _inline(references: list[Reference], size: int) -> np.ndarray:
+    """The inline references as unit float32 rows."""
+    if not references:
+        return np.zeros((0, size), np.float32)
+    rows = as_unit_vectors(np.stack([r.embedding for r in references]), "reference embeddings")
+    return rows.astype(np.float32)
+
+
+def attendance(
+    faces: list[FaceEmbedding], people: list[Candidates], threshold: float, top_k: int
+) -> dict[str, Any]:
+    """``face_selection: "all"``: every face with its candidates and the person
+    assigned to it one-to-one (or null)."""
+    assigned = assign(people, threshold)
+    return {
+        "faces": [
+            {
+                "bbox": [round(float(v), 1) for v in face.box],
+                "detection_score": round(face.detection_score, 6),
+                "candidates": _candidates(c, top_k),
+                "identity": None if a is None else a[0],
+                "similarity": None if a is None else round(a[1], 6),
+                "match": a is not None,
+            }
+            for face, c, a in zip(faces, people, assigned, strict=True)
+        ],
+        "face_count": len(faces),
+    }
+
+
 def _probe_faces(
-    request: IdentifyInput, model: ModelState, settings: Settings
+    request: IdentifyInput, model: ModelState, settings: Settings, gallery_model: str
 ) -> tuple[list[FaceEmbedding], str]:
     engine = model.require()
+    check_models(engine.model_tag, [gallery_model])  # before any pixel is decoded
     assert request.image is not None
     faces, _ = find_faces(request.image.read(settings), engine, settings, request.options)
     return faces, engine.model_tag
@@ -148,7 +179,7 @@ def identify(
     check_models(gallery.model, [r.model for r in request.references])
     faces: list[FaceEmbedding] = []
     if request.image is not None:
-        faces, probe_model = _probe_faces(request, model, settings)
+        faces, probe_model = _probe_faces(request, model, settings, gallery.model)
         probes = np.stack([f.embedding for f in faces]).astype(np.float32)
     else:
         assert request.embedding is not None
@@ -157,13 +188,7 @@ def identify(
     check_models(probe_model, [gallery.model])
     persons = gallery.persons + len({r.id for r in request.references})
     threshold, point = _threshold(request, settings, gallery, persons)
-    extra = (
-        as_unit_vectors(np.stack([r.embedding for r in request.references]), "reference embeddings").astype(
-            np.float32
-        )
-        if request.references
-        else np.zeros((0, probes.shape[1]), np.float32)
-    )
+    extra = _inline(request.references, probes.shape[1])
     everyone = request.options.faces.selection is FaceSelection.ALL and request.image is not None
     limit = max(request.top_k, len(faces) + 1) if everyone else max(request.top_k, 2)
     people = rank_people(gallery, probes, request, extra, limit)
@@ -180,22 +205,7 @@ def identify(
         "model": probe_model,
     }
     if everyone:
-        assigned = assign(people, threshold)
-        return {
-            "faces": [
-                {
-                    "bbox": [round(float(v), 1) for v in face.box],
-                    "detection_score": round(face.detection_score, 6),
-                    "candidates": _candidates(c, request.top_k),
-                    "identity": None if a is None else a[0],
-                    "similarity": None if a is None else round(a[1], 6),
-                    "match": a is not None,
-                }
-                for face, c, a in zip(faces, people, assigned, strict=True)
-            ],
-            "face_count": len(faces),
-            **common,
-        }
+        return {**attendance(faces, people, threshold, request.top_k), **common}
     answer = {**decide_one(people[0], threshold, request.top_k), **common}
     if faces:
         answer["detection_score"] = round(faces[0].detection_score, 6)
