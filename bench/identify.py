@@ -100,6 +100,7 @@ def child_search(path: Path) -> dict[str, Any]:
     from face_recognition_service.engine import ModelState
     from face_recognition_service.gallery.cache import GalleryCache
     from face_recognition_service.usecases.identify import IdentifyInput, identify
+    from face_recognition_service.usecases.verify import Probe
 
     truth = json.loads((path.parent / "truth.json").read_text())
     settings = Settings(_env_file=None, gallery_dir=path.parent, model_name="buffalo_sc")  # type: ignore[call-arg]
@@ -112,7 +113,7 @@ def child_search(path: Path) -> dict[str, Any]:
     for name, case in truth.items():
         times, hits = [], 0
         for probe, expected in zip(case["probes"], case["exact_top1"], strict=True):
-            request = IdentifyInput(gallery=path.name, embedding=np.asarray(probe), model=TAG)
+            request = IdentifyInput(gallery=path.name, probe=Probe(embedding=np.asarray(probe), model=TAG))
             t0 = time.perf_counter()
             answer = identify(request, no_model, settings, cache)
             times.append((time.perf_counter() - t0) * 1000)

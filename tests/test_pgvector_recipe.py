@@ -20,6 +20,7 @@ from face_recognition_service.gallery.build import build
 from face_recognition_service.gallery.cache import GalleryCache
 from face_recognition_service.matching import OperatingPoint, decode_embedding, identification_threshold
 from face_recognition_service.usecases.identify import IdentifyInput, identify
+from face_recognition_service.usecases.verify import Probe
 
 from .conftest import make_settings
 from .helpers import ROOT
@@ -125,7 +126,7 @@ def test_the_recipe_agrees_with_identify(
     for photo in ("biden_2.jpg", "rose_leslie_2.jpg", "kit_harington_2.jpg"):
         probe = embedding_of(engine, settings, photo)
         service = identify(
-            IdentifyInput(gallery="g.frg", embedding=probe.astype(np.float64)),
+            IdentifyInput(gallery="g.frg", probe=Probe(embedding=probe.astype(np.float64))),
             model,
             app_settings,
             GalleryCache(app_settings),

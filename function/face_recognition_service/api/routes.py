@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,15 +13,13 @@ from ..config import Settings
 from ..engine import FaceEngine, ModelState
 from ..errors import HTTP_STATUS, ErrorCode
 from ..gallery.cache import GalleryCache
-from ..matching import AMBIGUITY_MARGIN, decode_embedding, identification_table, operating_points_for
+from ..matching import AMBIGUITY_MARGIN, identification_table, operating_points_for
 from ..timing import Stages
 from ..usecases.batch import BatchInput, BatchItem, embed_batch, faces_in
 from ..usecases.compare import compare as compare_arrays
 from ..usecases.embed import EmbedInput, ImageSource
 from ..usecases.embed import embed as embed_photo
-from ..usecases.identify import IdentifyInput
 from ..usecases.identify import identify as identify_probe
-from ..usecases.verify import Reference, VerifyInput
 from ..usecases.verify import verify as verify_probe
 from . import paths
 from .bodies import require_json, validate_json
@@ -46,8 +45,23 @@ from .schemas import (
     VerifyResponse,
     embed_options,
 )
+from .translate import identify_input, verify_input
 
 router = APIRouter(prefix=paths.PREFIX, default_response_class=ORJSONResponse)
+
+
+async def _json_work(request: Request, work: Callable[..., Any], *args: Any) -> Any:
+    """A JSON body read on the event loop, then ``work(body, *args)`` in a worker
+    thread (parsing megabytes and the model never hold the loop). A photo probe
+    counts its faces for metrics."""
+    require_json(request)
+    result = await run_in_threadpool(work, await request.body(), *args)
+    if isinstance(result, dict):
+        if "detection_score" in result:
+            request.state.faces = 1
+        elif "face_count" in result:
+            request.state.faces = result["face_count"]
+    return result
 
 
 def _ok(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
@@ -55,9 +69,10 @@ def _ok(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
     return {200: response(model, "Successful Response")}
 
 
-def _errors(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
+def _errors(path: str) -> dict[int | str, dict[str, Any]]:
+    """The route's error responses (route table), grouped by status, for OpenAPI."""
     out: dict[int | str, dict[str, Any]] = {}
-    for code in codes:
+    for code in paths.BY_PATH[path].errors:
         entry = out.setdefault(HTTP_STATUS[code], response(ErrorResponse, ""))
         entry["description"] = ", ".join(filter(None, [str(entry["description"]), code.value]))
     out.setdefault(422, response(ErrorResponse, "Request validation failed"))
@@ -87,7 +102,7 @@ async def health(model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
     relative(paths.MODEL_INFO),
     dependencies=Protected,
     summary="The loaded face model, its tag and its decision thresholds",
-    responses=_ok(ModelInfoResponse) | _errors(ErrorCode.MODEL_NOT_LOADED, ErrorCode.UNAUTHORIZED),
+    responses=_ok(ModelInfoResponse) | _errors(paths.MODEL_INFO),
 )
 def model_info(engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
     return ORJSONResponse(
@@ -105,39 +120,12 @@ def model_info(engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
     )
 
 
-_IMAGE_ERRORS = (
-    ErrorCode.INVALID_IMAGE,
-    ErrorCode.NO_FACE_DETECTED,
-    ErrorCode.MULTIPLE_FACES_DETECTED,
-    ErrorCode.LOW_QUALITY,
-    ErrorCode.IMAGE_TOO_LARGE,
-    ErrorCode.UNSUPPORTED_FORMAT,
-    ErrorCode.MODEL_NOT_LOADED,
-    ErrorCode.PROCESSING_ERROR,
-    ErrorCode.UNAUTHORIZED,
-    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-    ErrorCode.IMAGE_SOURCE_FORBIDDEN,
-    ErrorCode.IMAGE_NOT_FOUND,
-    ErrorCode.SERVICE_BUSY,
-    ErrorCode.RESPONSE_TOO_LARGE,  # under Lambda, an answer over 6 MB
-)
-# What the shared checks answer on every protected JSON route other than
-# /embed (whose body limit is IMAGE_TOO_LARGE): the API key, the Content-Type
-# (require_json), the body limit and admission (middleware.py).
-_JSON_BODY_ERRORS = (
-    ErrorCode.UNAUTHORIZED,
-    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-    ErrorCode.PAYLOAD_TOO_LARGE,
-    ErrorCode.SERVICE_BUSY,
-)
-
-
 @router.post(
     relative(paths.EMBED),
     dependencies=Protected,
     summary="Embed the face (or faces) in a photo",
     openapi_extra=request_body(EmbedRequest, image_bodies=True),
-    responses=_ok(EmbedResponse) | _errors(*_IMAGE_ERRORS),
+    responses=_ok(EmbedResponse) | _errors(paths.EMBED),
 )
 async def embed(request: Request, engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
     received = await read_image_input(request, settings.max_image_size)
@@ -166,15 +154,10 @@ def _embed(received: ImageInput, engine: FaceEngine, settings: Settings) -> tupl
     dependencies=Protected,
     summary="Embed many photos in one request, one recogniser pass",
     openapi_extra=request_body(EmbedBatchRequest),
-    responses=_ok(EmbedBatchResponse)
-    | _errors(
-        ErrorCode.INVALID_IMAGE, ErrorCode.MODEL_NOT_LOADED, ErrorCode.RESPONSE_TOO_LARGE, *_JSON_BODY_ERRORS
-    ),
+    responses=_ok(EmbedBatchResponse) | _errors(paths.EMBED_BATCH),
 )
 async def embed_batch_route(request: Request, engine: EngineDep, settings: SettingsDep) -> ORJSONResponse:
-    require_json(request)
-    raw = await request.body()
-    results = await run_in_threadpool(_embed_batch, raw, engine, settings)
+    results = await _json_work(request, _embed_batch, engine, settings)
     request.state.faces = faces_in(results)
     return ORJSONResponse({"results": results, "model": engine.model_tag})
 
@@ -192,35 +175,16 @@ def _embed_batch(raw: bytes, engine: FaceEngine, settings: Settings) -> list[dic
     dependencies=Protected,
     summary="Decide whether a photo (or embedding) matches enrolled references",
     openapi_extra=request_body(VerifyRequest),
-    responses=_ok(VerifyResponse)
-    | _errors(
-        *_IMAGE_ERRORS, ErrorCode.INVALID_EMBEDDING, ErrorCode.MODEL_MISMATCH, ErrorCode.PAYLOAD_TOO_LARGE
-    ),
+    responses=_ok(VerifyResponse) | _errors(paths.VERIFY),
 )
 async def verify(request: Request, model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
-    require_json(request)
-    raw = await request.body()
-    result = await run_in_threadpool(_verify, raw, model, settings)
-    if "detection_score" in result:
-        request.state.faces = 1
+    result = await _json_work(request, _verify, model, settings)
     return ORJSONResponse(result)
 
 
 def _verify(raw: bytes, model: ModelState, settings: Settings) -> dict[str, Any]:
     body = validate_json(raw, VerifyRequest, ErrorCode.INVALID_EMBEDDING)
-    request = VerifyInput(
-        references=[
-            Reference(r.id, decode_embedding(r.embedding, f"reference {r.id!r}"), r.model)
-            for r in body.references
-        ],
-        image=None if body.image is None else ImageSource(base64=body.image),
-        options=embed_options(body),
-        embedding=None if body.embedding is None else decode_embedding(body.embedding, "embedding"),
-        model=body.model,
-        threshold=body.threshold,
-        operating_point=body.operating_point,
-    )
-    return verify_probe(request, model, settings)
+    return verify_probe(verify_input(body), model, settings)
 
 
 @router.post(
@@ -228,8 +192,7 @@ def _verify(raw: bytes, model: ModelState, settings: Settings) -> dict[str, Any]
     dependencies=Protected,
     summary="Rank reference embeddings by distance to a query embedding",
     openapi_extra=request_body(CompareRequest),
-    responses=_ok(CompareResponse)
-    | _errors(ErrorCode.INVALID_EMBEDDING, ErrorCode.MODEL_MISMATCH, *_JSON_BODY_ERRORS),
+    responses=_ok(CompareResponse) | _errors(paths.COMPARE),
 )
 async def compare(request: Request) -> ORJSONResponse:
     # Parsing a large body costs more than ranking it: both run off the event loop.
@@ -249,43 +212,13 @@ def _compare(raw: bytes) -> ORJSONResponse:
     dependencies=Protected,
     summary="Who of a gallery's enrolled people is this photo (or embedding)",
     openapi_extra=request_body(IdentifyRequest),
-    responses=_ok(IdentifyResponse)
-    | _errors(
-        *_IMAGE_ERRORS,
-        ErrorCode.INVALID_EMBEDDING,
-        ErrorCode.MODEL_MISMATCH,
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        ErrorCode.GALLERY_NOT_FOUND,
-        ErrorCode.GALLERY_FORBIDDEN,
-        ErrorCode.INVALID_GALLERY,
-    ),
+    responses=_ok(IdentifyResponse) | _errors(paths.IDENTIFY),
 )
 async def identify(request: Request, model: ModelDep, settings: SettingsDep) -> ORJSONResponse:
-    require_json(request)
-    raw = await request.body()
-    result = await run_in_threadpool(_identify, raw, model, settings, request.app.state.galleries)
-    if "detection_score" in result:
-        request.state.faces = 1
-    elif "face_count" in result:
-        request.state.faces = result["face_count"]
+    result = await _json_work(request, _identify, model, settings, request.app.state.galleries)
     return ORJSONResponse(result)
 
 
 def _identify(raw: bytes, model: ModelState, settings: Settings, galleries: GalleryCache) -> dict[str, Any]:
     body = validate_json(raw, IdentifyRequest, ErrorCode.INVALID_EMBEDDING)
-    request = IdentifyInput(
-        gallery=body.gallery,
-        image=None if body.image is None else ImageSource(base64=body.image),
-        options=embed_options(body),
-        embedding=None if body.embedding is None else decode_embedding(body.embedding, "embedding"),
-        model=body.model,
-        references=[
-            Reference(r.id, decode_embedding(r.embedding, f"reference {r.id!r}"), r.model)
-            for r in body.references
-        ],
-        exclude_ids=frozenset(body.exclude_ids),
-        top_k=body.top_k,
-        threshold=body.threshold,
-        operating_point=body.operating_point,
-    )
-    return identify_probe(request, model, settings, galleries)
+    return identify_probe(identify_input(body), model, settings, galleries)

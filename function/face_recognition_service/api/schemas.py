@@ -279,7 +279,9 @@ class CompareResponse(BaseModel):
     distance_metric: DistanceMetric
 
 
-class VerifyRequest(FaceRequestOptions):
+class ProbeRequest(FaceRequestOptions):
+    """/verify's and /identify's probe: a photo or an embedding, and the threshold."""
+
     image: str | None = Field(
         default=None, min_length=1, description=IMAGE_DESCRIPTION + " Give `image` or `embedding`."
     )
@@ -289,26 +291,29 @@ class VerifyRequest(FaceRequestOptions):
     model: ModelTag | None = Field(
         default=None, description="Model tag of `embedding` (an image's is known)."
     )
-    references: list[ReferenceEmbedding] = Field(
-        min_length=1,
-        max_length=MAX_REFERENCES,
-        description="Enrolled templates; several may share an id (a person's score is their best template).",
-    )
     threshold: float | None = Field(
         default=None,
         ge=-1.0,
         le=1.0,
         description="Similarity needed for a match (overrides operating_point).",
     )
-    operating_point: OperatingPoint | None = Field(
-        default=None, description="`strict`, `balanced` or `lenient` (default: the OPERATING_POINT setting)."
-    )
 
     @model_validator(mode="after")
-    def _one_probe(self) -> VerifyRequest:
+    def _one_probe(self) -> ProbeRequest:
         if (self.image is None) == (self.embedding is None):
             raise ValueError("give exactly one of image or embedding")
         return self
+
+
+class VerifyRequest(ProbeRequest):
+    references: list[ReferenceEmbedding] = Field(
+        min_length=1,
+        max_length=MAX_REFERENCES,
+        description="Enrolled templates; several may share an id (a person's score is their best template).",
+    )
+    operating_point: OperatingPoint | None = Field(
+        default=None, description="`strict`, `balanced` or `lenient` (default: the OPERATING_POINT setting)."
+    )
 
 
 class ScoredId(BaseModel):
@@ -332,16 +337,7 @@ class VerifyResponse(BaseModel):
     quality: QualityBlock | None = None
 
 
-class IdentifyRequest(FaceRequestOptions):
-    image: str | None = Field(
-        default=None, min_length=1, description=IMAGE_DESCRIPTION + " Give `image` or `embedding`."
-    )
-    embedding: Embedding | None = Field(
-        default=None, description="The probe as an embedding instead of a photo."
-    )
-    model: ModelTag | None = Field(
-        default=None, description="Model tag of `embedding` (an image's is known)."
-    )
+class IdentifyRequest(ProbeRequest):
     gallery: str = Field(
         min_length=1,
         max_length=1024,
@@ -359,23 +355,11 @@ class IdentifyRequest(FaceRequestOptions):
         description="Ids deleted since the snapshot was built: never returned from the snapshot.",
     )
     top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="Candidates to return (one per person).")
-    threshold: float | None = Field(
-        default=None,
-        ge=-1.0,
-        le=1.0,
-        description="Similarity needed for a match (overrides operating_point).",
-    )
     operating_point: OperatingPoint | None = Field(
         default=None,
         description="`strict`, `balanced` or `lenient`; its identification threshold grows with the gallery's "
         "size (see /model-info `identification`).",
     )
-
-    @model_validator(mode="after")
-    def _one_probe(self) -> IdentifyRequest:
-        if (self.image is None) == (self.embedding is None):
-            raise ValueError("give exactly one of image or embedding")
-        return self
 
 
 class GalleryInfo(BaseModel):

@@ -29,15 +29,14 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError, model_validator
 
 from ..api.schemas import FaceRequestOptions, IdentifyRequest, OneImage, ReferenceId, embed_options
+from ..api.translate import identify_input
 from ..config import Settings
 from ..engine import ModelState
 from ..errors import ErrorCode, ServiceError
 from ..gallery.cache import GalleryCache
-from ..matching import decode_embedding
 from ..s3_images import parse_s3_uri
 from ..usecases.embed import EmbedInput, ImageSource, embed
-from ..usecases.identify import IdentifyInput, identify
-from ..usecases.verify import Reference
+from ..usecases.identify import identify
 from .observability import logger, metrics
 
 # Errors worth another try: the message goes back to the queue.
@@ -62,24 +61,6 @@ class QueueIdentifyMessage(IdentifyRequest):
         if self.image is None and self.image_s3_uri is None:
             return None
         return ImageSource(base64=self.image, s3_uri=self.image_s3_uri)
-
-
-def _identify_input(message: QueueIdentifyMessage) -> IdentifyInput:
-    return IdentifyInput(
-        gallery=message.gallery,
-        image=message.source(),
-        options=embed_options(message),
-        embedding=None if message.embedding is None else decode_embedding(message.embedding, "embedding"),
-        model=message.model,
-        references=[
-            Reference(r.id, decode_embedding(r.embedding, f"reference {r.id!r}"), r.model)
-            for r in message.references
-        ],
-        exclude_ids=frozenset(message.exclude_ids),
-        top_k=message.top_k,
-        threshold=message.threshold,
-        operating_point=message.operating_point,
-    )
 
 
 def _read(body: str) -> QueueMessage | QueueIdentifyMessage:
@@ -138,7 +119,7 @@ def build_queue_handler(
         result: dict[str, Any] = {"id": message.id, "message_id": record.message_id}
         try:
             if isinstance(message, QueueIdentifyMessage):  # needs the model only for a photo
-                result.update(identify(_identify_input(message), model, settings, galleries))
+                result.update(identify(identify_input(message, message.source()), model, settings, galleries))
             else:
                 engine = model.require()  # first: without a model the message is retried, whatever its image
                 source = ImageSource(base64=message.image, s3_uri=message.image_s3_uri)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..config import Settings
 from ..engine import FaceEmbedding, FaceSelection, ModelState
-from ..faces import EmbedOptions, Include, find_faces
+from ..faces import Include, find_faces
 from ..gallery.cache import Gallery, GalleryCache
 from ..matching import (
     AMBIGUITY_MARGIN,
@@ -26,8 +26,7 @@ from ..matching import (
     expected_fpir,
     identification_threshold,
 )
-from .embed import ImageSource
-from .verify import Reference, pack_of
+from .verify import Probe, Reference, pack_of
 
 MAX_TOP_K = 100
 
@@ -35,10 +34,7 @@ MAX_TOP_K = 100
 @dataclass(frozen=True)
 class IdentifyInput:
     gallery: str
-    image: ImageSource | None = None
-    options: EmbedOptions = EmbedOptions()
-    embedding: np.ndarray | None = None
-    model: str | None = None
+    probe: Probe
     references: list[Reference] = field(default_factory=list)
     exclude_ids: frozenset[str] = frozenset()
     top_k: int = 5
@@ -167,8 +163,8 @@ def _probe_faces(
 ) -> tuple[list[FaceEmbedding], str]:
     engine = model.require()
     check_models(engine.model_tag, [gallery_model])  # before any pixel is decoded
-    assert request.image is not None
-    faces, _ = find_faces(request.image.read(settings), engine, settings, request.options)
+    assert request.probe.image is not None
+    faces, _ = find_faces(request.probe.image.read(settings), engine, settings, request.probe.options)
     return faces, engine.model_tag
 
 
@@ -178,18 +174,19 @@ def identify(
     gallery = galleries.get(request.gallery)
     check_models(gallery.model, [r.model for r in request.references])
     faces: list[FaceEmbedding] = []
-    if request.image is not None:
+    asked = request.probe
+    if asked.image is not None:
         faces, probe_model = _probe_faces(request, model, settings, gallery.model)
         probes = np.stack([f.embedding for f in faces]).astype(np.float32)
     else:
-        assert request.embedding is not None
-        probe_model = request.model or gallery.model
-        probes = as_unit_vectors(request.embedding[None, :], "embedding").astype(np.float32)
+        assert asked.embedding is not None
+        probe_model = asked.model or gallery.model
+        probes = as_unit_vectors(asked.embedding[None, :], "embedding").astype(np.float32)
     check_models(probe_model, [gallery.model])
     persons = gallery.persons + len({r.id for r in request.references})
     threshold, point = _threshold(request, settings, gallery, persons)
     extra = _inline(request.references, probes.shape[1])
-    everyone = request.options.faces.selection is FaceSelection.ALL and request.image is not None
+    everyone = asked.options.faces.selection is FaceSelection.ALL and asked.image is not None
     limit = max(request.top_k, len(faces) + 1) if everyone else max(request.top_k, 2)
     people = rank_people(gallery, probes, request, extra, limit)
     common = {
@@ -209,7 +206,7 @@ def identify(
     answer = {**decide_one(people[0], threshold, request.top_k), **common}
     if faces:
         answer["detection_score"] = round(faces[0].detection_score, 6)
-        if Include.QUALITY in request.options.include and faces[0].quality is not None:
+        if Include.QUALITY in asked.options.include and faces[0].quality is not None:
             answer["quality"] = faces[0].quality.as_dict()
     return answer
 

@@ -76,15 +76,20 @@ def decide_references(
 
 
 @dataclass(frozen=True)
-class VerifyInput:
-    """The probe is a photo (``image``, with the embed options) or an embedding
-    (with its model tag, if known)."""
+class Probe:
+    """Who is asked about: a photo (``image``, with the embed options) or an
+    embedding (with its model tag, if known)."""
 
-    references: list[Reference]
     image: ImageSource | None = None
     options: EmbedOptions = EmbedOptions()
     embedding: np.ndarray | None = None
     model: str | None = None
+
+
+@dataclass(frozen=True)
+class VerifyInput:
+    references: list[Reference]
+    probe: Probe
     threshold: float | None = None
     operating_point: OperatingPoint | None = None
 
@@ -93,19 +98,20 @@ def verify(request: VerifyInput, model: ModelState, settings: Settings) -> dict[
     """The /verify answer; a photo probe adds its detection score (and quality if asked)."""
     extra: dict[str, Any] = {}
     probe_model: str | None
-    if request.image is not None:
+    asked = request.probe
+    if asked.image is not None:
         engine = model.require()
-        options = request.options
+        options = asked.options
         if options.faces.selection is FaceSelection.ALL:  # one probe face, whatever was asked
             options = replace(options, faces=replace(options.faces, selection=FaceSelection.SINGLE))
-        faces, _ = find_faces(request.image.read(settings), engine, settings, options)
+        faces, _ = find_faces(asked.image.read(settings), engine, settings, options)
         probe, probe_model = faces[0].embedding.astype(np.float64), engine.model_tag
         extra["detection_score"] = round(faces[0].detection_score, 6)
         if Include.QUALITY in options.include and faces[0].quality is not None:
             extra["quality"] = faces[0].quality.as_dict()
     else:
-        assert request.embedding is not None
-        probe, probe_model = request.embedding, request.model
+        assert asked.embedding is not None
+        probe, probe_model = asked.embedding, asked.model
     references = request.references
     pack = pack_of(probe_model or next((r.model for r in references if r.model), None), settings.model_name)
     threshold, point = threshold_for(
