@@ -110,14 +110,11 @@ def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(key, value)
-    from face_recognition_service import s3_images
-    from face_recognition_service.aws_lambda import queue
+    from face_recognition_service import aws_clients
 
-    s3_images._client.cache_clear()
-    queue._client.cache_clear()
+    aws_clients.client.cache_clear()
     yield
-    s3_images._client.cache_clear()
-    queue._client.cache_clear()
+    aws_clients.client.cache_clear()
 
 
 # Modules whose every test starts a server, a child process, a browser or a

@@ -198,19 +198,19 @@ def test_an_s3_read_failure_returns_the_message_to_the_queue(
 ) -> None:
     """S3 answers 503 SlowDown for the photo: PROCESSING_ERROR, which is transient,
     so the message goes back to the queue and no result is written."""
-    from face_recognition_service import s3_images
+    from face_recognition_service import aws_clients
 
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="results")
     settings = make_settings(model_dir, image_s3_buckets="photos", results_s3_uri="s3://results/out")
     handler = build_handler(settings, model, warm=False)
-    s3_images._client.cache_clear()
-    photos = s3_images._client()
+    aws_clients.client.cache_clear()
+    photos = aws_clients.client("s3")
     with Stubber(photos) as stub:
         stub.add_client_error("head_object", service_error_code="SlowDown", http_status_code=503)
         body = {"id": "u1", "image_s3_uri": "s3://photos/u1.jpg"}
         response = handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())  # type: ignore[arg-type]
-    s3_images._client.cache_clear()
+    aws_clients.client.cache_clear()
     assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m1"]
     assert "Contents" not in s3.list_objects_v2(Bucket="results")
 

@@ -12,7 +12,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from face_recognition_service import s3_images
+from face_recognition_service import aws_clients
 from face_recognition_service.errors import ErrorCode, ServiceError
 from face_recognition_service.s3_images import fetch_image, parse_s3_uri
 
@@ -22,12 +22,12 @@ PHOTO = b"\xff\xd8" + bytes(range(256)) * 40  # 10,242 bytes; only its size matt
 @pytest.fixture()
 def s3(aws_credentials: None) -> Iterator[Any]:
     with mock_aws():
-        s3_images._client.cache_clear()
+        aws_clients.client.cache_clear()
         client = boto3.client("s3")
         client.create_bucket(Bucket="photos")
         client.put_object(Bucket="photos", Key="u1.jpg", Body=PHOTO)
         yield client
-    s3_images._client.cache_clear()
+    aws_clients.client.cache_clear()
 
 
 def refusal(*args: Any) -> ServiceError:
@@ -102,8 +102,8 @@ def test_a_missing_object_is_not_found(s3: Any) -> None:
 
 def _stubbed(*answers: tuple[str, dict[str, Any] | None, str | None]) -> Stubber:
     """S3 answering head_object / get_object as given: (operation, response, error code)."""
-    s3_images._client.cache_clear()
-    stub = Stubber(s3_images._client())
+    aws_clients.client.cache_clear()
+    stub = Stubber(aws_clients.client("s3"))
     for operation, response, code in answers:
         if code is None:
             stub.add_response(operation, response or {})
@@ -167,13 +167,13 @@ def test_s3_out_of_reach_is_a_processing_error_naming_the_failure(aws_credential
         endpoint_url=f"http://127.0.0.1:{free_port()}",
         config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=1),
     )
-    s3_images._client.cache_clear()
-    original = s3_images._client
-    s3_images._client = lambda: unreachable  # type: ignore[assignment]
+    aws_clients.client.cache_clear()
+    original = aws_clients.client
+    aws_clients.client = lambda service: unreachable  # type: ignore[assignment]
     try:
         error = refusal("s3://photos/u1.jpg", ["photos"], 100)
     finally:
-        s3_images._client = original
+        aws_clients.client = original
     assert error.code is ErrorCode.PROCESSING_ERROR
     assert (error.message, error.detail) == (
         "The image could not be read from S3.",

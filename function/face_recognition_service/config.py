@@ -20,6 +20,9 @@ from .matching import OperatingPoint
 # SCRFD's scores are noise: on a one-face portrait 0.1 finds one face and 1e-9
 # finds 6,096.
 MIN_DETECTION_THRESHOLD = 0.1
+# The largest decoded-pixel buffer of one request, in MiB, unless
+# DECODE_BUDGET_MB says otherwise (under Lambda: at most 1/8 of the memory).
+DEFAULT_DECODE_BUDGET_MB = 192
 
 
 class Device(StrEnum):
@@ -184,7 +187,7 @@ class Settings(BaseSettings):
     def decode_budget_bytes(self) -> int:
         if self.decode_budget_mb is not None:
             return self.decode_budget_mb * 2**20
-        budget = 192
+        budget = DEFAULT_DECODE_BUDGET_MB
         lambda_memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
         if lambda_memory.isdigit():
             budget = min(budget, max(16, int(lambda_memory) // 8))

@@ -120,3 +120,8 @@ class ServiceError(Exception):
 
     def to_dict(self) -> dict[str, str | None]:
         return {"error": self.message, "error_code": self.code.value, "detail": self.detail}
+
+
+def image_too_large(detail: str | None) -> ServiceError:
+    """An image over MAX_IMAGE_SIZE, MAX_IMAGE_PIXELS or the decode budget."""
+    return ServiceError(ErrorCode.IMAGE_TOO_LARGE, "The image exceeds the maximum size.", detail)

@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 import pybase64  # noqa: E402
 import simplejpeg  # noqa: E402
 
-from .errors import ErrorCode, ServiceError  # noqa: E402
+from .config import DEFAULT_DECODE_BUDGET_MB  # noqa: E402
+from .errors import ErrorCode, ServiceError, image_too_large  # noqa: E402
 
 
 class ImageFormat(StrEnum):
@@ -130,11 +131,7 @@ def _expected(payload: str) -> str:
 
 
 def _too_large(max_bytes: int) -> ServiceError:
-    return ServiceError(
-        ErrorCode.IMAGE_TOO_LARGE,
-        "The image exceeds the maximum size.",
-        f"Maximum image size is {max_bytes} bytes (after base64 decoding).",
-    )
+    return image_too_large(f"Maximum image size is {max_bytes} bytes (after base64 decoding).")
 
 
 def probe(data: bytes) -> ImageInfo:
@@ -282,7 +279,7 @@ def _checked(
 
 # Default for the decoded-pixel budget (Settings.decode_budget_mb): the largest
 # decoded buffer one request may make, checked from the header before decoding.
-DEFAULT_DECODE_BUDGET = 192 * 1024 * 1024
+DEFAULT_DECODE_BUDGET = DEFAULT_DECODE_BUDGET_MB * 2**20
 
 # Rows converted at a time: the conversion's temporaries stay a few megabytes
 # whatever the image's size.

@@ -1,14 +1,12 @@
 """Images read from S3 (``image_s3_uri``): only from the buckets the operator
 allows (IMAGE_S3_BUCKETS), size checked from the object's metadata before any
-byte is downloaded, read into memory (never to disk). boto3 is imported on
-first use: it is part of the Lambda extra, not of the core."""
+byte is downloaded, read into memory (never to disk)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any
-
-from .errors import ErrorCode, ServiceError
+from . import aws_clients
+from .aws_clients import s3_read
+from .errors import ErrorCode, ServiceError, image_too_large
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -21,13 +19,6 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
             ErrorCode.INVALID_IMAGE, "The image S3 URI is not valid.", "Use the form s3://bucket/key."
         )
     return bucket, key
-
-
-@lru_cache(maxsize=1)
-def _client() -> Any:
-    import boto3
-
-    return boto3.client("s3")
 
 
 def fetch_image(uri: str, allowed_buckets: list[str], max_bytes: int) -> bytes:
@@ -44,33 +35,22 @@ def fetch_image(uri: str, allowed_buckets: list[str], max_bytes: int) -> bytes:
             "The service may not read images from this bucket.",
             "Only the buckets named in IMAGE_S3_BUCKETS are read.",
         )
-    from botocore.exceptions import BotoCoreError, ClientError
+    s3 = aws_clients.client("s3")
 
-    client = _client()
-    try:
-        head = client.head_object(Bucket=bucket, Key=key)
-        size = int(head.get("ContentLength", 0))
+    def read() -> bytes:
+        size = int(s3.head_object(Bucket=bucket, Key=key).get("ContentLength", 0))
         if size > max_bytes:
-            raise ServiceError(
-                ErrorCode.IMAGE_TOO_LARGE,
-                "The image exceeds the maximum size.",
-                f"The object is {size} bytes; the maximum image size is {max_bytes} bytes.",
-            )
-        body = client.get_object(Bucket=bucket, Key=key)["Body"]
-        data: bytes = body.read(max_bytes + 1)
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("404", "NoSuchKey", "NotFound"):
-            raise ServiceError(ErrorCode.IMAGE_NOT_FOUND, "The image object does not exist.", uri) from None
-        if code in ("403", "AccessDenied"):
-            raise ServiceError(
-                ErrorCode.IMAGE_SOURCE_FORBIDDEN, "The service's role may not read this object.", uri
-            ) from None
-        raise ServiceError(ErrorCode.PROCESSING_ERROR, "The image could not be read from S3.", code) from None
-    except BotoCoreError as exc:
-        raise ServiceError(
-            ErrorCode.PROCESSING_ERROR, "The image could not be read from S3.", type(exc).__name__
-        ) from None
+            raise image_too_large(f"The object is {size} bytes; the maximum image size is {max_bytes} bytes.")
+        data: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read(max_bytes + 1)
+        return data
+
+    data = s3_read(
+        read,
+        uri=uri,
+        what="image",
+        missing=ErrorCode.IMAGE_NOT_FOUND,
+        forbidden=ErrorCode.IMAGE_SOURCE_FORBIDDEN,
+    )
     if len(data) > max_bytes:
-        raise ServiceError(ErrorCode.IMAGE_TOO_LARGE, "The image exceeds the maximum size.", uri)
+        raise image_too_large(uri)
     return data

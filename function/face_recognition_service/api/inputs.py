@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers, UploadFile
 from starlette.requests import Request
 
-from ..errors import ErrorCode, ServiceError
+from ..errors import ErrorCode, ServiceError, image_too_large
 from .bodies import describe_errors, require_json, validate_json
 from .schemas import EmbedRequest, FaceRequestOptions
 
@@ -114,8 +114,4 @@ async def _read_form(request: Request, max_image_bytes: int) -> ImageInput:
 
 
 def _too_large(max_bytes: int) -> ServiceError:
-    return ServiceError(
-        ErrorCode.IMAGE_TOO_LARGE,
-        "The image exceeds the maximum size.",
-        f"Maximum image size is {max_bytes} bytes.",
-    )
+    return image_too_large(f"Maximum image size is {max_bytes} bytes.")

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import ErrorCode, ServiceError
+from ..errors import ErrorCode, ServiceError, image_too_large
 from ..timing import request_id as request_id_var
 from . import paths
 from .admission import Admission, Busy
@@ -244,13 +244,10 @@ class RequestContextMiddleware:
 
 
 def body_too_large(limit: BodyLimit) -> ServiceError:
-    return ServiceError(
-        limit.code,
-        "The image exceeds the maximum size."
-        if limit.code is ErrorCode.IMAGE_TOO_LARGE
-        else "The request body is too large.",
-        limit.detail or f"This route takes a body of at most {limit.bytes} bytes (README: Limits).",
-    )
+    detail = limit.detail or f"This route takes a body of at most {limit.bytes} bytes (README: Limits)."
+    if limit.code is ErrorCode.IMAGE_TOO_LARGE:
+        return image_too_large(detail)
+    return ServiceError(limit.code, "The request body is too large.", detail)
 
 
 def _declared_length(headers: dict[bytes, bytes]) -> int:

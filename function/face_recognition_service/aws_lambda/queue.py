@@ -18,7 +18,6 @@ image) is an answer, not a failure: its error is delivered like any result.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -28,6 +27,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError, model_validator
 
+from .. import aws_clients
 from ..api.schemas import FaceRequestOptions, IdentifyRequest, OneImage, ReferenceId, embed_options
 from ..api.translate import identify_input
 from ..config import Settings
@@ -78,14 +78,6 @@ class UndeliverableError(RuntimeError):
     """The message cannot be processed now (it returns to the queue)."""
 
 
-@lru_cache(maxsize=2)
-def _client(service: str) -> Any:
-    import boto3
-
-    factory: Any = boto3.client
-    return factory(service)
-
-
 def deliver(result: dict[str, Any], settings: Settings) -> None:
     body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     if settings.results_s3_uri:
@@ -94,9 +86,11 @@ def deliver(result: dict[str, Any], settings: Settings) -> None:
         bucket, key = parse_s3_uri(
             f"{settings.results_s3_uri.rstrip('/')}/{quote(result['id'], safe='')}.json"
         )
-        _client("s3").put_object(Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json")
+        aws_clients.client("s3").put_object(
+            Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json"
+        )
     elif settings.results_queue_url:
-        _client("sqs").send_message(QueueUrl=settings.results_queue_url, MessageBody=body)
+        aws_clients.client("sqs").send_message(QueueUrl=settings.results_queue_url, MessageBody=body)
     else:
         raise UndeliverableError("neither RESULTS_S3_URI nor RESULTS_QUEUE_URL is set")
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..config import Settings
 from ..errors import ErrorCode, ServiceError
-from ..packs import MODEL_PACKS, model_tag
+from ..packs import PackError, get_pack, model_tag
 from .detector import Detections, Detector
 from .quality import Quality, assess
 from .recognizer import Recognizer
@@ -110,11 +110,10 @@ class FaceEngine:
     ) -> FaceEngine:
         """Open the pack in ``model_path`` (a folder named after the pack)."""
         model_name = model_path.name
-        pack = MODEL_PACKS.get(model_name)
-        if pack is None:
-            raise ModelLoadError(
-                f"unknown model pack {model_name!r}; known packs: {', '.join(sorted(MODEL_PACKS))}"
-            )
+        try:
+            pack = get_pack(model_name)
+        except PackError as exc:
+            raise ModelLoadError(str(exc)) from None
         missing = [f for f in pack.files if not (model_path / f).is_file()]
         if missing:
             how = (

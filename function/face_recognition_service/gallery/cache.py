@@ -16,10 +16,11 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .. import aws_clients
+from ..aws_clients import s3_read
 from ..config import Settings
 from ..errors import ErrorCode, ServiceError
 from ..s3_images import parse_s3_uri
@@ -55,13 +56,6 @@ def _not_found(name: str) -> ServiceError:
 
 def _too_large(size: int, limit_mb: int) -> ServiceError:
     return invalid(f"The snapshot is {size} bytes; GALLERY_MAX_MB allows {limit_mb * 2**20} bytes.")
-
-
-@lru_cache(maxsize=1)
-def _s3() -> Any:
-    import boto3
-
-    return boto3.client("s3")
 
 
 class GalleryCache:
@@ -154,20 +148,10 @@ class GalleryCache:
         return self._open_file(path, version)
 
     def _s3_call(self, uri: str, method: str, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            return getattr(_s3(), method)(**kwargs)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            if code in ("404", "NoSuchKey", "NotFound"):
-                raise _not_found(uri) from None
-            if code in ("403", "AccessDenied"):
-                raise _forbidden("The service's role may not read this gallery.", uri) from None
-            raise ServiceError(
-                ErrorCode.PROCESSING_ERROR, "The gallery could not be read from S3.", code
-            ) from None
-        except BotoCoreError as exc:
-            raise ServiceError(
-                ErrorCode.PROCESSING_ERROR, "The gallery could not be read from S3.", type(exc).__name__
-            ) from None
+        return s3_read(
+            lambda: getattr(aws_clients.client("s3"), method)(**kwargs),
+            uri=uri,
+            what="gallery snapshot",
+            missing=ErrorCode.GALLERY_NOT_FOUND,
+            forbidden=ErrorCode.GALLERY_FORBIDDEN,
+        )

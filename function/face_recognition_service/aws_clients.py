@@ -1,0 +1,43 @@
+"""boto3 clients, made once per process and service, and S3 reads whose
+failures become the service's errors (one mapping for images and galleries).
+boto3 is imported on first use: it is part of the Lambda extra, not the core."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any, TypeVar
+
+from .errors import ErrorCode, ServiceError
+
+T = TypeVar("T")
+
+
+@lru_cache(maxsize=4)
+def client(service: str) -> Any:
+    import boto3
+
+    factory: Any = boto3.client
+    return factory(service)
+
+
+def s3_read(call: Callable[[], T], *, uri: str, what: str, missing: ErrorCode, forbidden: ErrorCode) -> T:
+    """``call()``, with S3's refusals as ``missing`` (no such key), ``forbidden``
+    (the role may not read it) or PROCESSING_ERROR (anything else: retryable)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchKey", "NotFound"):
+            raise ServiceError(missing, f"The {what} object does not exist.", uri) from None
+        if code in ("403", "AccessDenied"):
+            raise ServiceError(forbidden, "The service's role may not read this object.", uri) from None
+        raise ServiceError(
+            ErrorCode.PROCESSING_ERROR, f"The {what} could not be read from S3.", code
+        ) from None
+    except BotoCoreError as exc:
+        raise ServiceError(
+            ErrorCode.PROCESSING_ERROR, f"The {what} could not be read from S3.", type(exc).__name__
+        ) from None
