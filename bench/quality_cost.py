@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
                 # The assessment alone, on what the pipeline already has.
                 face = faces[0]
                 assert face.landmarks is not None
-                crop = engine.recognizer.align(image, face.landmarks)
+                crop = engine.align(image, face.landmarks)
                 start = time.perf_counter()
                 assess(face.landmarks, face.box, image.shape, face.detection_score, crop, 20.0)
                 quality_only.append(time.perf_counter() - start)

@@ -114,7 +114,7 @@ def test_batched_recognition_equals_one_face_at_a_time(engine: FaceEngine) -> No
     assert len(together) == 3
     for face in together:
         assert face.landmarks is not None
-        alone = engine.recognizer.embed(engine.recognizer.align(image, face.landmarks))
+        alone = engine.recognizer.embed(engine.align(image, face.landmarks))
         assert cosine(face.embedding, alone) > 0.9999
 
 

@@ -13,6 +13,7 @@ from .config import Settings
 from .engine import FaceEmbedding, FaceEngine, FaceOptions, PreparedFace, Verdict
 from .errors import ErrorCode, ServiceError
 from .imaging import (
+    ImageInfo,
     area_reduce,
     dct_scalable,
     decode_image,
@@ -76,13 +77,7 @@ def prepare_faces(
     stages = stages or Stages()
     info = probe(data)
     reduce = 1 if options.aligned or not settings.reduced_decode else reduction(info, engine.det_size)
-    dct = dct_scalable(info)
-    image = decode_image(data, settings.max_image_pixels, settings.decode_budget_bytes, reduce=reduce)
-    # Another format's full-size pixels are kept for the faces that need more
-    # resolution than the reduction left them (a JPEG decodes again instead).
-    full = None if dct or reduce == 1 else image
-    if full is not None:
-        image = area_reduce(full, reduce)
+    image, full = _decode(data, info, settings, reduce)
     stages.mark("decode")
     stages.note(image_bytes=len(data), width=info.width, height=info.height, reduced=reduce)
     if options.aligned:
@@ -92,35 +87,64 @@ def prepare_faces(
     if reduce == 1:
         return faces, found
     # The upright size: the decoders apply EXIF orientation.
-    width, height = (full.shape[1], full.shape[0]) if full is not None else upright_size(info)
-    scale = np.array([width / image.shape[1], height / image.shape[0]], np.float32)
-    eyes = [float(np.linalg.norm(f.landmarks[1] - f.landmarks[0])) for f in faces]
-    finer_image: np.ndarray | None = None
+    size = (full.shape[1], full.shape[0]) if full is not None else upright_size(info)
+    scale = np.array([size[0] / image.shape[1], size[1] / image.shape[0]], np.float32)
+    del image  # past detection; a finer decode may take its memory
+    eyes = [_eye_distance(f.landmarks) for f in faces]
+    finer = None
     if min(eyes) < MIN_SOURCE_EYES:
         # The coarsest reduction at which the smallest face has enough pixels.
-        finer = next((r for r in (4, 2) if r < reduce and min(eyes) * reduce / r >= MIN_SOURCE_EYES), 1)
-        del image
-        if full is not None:
-            finer_image = area_reduce(full, finer)
-        else:
-            finer_image = decode_image(
-                data, settings.max_image_pixels, settings.decode_budget_bytes, reduce=finer
-            )
+        factor = next((r for r in (4, 2) if r < reduce and min(eyes) * reduce / r >= MIN_SOURCE_EYES), 1)
+        finer = _finer_image(data, info, settings, full, factor)
         stages.mark("decode_finer")
-        stages.note(finer=finer)
+        stages.note(finer=factor)
     del full
-    out = []
-    for face, eye_distance in zip(faces, eyes, strict=True):
-        landmarks: np.ndarray = face.landmarks * scale
-        box = face.box * np.tile(scale, 2)
-        crop = face.crop
-        if finer_image is not None and eye_distance < MIN_SOURCE_EYES:
-            to_finer = np.array([finer_image.shape[1] / width, finer_image.shape[0] / height], np.float32)
-            refined = engine.refine(finer_image, box * np.tile(to_finer, 2), landmarks * to_finer)
-            crop = engine.recognizer.align(finer_image, refined, antialias=True)
-            landmarks = (refined / to_finer).astype(np.float32)
-        out.append(PreparedFace(crop, face.detection_score, box, landmarks, (height, width)))
-    return out, found
+    return [_in_original_pixels(f, scale, size, finer, engine) for f in faces], found
+
+
+def _decode(
+    data: bytes, info: ImageInfo, settings: Settings, reduce: int
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The image the detector sees, and another format's full-size pixels, kept
+    for faces that need more resolution than the reduction left them (a JPEG
+    decodes again instead: None)."""
+    image = decode_image(
+        data, settings.max_image_pixels, settings.decode_budget_bytes, reduce=reduce, info=info
+    )
+    if dct_scalable(info) or reduce == 1:
+        return image, None
+    return area_reduce(image, reduce), image
+
+
+def _eye_distance(landmarks: np.ndarray) -> float:
+    return float(np.linalg.norm(landmarks[1] - landmarks[0]))
+
+
+def _finer_image(
+    data: bytes, info: ImageInfo, settings: Settings, full: np.ndarray | None, finer: int
+) -> np.ndarray:
+    if full is not None:
+        return area_reduce(full, finer)
+    return decode_image(
+        data, settings.max_image_pixels, settings.decode_budget_bytes, reduce=finer, info=info
+    )
+
+
+def _in_original_pixels(
+    face: PreparedFace, scale: np.ndarray, size: tuple[int, int], finer: np.ndarray | None, engine: FaceEngine
+) -> PreparedFace:
+    """The face in the original (upright) photo's pixels; a small face's
+    landmarks refined and its crop taken again from the finer image."""
+    width, height = size
+    landmarks: np.ndarray = face.landmarks * scale
+    box = face.box * np.tile(scale, 2)
+    crop = face.crop
+    if finer is not None and _eye_distance(face.landmarks) < MIN_SOURCE_EYES:
+        to_finer = np.array([finer.shape[1] / width, finer.shape[0] / height], np.float32)
+        refined = engine.refine(finer, box * np.tile(to_finer, 2), landmarks * to_finer)
+        crop = engine.align(finer, refined, antialias=True)
+        landmarks = (refined / to_finer).astype(np.float32)
+    return PreparedFace(crop, face.detection_score, box, landmarks, (height, width))
 
 
 def apply_min_quality(faces: list[FaceEmbedding], options: EmbedOptions) -> list[FaceEmbedding]:

@@ -287,7 +287,12 @@ _CHUNK_PIXELS = 1 << 20
 
 
 def decode_image(
-    data: bytes, max_pixels: int, max_decoded_bytes: int = DEFAULT_DECODE_BUDGET, *, reduce: int = 1
+    data: bytes,
+    max_pixels: int,
+    max_decoded_bytes: int = DEFAULT_DECODE_BUDGET,
+    *,
+    reduce: int = 1,
+    info: ImageInfo | None = None,
 ) -> np.ndarray:
     """Validated, upright (EXIF applied), 8-bit, 3-channel BGR image.
 
@@ -299,9 +304,10 @@ def decode_image(
     Memory: the header is checked against both limits before any pixel is
     decoded; the decoded buffer is at most ``max_decoded_bytes``, and the
     conversion to 8-bit BGR adds the output (3 bytes a pixel) plus a few
-    megabytes, never full-size float copies.
+    megabytes, never full-size float copies. ``info``: the header, when the
+    caller has already read it (``probe(data)``).
     """
-    info = probe(data)
+    info = info or probe(data)
     check_limits(info, max_pixels, max_decoded_bytes, reduce)
     if dct_scalable(info):
         return _decode_jpeg(data, info, reduce)

@@ -1,5 +1,4 @@
-"""The pipeline: detection, face selection and recognition tied together, and
-loading a pack into it.
+"""FaceEngine: detection, face selection and recognition tied together.
 
 Only a pack's detector and recogniser are ever loaded: the landmark and
 attribute models in a buffalo pack cost memory and cold-start time and
@@ -8,64 +7,28 @@ contribute nothing to an embedding.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..config import Settings
 from ..errors import ErrorCode, ServiceError
 from ..packs import PackError, get_pack, model_tag
 from .detector import Detections, Detector
-from .quality import Quality, assess
+from .quality import assess
 from .recognizer import Recognizer
 from .runtime import ModelLoadError, create_shared_pool, open_session, providers_for
 from .selection import FaceOptions, select_faces
+from .types import FaceEmbedding, PreparedFace, Span, no_span
 
 logger = logging.getLogger(__name__)
-
-Span = Callable[[str], contextlib.AbstractContextManager[object]]
-
-
-def _no_span(_name: str) -> contextlib.AbstractContextManager[object]:
-    return contextlib.nullcontext()
-
-
-def _last_part(match: re.Match[str]) -> str:
-    parts = [p for p in re.split(r"[/\\]", match.group(0)) if p]
-    return f".../{parts[-1]}" if parts else match.group(0)
-
 
 # Crops per recogniser run. Measured on 2 cores (bench.worst_requests, BENCHMARKS
 # "Worst admitted request"): 256 crops take the same time at 8, 16 or 64 a run
 # (3.3-3.6 s), but ONNX Runtime's activations for 64 add ~456 MB to the peak
 # against ~116 MB for 16; 22 crops (a team photo) take 0.87x the time at 16.
 RECOGNISER_BATCH = 16
-
-
-@dataclass(frozen=True)
-class PreparedFace:
-    """A detected face, aligned and ready for the recogniser."""
-
-    crop: np.ndarray  # (112, 112, 3) uint8 BGR
-    detection_score: float
-    box: np.ndarray
-    landmarks: np.ndarray
-    image_shape: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class FaceEmbedding:
-    embedding: np.ndarray  # (512,) float32, unit length
-    detection_score: float
-    box: np.ndarray  # (4,) x1, y1, x2, y2
-    landmarks: np.ndarray | None = None  # (5, 2)
-    quality: Quality | None = None
 
 
 class FaceEngine:
@@ -81,7 +44,7 @@ class FaceEngine:
         det_size: int = 640,
         det_retry_size: int = 160,
         threshold: float = 0.5,
-        span: Span = _no_span,
+        span: Span = no_span,
         model_tag: str | None = None,
     ) -> None:
         self.detector = detector
@@ -106,7 +69,7 @@ class FaceEngine:
         det_size: int = 640,
         det_retry_size: int = 160,
         threshold: float = 0.5,
-        span: Span = _no_span,
+        span: Span = no_span,
     ) -> FaceEngine:
         """Open the pack in ``model_path`` (a folder named after the pack)."""
         model_name = model_path.name
@@ -187,7 +150,7 @@ class FaceEngine:
         found, total = self.select(image, options)
         return [
             PreparedFace(
-                self.recognizer.align(image, found.landmarks[i], antialias=antialias),
+                self.align(image, found.landmarks[i], antialias=antialias),
                 float(found.scores[i]),
                 found.boxes[i],
                 found.landmarks[i],
@@ -195,6 +158,10 @@ class FaceEngine:
             )
             for i in range(len(found))
         ], total
+
+    def align(self, image: np.ndarray, landmarks: np.ndarray, *, antialias: bool = False) -> np.ndarray:
+        """The recogniser's aligned crop of the face with these five landmarks."""
+        return self.recognizer.align(image, landmarks, antialias=antialias)
 
     def refine(self, image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """Landmarks measured again on a region of a sharper image around a face
@@ -263,47 +230,3 @@ class FaceEngine:
         blank = np.full((128, 128, 3), 127, dtype=np.uint8)
         self.detector.detect(blank, 128, self.threshold)
         self.recognizer.embed(np.full((self.recognizer.size, self.recognizer.size, 3), 127, np.uint8))
-
-
-@dataclass(frozen=True)
-class ModelState:
-    """What the service has: a ready engine, or the reason it has none."""
-
-    engine: FaceEngine | None
-    error: str | None = None
-    load_seconds: float | None = None  # model load (and warm-up), for metrics
-
-    def require(self) -> FaceEngine:
-        """The engine, or MODEL_NOT_LOADED: how every transport gets it."""
-        if self.engine is None:
-            raise ServiceError(ErrorCode.MODEL_NOT_LOADED, "The face model is not loaded.", self.error)
-        return self.engine
-
-    @property
-    def public_error(self) -> str | None:
-        """The reason without the server's folder names (for unauthenticated callers)."""
-        if self.error is None:
-            return None
-        return re.sub(r"(?:[A-Za-z]:)?(?:[/\\][^\s'\"(),/\\]+)+[/\\]?", _last_part, self.error)
-
-
-def load_model(settings: Settings, span: Span = _no_span, warm_up: bool = True) -> ModelState:
-    """Load the configured pack; a missing or broken pack is a state, not a crash,
-    so the service can still start, answer health checks and say what is wrong."""
-    started = time.perf_counter()
-    try:
-        engine = FaceEngine.load(
-            settings.model_path,
-            device=settings.device.value,
-            threads=settings.threads,
-            det_size=settings.det_size,
-            det_retry_size=settings.det_retry_size,
-            threshold=settings.detection_threshold,
-            span=span,
-        )
-        if warm_up:
-            engine.warm_up()
-    except ModelLoadError as exc:
-        logger.error("model not loaded: %s", exc)
-        return ModelState(None, str(exc))
-    return ModelState(engine, load_seconds=time.perf_counter() - started)
