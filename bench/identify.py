@@ -104,7 +104,7 @@ def child_search(path: Path) -> dict[str, Any]:
 
     truth = json.loads((path.parent / "truth.json").read_text())
     settings = Settings(_env_file=None, gallery_dir=path.parent, model_name="buffalo_sc")  # type: ignore[call-arg]
-    cache = GalleryCache(settings)
+    cache = GalleryCache(settings.galleries)
     started = time.perf_counter()
     gallery = cache.get(path.name)
     ready_s = time.perf_counter() - started

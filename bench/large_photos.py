@@ -83,7 +83,7 @@ def png_path_ms(engine: FaceEngine, reduced: Settings, full: Settings, rounds: i
             order = [("default", reduced), ("full_size_crop", full)]
             for key, settings in order if i % 2 else order[::-1]:
                 started = time.perf_counter()
-                find_faces(png, engine, settings, EmbedOptions())
+                find_faces(png, engine, settings.images, EmbedOptions())
                 times[key].append((time.perf_counter() - started) * 1000)
         out[f"{megapixels}MP"] = {k: round(float(np.median(v)), 1) for k, v in times.items()}
     return out
@@ -127,13 +127,13 @@ def measure(rounds: int) -> dict[str, Any]:
         full_vectors: dict[str, tuple[str, np.ndarray]] = {}
         # The photos the large ones were made from: what both pipelines should find.
         originals = {
-            p.name: find_faces(p.data, engine, full, EmbedOptions())[0][0].embedding
+            p.name: find_faces(p.data, engine, full.images, EmbedOptions())[0][0].embedding
             for p in load_photos(DEFAULT_PHOTOS)
         }
         # ... and as a caller gets them: the originals through the default path too
         # (those of 1,280 px or more are reduced as well).
         originals_default = {
-            p.name: find_faces(p.data, engine, reduced, EmbedOptions())[0][0].embedding
+            p.name: find_faces(p.data, engine, reduced.images, EmbedOptions())[0][0].embedding
             for p in load_photos(DEFAULT_PHOTOS)
         }
         for name, person, data in photos:
@@ -141,10 +141,10 @@ def measure(rounds: int) -> dict[str, Any]:
             stages = Stages()
             stages.enabled = True
             started = time.perf_counter()
-            ours = find_faces(data, engine, reduced, EmbedOptions(), stages)[0][0]
+            ours = find_faces(data, engine, reduced.images, EmbedOptions(), stages)[0][0]
             ours_ms = (time.perf_counter() - started) * 1000
             started = time.perf_counter()
-            reference = find_faces(data, engine, full, EmbedOptions())[0][0]
+            reference = find_faces(data, engine, full.images, EmbedOptions())[0][0]
             full_ms = (time.perf_counter() - started) * 1000
             assert ours.landmarks is not None and reference.landmarks is not None
             face_px = float(ours.box[2] - ours.box[0])
@@ -163,18 +163,18 @@ def measure(rounds: int) -> dict[str, Any]:
             # same decoded pixels sent as a lossless PNG (decoded in full, then
             # area-averaged to the JPEG's reduction), and again less their last
             # column, to show how stable that reference is.
-            as_png = find_faces(lossless_png(pixels), engine, reduced, EmbedOptions())[0][0].embedding
-            png_narrower = find_faces(lossless_png(pixels[:, :-1]), engine, reduced, EmbedOptions())[0][
+            as_png = find_faces(lossless_png(pixels), engine, reduced.images, EmbedOptions())[0][0].embedding
+            png_narrower = find_faces(lossless_png(pixels[:, :-1]), engine, reduced.images, EmbedOptions())[
                 0
-            ].embedding
+            ][0].embedding
             # The photo moved by 3 px and saved again, as a second shot or an
             # edit would: how far each pipeline's embedding moves.
             saved, moved = (jpeg_92(p) for p in (pixels, pixels[3:, 3:]))
             del pixels
             shift = {
                 label: float(
-                    find_faces(saved, engine, settings, EmbedOptions())[0][0].embedding
-                    @ find_faces(moved, engine, settings, EmbedOptions())[0][0].embedding
+                    find_faces(saved, engine, settings.images, EmbedOptions())[0][0].embedding
+                    @ find_faces(moved, engine, settings.images, EmbedOptions())[0][0].embedding
                 )
                 for label, settings in (("ours", reduced), ("full", full))
             }

@@ -70,14 +70,14 @@ def collect(engine: FaceEngine, photos_dir: Path, settings: Settings) -> list[Fa
     as it is when a caller sends it)."""
     faces = []
     for photo in labelled_photos(photos_dir, single_face=True):
-        face = find_faces(photo.data, engine, settings, EmbedOptions())[0][0]
+        face = find_faces(photo.data, engine, settings.images, EmbedOptions())[0][0]
         faces.append(Face(photo.name, photo.person, face.embedding))
     every_face = EmbedOptions(faces=FaceOptions(selection=FaceSelection.ALL, min_face_size=MIN_GROUP_FACE))
     for package, relative in GROUP_PHOTOS:
         path = _package_file(package, relative)
         if path is None:
             continue
-        found, _ = find_faces(path.read_bytes(), engine, settings, every_face)
+        found, _ = find_faces(path.read_bytes(), engine, settings.images, every_face)
         faces.extend(Face(f"{path.name}#{i}", "", face.embedding) for i, face in enumerate(found))
     return faces
 

@@ -42,7 +42,7 @@ def settings(model_dir: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def model(settings: Settings) -> ModelState:
-    state = load_model(settings)
+    state = load_model(settings.engine)
     assert state.engine is not None, state.error
     return state
 

@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 2:
         values["decode_budget_mb"] = int(argv[2])
     settings = Settings(_env_file=None, **values)  # type: ignore[arg-type,call-arg]
-    state = load_model(settings)
+    state = load_model(settings.engine)
     assert state.engine is not None, state.error
     loaded = peak_mb()
     data = Path(argv[1]).read_bytes()

@@ -156,13 +156,13 @@ def test_alignment_matches_scikit_image() -> None:
 
 
 def test_missing_pack_is_a_state_not_a_crash(tmp_path: Path) -> None:
-    state = load_model(make_settings(tmp_path))
+    state = load_model(make_settings(tmp_path).engine)
     assert state.engine is None
     assert state.error is not None and "provision" in state.error
 
 
 def test_unknown_pack_is_named(tmp_path: Path) -> None:
-    state = load_model(make_settings(tmp_path, model_name="antelope_zzz"))
+    state = load_model(make_settings(tmp_path, model_name="antelope_zzz").engine)
     assert state.engine is None and "unknown model pack" in (state.error or "")
 
 
@@ -171,7 +171,7 @@ def test_corrupt_model_file_is_reported(tmp_path: Path) -> None:
     pack.mkdir()
     (pack / "det_500m.onnx").write_bytes(b"not a model")
     (pack / "w600k_mbf.onnx").write_bytes(b"not a model")
-    state = load_model(make_settings(tmp_path))
+    state = load_model(make_settings(tmp_path).engine)
     assert state.engine is None and "det_500m.onnx" in (state.error or "")
 
 

@@ -49,7 +49,7 @@ SIZES = {"staff.frg": DISTRACTORS + len(ENROLLED), "staff-ann.frg": ANN_DISTRACT
 
 
 def embedding_of(engine: FaceEngine, settings: Settings, name: str) -> np.ndarray:
-    faces, _ = find_faces(read(name), engine, settings, EmbedOptions())
+    faces, _ = find_faces(read(name), engine, settings.images, EmbedOptions())
     return faces[0].embedding
 
 

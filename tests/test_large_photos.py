@@ -37,11 +37,11 @@ def test_reduction_keeps_the_detector_input(engine: FaceEngine) -> None:
 
 def test_a_phone_size_photo_embeds_like_the_original(engine: FaceEngine, model_dir: Path) -> None:
     settings = make_settings(model_dir, max_image_size=50_000_000)
-    original = find_faces(read("obama_1.jpg"), engine, settings, EmbedOptions())[0][0]
+    original = find_faces(read("obama_1.jpg"), engine, settings.images, EmbedOptions())[0][0]
     data = big_jpeg("obama_1.jpg", 24)
     stages = Stages()
     stages.enabled = True
-    prepared, _ = prepare_faces(data, engine, settings, EmbedOptions(), stages)
+    prepared, _ = prepare_faces(data, engine, settings.images, EmbedOptions(), stages)
     assert stages.values["reduced"] == 8 and "decode_finer" not in stages.values
     face = engine.embed_prepared(prepared)[0]
     assert float(face.embedding @ original.embedding) > 0.98
@@ -50,7 +50,7 @@ def test_a_phone_size_photo_embeds_like_the_original(engine: FaceEngine, model_d
     scale = info.width / decode_image(read("obama_1.jpg"), 10**9).shape[1]
     np.testing.assert_allclose(face.box, original.box * scale, rtol=0.05, atol=20)
     full = settings.model_copy(update={"reduced_decode": False})
-    reference = find_faces(data, engine, full, EmbedOptions())[0][0]
+    reference = find_faces(data, engine, full.images, EmbedOptions())[0][0]
     assert float(face.embedding @ reference.embedding) > 0.97
 
 
@@ -75,13 +75,13 @@ def test_a_phone_photo_stored_sideways_is_turned_after_the_reduced_decode(
 ) -> None:
     settings = make_settings(model_dir, max_image_size=50_000_000)
     upright = decode_image(big_jpeg("obama_1.jpg", 12), 10**9)
-    expected = find_faces(stored_by_a_phone(upright, 1), engine, settings, EmbedOptions())[0][0]
+    expected = find_faces(stored_by_a_phone(upright, 1), engine, settings.images, EmbedOptions())[0][0]
     for orientation in STORED_AS:
         stages = Stages()
         stages.enabled = True
         data = stored_by_a_phone(upright, orientation)
         assert probe(data).orientation == orientation
-        prepared, _ = prepare_faces(data, engine, settings, EmbedOptions(), stages)
+        prepared, _ = prepare_faces(data, engine, settings.images, EmbedOptions(), stages)
         # Only the 1/4 decode was turned: no full-size pixels were decoded or rotated.
         assert stages.values["reduced"] == 4 and "decode_finer" not in stages.values
         assert prepared[0].image_shape == upright.shape[:2]
@@ -116,13 +116,13 @@ def test_a_small_face_in_a_big_photo_gets_a_finer_decode(
     data = stored_by_a_phone(canvas, orientation)
     stages = Stages()
     stages.enabled = True
-    prepared, _ = prepare_faces(data, engine, settings, EmbedOptions(), stages)
+    prepared, _ = prepare_faces(data, engine, settings.images, EmbedOptions(), stages)
     assert stages.values["reduced"] == 8 and stages.values["finer"] == 2
     small = engine.embed_prepared(prepared)[0]
-    alone = find_faces(read("obama_1.jpg"), engine, settings, EmbedOptions())[0][0]
-    full = find_faces(data, engine, settings.model_copy(update={"reduced_decode": False}), EmbedOptions())[0][
-        0
-    ]
+    alone = find_faces(read("obama_1.jpg"), engine, settings.images, EmbedOptions())[0][0]
+    full = find_faces(
+        data, engine, settings.model_copy(update={"reduced_decode": False}).images, EmbedOptions()
+    )[0][0]
     ours, theirs = float(small.embedding @ alone.embedding), float(full.embedding @ alone.embedding)
     # As close to the portrait on its own as the full-resolution pipeline gets, or closer.
     assert ours > 0.97 and ours >= theirs - 0.005, (ours, theirs)
@@ -144,24 +144,25 @@ def test_a_big_photo_embeds_alike_whichever_container_it_comes_in(
     other = encode(pixels, ext, [cv2.IMWRITE_PNG_COMPRESSION, 1] if ext == ".png" else None)
     stages = Stages()
     stages.enabled = True
-    prepared, _ = prepare_faces(other, engine, settings, EmbedOptions(), stages)
+    prepared, _ = prepare_faces(other, engine, settings.images, EmbedOptions(), stages)
     assert stages.values["reduced"] == 4 and "decode_finer" not in stages.values
     assert prepared[0].image_shape == pixels.shape[:2]
     face = engine.embed_prepared(prepared)[0]
-    expected = find_faces(jpeg, engine, settings, EmbedOptions())[0][0]
+    expected = find_faces(jpeg, engine, settings.images, EmbedOptions())[0][0]
     np.testing.assert_allclose(face.box, expected.box, atol=8)
     assert face.landmarks is not None and expected.landmarks is not None
     np.testing.assert_allclose(face.landmarks, expected.landmarks, atol=6)
     assert float(face.embedding @ expected.embedding) > 0.99
     narrower = encode(np.ascontiguousarray(pixels[:, :-1]), ext)
     assert (
-        float(find_faces(narrower, engine, settings, EmbedOptions())[0][0].embedding @ face.embedding) > 0.99
+        float(find_faces(narrower, engine, settings.images, EmbedOptions())[0][0].embedding @ face.embedding)
+        > 0.99
     )
     # REDUCED_DECODE=false keeps the full-size crop for every format.
     legacy = settings.model_copy(update={"reduced_decode": False})
     stages = Stages()
     stages.enabled = True
-    full_size = find_faces(other, engine, legacy, EmbedOptions(), stages)[0][0]
+    full_size = find_faces(other, engine, legacy.images, EmbedOptions(), stages)[0][0]
     assert stages.values["reduced"] == 1 and float(full_size.embedding @ face.embedding) < 0.98
 
 
@@ -174,9 +175,9 @@ def test_a_small_face_in_a_big_png_is_cropped_from_the_full_pixels(
     stages = Stages()
     stages.enabled = True
     data = encode(canvas, ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    small = engine.embed_prepared(prepare_faces(data, engine, settings, EmbedOptions(), stages)[0])[0]
+    small = engine.embed_prepared(prepare_faces(data, engine, settings.images, EmbedOptions(), stages)[0])[0]
     assert stages.values["reduced"] == 8 and stages.values["finer"] == 2
-    as_jpeg = find_faces(stored_by_a_phone(canvas, 1), engine, settings, EmbedOptions())[0][0]
+    as_jpeg = find_faces(stored_by_a_phone(canvas, 1), engine, settings.images, EmbedOptions())[0][0]
     assert float(small.embedding @ as_jpeg.embedding) > 0.99
     assert LEFT <= small.box[0] <= LEFT + face_width
 
@@ -212,7 +213,9 @@ def test_a_big_face_is_cropped_without_aliasing(engine: FaceEngine, model_dir: P
     pixels = decode_image(big_jpeg("alex_lacamoire_2.jpg", 12), 10**9)
     saved = encode(pixels, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 92])
     moved = encode(np.ascontiguousarray(pixels[3:, 3:]), ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 92])
-    a, b = (find_faces(data, engine, settings, EmbedOptions())[0][0].embedding for data in (saved, moved))
+    a, b = (
+        find_faces(data, engine, settings.images, EmbedOptions())[0][0].embedding for data in (saved, moved)
+    )
     assert float(a @ b) > 0.99
 
 

@@ -129,7 +129,7 @@ def test_the_recipe_agrees_with_identify(
             IdentifyInput(gallery="g.frg", probe=Probe(embedding=probe.astype(np.float64))),
             model,
             app_settings,
-            GalleryCache(app_settings),
+            GalleryCache(app_settings.galleries),
         )
         database = query(filled, probe, engine.model_tag, service["threshold"])
         assert [c["id"] for c in service["candidates"]][:3] == [p for p, _, _ in database][:3]

@@ -101,7 +101,7 @@ def test_buffalo_l_layout_from_a_zoo_shaped_zip(tmp_path: Path, model_dir: Path)
         "det_10g.onnx",
         "w600k_r50.onnx",
     ]
-    state = load_model(make_settings(tmp_path / "models", model_name="buffalo_l"), warm_up=False)
+    state = load_model(make_settings(tmp_path / "models", model_name="buffalo_l").engine, warm_up=False)
     assert state.engine is not None and state.engine.model_name == "buffalo_l"
     face = state.engine.embed_single(decode_image(read("obama_1.jpg"), 40_000_000))
     assert face.embedding.shape == (512,)

@@ -6,6 +6,7 @@ Names have no prefix (the README's Configuration table lists each one).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -33,6 +34,52 @@ class Device(StrEnum):
 def _default_model_dir() -> Path:
     # InsightFace's own cache, so a pack a user already downloaded is found.
     return Path.home() / ".insightface" / "models"
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What a photo may be and how it is read (faces.py, usecases.embed)."""
+
+    max_image_size: int
+    max_image_pixels: int
+    decode_budget_bytes: int
+    reduced_decode: bool
+    s3_buckets: tuple[str, ...]
+    max_batch_images: int
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which pack the engine loads and how it runs (engine.load_model)."""
+
+    path: Path
+    device: str
+    threads: int
+    det_size: int
+    det_retry_size: int
+    detection_threshold: float
+
+
+@dataclass(frozen=True)
+class GalleryConfig:
+    """Where /identify's snapshots may come from and how they are cached (gallery.cache)."""
+
+    directory: Path | None
+    s3_buckets: tuple[str, ...]
+    refresh_seconds: int
+    max_mb: int
+    cache_dir: Path
+    preload: str | None
+
+
+@dataclass(frozen=True)
+class AdmissionConfig:
+    """Heavy work in flight, waiting, and slow bodies (api.admission, api.middleware)."""
+
+    in_flight: int
+    max_queued: int
+    queue_timeout_seconds: float
+    body_timeout_seconds: float
 
 
 class Settings(BaseSettings):
@@ -182,6 +229,46 @@ class Settings(BaseSettings):
     @property
     def model_path(self) -> Path:
         return self.model_dir.expanduser() / self.model_name
+
+    # The settings by concern: each component receives only its group.
+    @property
+    def images(self) -> ImageLimits:
+        return ImageLimits(
+            self.max_image_size,
+            self.max_image_pixels,
+            self.decode_budget_bytes,
+            self.reduced_decode,
+            tuple(self.image_s3_buckets),
+            self.max_batch_images,
+        )
+
+    @property
+    def engine(self) -> ModelConfig:
+        return ModelConfig(
+            self.model_path,
+            self.device.value,
+            self.threads,
+            self.det_size,
+            self.det_retry_size,
+            self.detection_threshold,
+        )
+
+    @property
+    def galleries(self) -> GalleryConfig:
+        return GalleryConfig(
+            self.gallery_dir,
+            tuple(self.gallery_s3_buckets),
+            self.gallery_refresh_seconds,
+            self.gallery_max_mb,
+            self.gallery_cache_dir,
+            self.gallery_uri,
+        )
+
+    @property
+    def admission(self) -> AdmissionConfig:
+        return AdmissionConfig(
+            self.in_flight_limit, self.max_queued, self.queue_timeout_seconds, self.body_timeout_seconds
+        )
 
     @property
     def decode_budget_bytes(self) -> int:

@@ -9,7 +9,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from .config import Settings
+from .config import ImageLimits
 from .engine import FaceEmbedding, FaceEngine, FaceOptions, PreparedFace, Verdict
 from .errors import ErrorCode, ServiceError
 from .imaging import (
@@ -63,7 +63,7 @@ MIN_SOURCE_EYES = 36.0
 
 
 def prepare_faces(
-    data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions, stages: Stages | None = None
+    data: bytes, engine: FaceEngine, limits: ImageLimits, options: EmbedOptions, stages: Stages | None = None
 ) -> tuple[list[PreparedFace], int]:
     """Decode, then detect, select and align (or take an aligned crop as it is);
     and how many faces were found before the cap (``FaceEngine.select``).
@@ -76,8 +76,8 @@ def prepare_faces(
     and landmarks are in the original (upright) image's pixels either way."""
     stages = stages or Stages()
     info = probe(data)
-    reduce = 1 if options.aligned or not settings.reduced_decode else reduction(info, engine.det_size)
-    image, full = _decode(data, info, settings, reduce)
+    reduce = 1 if options.aligned or not limits.reduced_decode else reduction(info, engine.det_size)
+    image, full = _decode(data, info, limits, reduce)
     stages.mark("decode")
     stages.note(image_bytes=len(data), width=info.width, height=info.height, reduced=reduce)
     if options.aligned:
@@ -95,7 +95,7 @@ def prepare_faces(
     if min(eyes) < MIN_SOURCE_EYES:
         # The coarsest reduction at which the smallest face has enough pixels.
         factor = next((r for r in (4, 2) if r < reduce and min(eyes) * reduce / r >= MIN_SOURCE_EYES), 1)
-        finer = _finer_image(data, info, settings, full, factor)
+        finer = _finer_image(data, info, limits, full, factor)
         stages.mark("decode_finer")
         stages.note(finer=factor)
     del full
@@ -103,14 +103,12 @@ def prepare_faces(
 
 
 def _decode(
-    data: bytes, info: ImageInfo, settings: Settings, reduce: int
+    data: bytes, info: ImageInfo, limits: ImageLimits, reduce: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The image the detector sees, and another format's full-size pixels, kept
     for faces that need more resolution than the reduction left them (a JPEG
     decodes again instead: None)."""
-    image = decode_image(
-        data, settings.max_image_pixels, settings.decode_budget_bytes, reduce=reduce, info=info
-    )
+    image = decode_image(data, limits.max_image_pixels, limits.decode_budget_bytes, reduce=reduce, info=info)
     if dct_scalable(info) or reduce == 1:
         return image, None
     return area_reduce(image, reduce), image
@@ -121,13 +119,11 @@ def _eye_distance(landmarks: np.ndarray) -> float:
 
 
 def _finer_image(
-    data: bytes, info: ImageInfo, settings: Settings, full: np.ndarray | None, finer: int
+    data: bytes, info: ImageInfo, limits: ImageLimits, full: np.ndarray | None, finer: int
 ) -> np.ndarray:
     if full is not None:
         return area_reduce(full, finer)
-    return decode_image(
-        data, settings.max_image_pixels, settings.decode_budget_bytes, reduce=finer, info=info
-    )
+    return decode_image(data, limits.max_image_pixels, limits.decode_budget_bytes, reduce=finer, info=info)
 
 
 def _in_original_pixels(
@@ -168,12 +164,12 @@ def apply_min_quality(faces: list[FaceEmbedding], options: EmbedOptions) -> list
 
 
 def find_faces(
-    data: bytes, engine: FaceEngine, settings: Settings, options: EmbedOptions, stages: Stages | None = None
+    data: bytes, engine: FaceEngine, limits: ImageLimits, options: EmbedOptions, stages: Stages | None = None
 ) -> tuple[list[FaceEmbedding], int]:
     """Decode, detect, select, embed and apply min_quality: the faces kept, and
     how many were found (before the face cap and min_quality)."""
     stages = stages or Stages()
-    prepared, found = prepare_faces(data, engine, settings, options, stages)
+    prepared, found = prepare_faces(data, engine, limits, options, stages)
     faces = engine.embed_prepared(prepared, options.needs_quality)
     stages.mark("embed")
     return apply_min_quality(faces, options), found

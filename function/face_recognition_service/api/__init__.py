@@ -145,13 +145,13 @@ def create_app(
     app.state.settings = settings
     # No warm-up inference here: measured, it adds ~50 ms to a server's start and
     # saves the first request less than that (BENCHMARKS.md). Lambda warms up.
-    app.state.model = model if model is not None else load_model(settings, warm_up=False)
+    app.state.model = model if model is not None else load_model(settings.engine, warm_up=False)
     if api_key is None and settings.api_key is not None:
         fixed = settings.api_key.get_secret_value()
         api_key = lambda: fixed  # noqa: E731
     app.state.api_key = api_key
     # One gallery cache per process (the Lambda function shares it with queue mode).
-    app.state.galleries = galleries or GalleryCache(settings)
+    app.state.galleries = galleries or GalleryCache(settings.galleries)
     if settings.gallery_uri:
         _preload(app.state.galleries, settings.gallery_uri)
     install_error_handlers(app)
@@ -171,7 +171,7 @@ def create_app(
         RequestContextMiddleware,
         body_limit=limits.get,
         observer=observer,
-        admission=Admission(settings.in_flight_limit, settings.max_queued, settings.queue_timeout_seconds),
+        admission=Admission.of(settings.admission),
         body_timeout_s=settings.body_timeout_seconds,
         authorize=None if api_key is None else partial(_authorize, api_key),
     )

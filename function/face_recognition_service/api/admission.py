@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from ..config import AdmissionConfig
+
 
 class Busy(Exception):
     """No turn: the queue is full or the wait ran out."""
@@ -17,6 +19,10 @@ class Busy(Exception):
 
 
 class Admission:
+    @classmethod
+    def of(cls, config: AdmissionConfig) -> Admission:
+        return cls(config.in_flight, config.max_queued, config.queue_timeout_seconds)
+
     def __init__(self, in_flight: int, queued: int, timeout_s: float) -> None:
         self.limit = in_flight
         self.max_queued = queued

@@ -127,7 +127,7 @@ class LambdaFunction:
             self.init_timings["model_load_ms"] = round(self.model.load_seconds * 1000, 1)
         loaded = time.perf_counter()
         self.observer = PowertoolsObserver()
-        self.galleries = GalleryCache(settings)  # shared by the app and queue mode
+        self.galleries = GalleryCache(settings.galleries)  # shared by the app and queue mode
         app = create_app(
             settings,
             self.model,

@@ -101,7 +101,7 @@ def build_queue_handler(
     # A batch whose every message failed is still answered message by message
     # (each returns to the queue), not as a failed invocation.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    galleries = galleries or GalleryCache(settings)
+    galleries = galleries or GalleryCache(settings.galleries)
 
     def process(record: SQSRecord) -> None:
         try:

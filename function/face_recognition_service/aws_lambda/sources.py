@@ -68,7 +68,7 @@ def load_function_model(settings: Settings, span: Span) -> ModelState:
             logger.error("model download from S3 failed", extra={"exception_type": type(exc).__name__})
             return ModelState(None, f"model download from {settings.model_s3_uri} failed: {exc}")
         settings = settings.model_copy(update={"model_dir": local})
-    return load_model(settings, span=span)
+    return load_model(settings.engine, span=span)
 
 
 def fetch_model_from_s3(uri: str, model_name: str, model_dir: Path) -> Path:

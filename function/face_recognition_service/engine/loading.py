@@ -8,7 +8,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from ..config import Settings
+from ..config import ModelConfig
 from ..errors import ErrorCode, ServiceError
 from .pipeline import FaceEngine
 from .runtime import ModelLoadError
@@ -44,18 +44,18 @@ class ModelState:
         return re.sub(r"(?:[A-Za-z]:)?(?:[/\\][^\s'\"(),/\\]+)+[/\\]?", _last_part, self.error)
 
 
-def load_model(settings: Settings, span: Span = no_span, warm_up: bool = True) -> ModelState:
+def load_model(config: ModelConfig, span: Span = no_span, warm_up: bool = True) -> ModelState:
     """Load the configured pack; a missing or broken pack is a state, not a crash,
     so the service can still start, answer health checks and say what is wrong."""
     started = time.perf_counter()
     try:
         engine = FaceEngine.load(
-            settings.model_path,
-            device=settings.device.value,
-            threads=settings.threads,
-            det_size=settings.det_size,
-            det_retry_size=settings.det_retry_size,
-            threshold=settings.detection_threshold,
+            config.path,
+            device=config.device,
+            threads=config.threads,
+            det_size=config.det_size,
+            det_retry_size=config.det_retry_size,
+            threshold=config.detection_threshold,
             span=span,
         )
         if warm_up:

@@ -21,7 +21,7 @@ from typing import Any
 
 from .. import aws_clients
 from ..aws_clients import s3_read
-from ..config import Settings
+from ..config import GalleryConfig
 from ..errors import ErrorCode, ServiceError
 from ..s3_images import parse_s3_uri
 from .format import Snapshot, invalid, open_snapshot
@@ -59,13 +59,13 @@ def _too_large(size: int, limit_mb: int) -> ServiceError:
 
 
 class GalleryCache:
-    def __init__(self, settings: Settings) -> None:
-        self.directory = settings.gallery_dir
-        self.buckets = list(settings.gallery_s3_buckets)
-        self.refresh_seconds = settings.gallery_refresh_seconds
-        self.max_bytes = settings.gallery_max_mb * 2**20
-        self.max_mb = settings.gallery_max_mb
-        self.cache_dir = settings.gallery_cache_dir
+    def __init__(self, config: GalleryConfig) -> None:
+        self.directory = config.directory
+        self.buckets = list(config.s3_buckets)
+        self.refresh_seconds = config.refresh_seconds
+        self.max_bytes = config.max_mb * 2**20
+        self.max_mb = config.max_mb
+        self.cache_dir = config.cache_dir
         self._open: OrderedDict[str, Gallery] = OrderedDict()
         self._lock = threading.Lock()
 

@@ -59,7 +59,7 @@ def get_app() -> Any:
 def _load_model(settings: Settings) -> Any:
     from ..engine import load_model
 
-    return load_model(settings, warm_up=True)
+    return load_model(settings.engine, warm_up=True)
 
 
 def __getattr__(name: str) -> Any:

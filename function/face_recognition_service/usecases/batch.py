@@ -33,12 +33,12 @@ class BatchInput:
 
 def embed_batch(request: BatchInput, engine: FaceEngine, settings: Settings) -> list[dict[str, Any]]:
     """Each photo's answer (or error) in request order; MAX_BATCH_IMAGES bounds the count."""
-    items, options = request.items, request.options
-    if len(items) > settings.max_batch_images:
+    items, options, limits = request.items, request.options, settings.images
+    if len(items) > limits.max_batch_images:
         raise ServiceError(
             ErrorCode.INVALID_IMAGE,
             "Too many images in one batch.",
-            f"{len(items)} images; at most {settings.max_batch_images} (MAX_BATCH_IMAGES).",
+            f"{len(items)} images; at most {limits.max_batch_images} (MAX_BATCH_IMAGES).",
             status=422,
         )
     results: list[dict[str, Any] | None] = [None] * len(items)
@@ -51,7 +51,7 @@ def embed_batch(request: BatchInput, engine: FaceEngine, settings: Settings) -> 
             # Each photo keeps at most what the request has left (largest faces first).
             cap = min(options.faces.max_faces or MAX_FACES, left)
             capped = replace(options, faces=replace(options.faces, max_faces=cap))
-            faces, found = prepare_faces(item.source.read(settings), engine, settings, capped)
+            faces, found = prepare_faces(item.source.read(limits), engine, limits, capped)
             prepared.append((index, faces, found))
             left -= len(faces)
         except ServiceError as exc:

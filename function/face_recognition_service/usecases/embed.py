@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import Settings
+from ..config import ImageLimits, Settings
 from ..engine import FaceEmbedding, FaceEngine, FaceSelection
 from ..faces import EmbeddingFormat, EmbedOptions, Include, find_faces
 from ..imaging import decode_base64_image
@@ -26,11 +26,11 @@ class ImageSource:
     s3_uri: str | None = None
     data: bytes | None = None
 
-    def read(self, settings: Settings) -> bytes:
+    def read(self, limits: ImageLimits) -> bytes:
         if self.s3_uri is not None:
-            return fetch_image(self.s3_uri, settings.image_s3_buckets, settings.max_image_size)
+            return fetch_image(self.s3_uri, list(limits.s3_buckets), limits.max_image_size)
         if self.base64 is not None:
-            return decode_base64_image(self.base64, settings.max_image_size)
+            return decode_base64_image(self.base64, limits.max_image_size)
         assert self.data is not None
         return self.data
 
@@ -87,8 +87,8 @@ def embed(
     request: EmbedInput, engine: FaceEngine, settings: Settings, stages: Stages | None = None
 ) -> dict[str, Any]:
     stages = stages or Stages()
-    data = request.source.read(settings)
+    data = request.source.read(settings.images)
     stages.mark("read_image")
-    kept, found = find_faces(data, engine, settings, request.options, stages)
+    kept, found = find_faces(data, engine, settings.images, request.options, stages)
     stages.note(faces=len(kept))
     return render(kept, request.options, engine.model_tag, found=found)

@@ -164,7 +164,8 @@ def _probe_faces(
     engine = model.require()
     check_models(engine.model_tag, [gallery_model])  # before any pixel is decoded
     assert request.probe.image is not None
-    faces, _ = find_faces(request.probe.image.read(settings), engine, settings, request.probe.options)
+    limits = settings.images
+    faces, _ = find_faces(request.probe.image.read(limits), engine, limits, request.probe.options)
     return faces, engine.model_tag
 
 

@@ -104,7 +104,7 @@ def verify(request: VerifyInput, model: ModelState, settings: Settings) -> dict[
         options = asked.options
         if options.faces.selection is FaceSelection.ALL:  # one probe face, whatever was asked
             options = replace(options, faces=replace(options.faces, selection=FaceSelection.SINGLE))
-        faces, _ = find_faces(asked.image.read(settings), engine, settings, options)
+        faces, _ = find_faces(asked.image.read(settings.images), engine, settings.images, options)
         probe, probe_model = faces[0].embedding.astype(np.float64), engine.model_tag
         extra["detection_score"] = round(faces[0].detection_score, 6)
         if Include.QUALITY in options.include and faces[0].quality is not None:
