@@ -22,7 +22,10 @@ PHOTOS = [p.name for p in single_face_photos()]
 
 def quality_of(engine: FaceEngine, image: np.ndarray) -> Quality:
     # The largest face: a degraded photo can also show a spurious small detection.
-    faces = engine.embed_faces(image, FaceOptions(selection=FaceSelection.LARGEST, quality=True))
+    # Every face counts (min_face_size 0): a shrunk face is judged, not dropped.
+    faces = engine.embed_faces(
+        image, FaceOptions(selection=FaceSelection.LARGEST, quality=True, min_face_size=0)
+    )
     assert faces[0].quality is not None
     return faces[0].quality
 

@@ -58,6 +58,8 @@ class ModelConfig:
     det_size: int
     det_retry_size: int
     detection_threshold: float
+    min_face_size: int
+    coarse_detection: bool
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,18 @@ class Settings(BaseSettings):
     # Second, smaller detector pass when the first finds nothing: faces that
     # fill the frame are too big for the detector's anchors at 640. 0 disables.
     det_retry_size: int = Field(default=160, ge=0, le=2048)
+    # The smallest face counted, in pixels (the shorter side of its box, in the
+    # photo's own pixels); a request's min_face_size overrides it. 32: below it
+    # nearly every face gets a poor quality verdict and its embedding drifts
+    # (cosine < 0.87 to the same face at full size; bench/detection_scale.py).
+    min_face_size: int = Field(default=32, ge=0, le=4096)
+    # Detect at the coarsest scale that still finds a face of MIN_FACE_SIZE (at
+    # most DET_SIZE), refining small faces' landmarks on a finer crop. Off by
+    # default: SCRFD's landmarks move with the detector's scale, so embeddings
+    # move too (median cosine 0.977 to the 640 pass, and the lowest same-person
+    # similarity of the labelled photos falls from 0.602 to 0.566; BENCHMARKS.md
+    # "Detection scale").
+    coarse_detection: bool = False
     # ONNX Runtime intra-op threads; 0 means one per available CPU.
     ort_threads: int = Field(default=0, ge=0)
 
@@ -251,6 +265,8 @@ class Settings(BaseSettings):
             self.det_size,
             self.det_retry_size,
             self.detection_threshold,
+            self.min_face_size,
+            self.coarse_detection,
         )
 
     @property

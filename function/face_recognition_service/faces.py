@@ -4,7 +4,7 @@ from what this returns."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -82,12 +82,14 @@ def prepare_faces(
     stages.note(image_bytes=len(data), width=info.width, height=info.height, reduced=reduce)
     if options.aligned:
         return [engine.aligned_face(image)], 1
-    faces, found = engine.prepare(image, options.faces, antialias=reduce > 1)
+    # The upright size: the decoders apply EXIF orientation.
+    size = (full.shape[1], full.shape[0]) if full is not None else upright_size(info)
+    faces, found = engine.prepare(
+        image, _in_image_pixels(options.faces, engine, image, size), antialias=reduce > 1
+    )
     stages.mark("detect")
     if reduce == 1:
         return faces, found
-    # The upright size: the decoders apply EXIF orientation.
-    size = (full.shape[1], full.shape[0]) if full is not None else upright_size(info)
     scale = np.array([size[0] / image.shape[1], size[1] / image.shape[0]], np.float32)
     del image  # past detection; a finer decode may take its memory
     eyes = [_eye_distance(f.landmarks) for f in faces]
@@ -100,6 +102,15 @@ def prepare_faces(
         stages.note(finer=factor)
     del full
     return [_in_original_pixels(f, scale, size, finer, engine) for f in faces], found
+
+
+def _in_image_pixels(
+    options: FaceOptions, engine: FaceEngine, image: np.ndarray, size: tuple[int, int]
+) -> FaceOptions:
+    """The smallest counted face (a request's, else the setting's) is in the
+    photo's own pixels: in a reduced image it is that much smaller."""
+    min_face = engine.min_face_size if options.min_face_size is None else options.min_face_size
+    return replace(options, min_face_size=int(min_face * image.shape[1] / size[0]))
 
 
 def _decode(

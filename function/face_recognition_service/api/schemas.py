@@ -104,8 +104,12 @@ class FaceRequestOptions(BaseModel):
         description=f"With `all`: at most this many, the largest first (default and most: {MAX_FACES}; "
         f"a batch embeds at most {MAX_FACES_PER_REQUEST} faces in all).",
     )
-    min_face_size: int = Field(
-        default=0, ge=0, le=10_000, description="Ignore faces smaller than this (pixels)."
+    min_face_size: int | None = Field(
+        default=None,
+        ge=0,
+        le=10_000,
+        description="Count only faces at least this many pixels (the shorter side of the box, in the photo's "
+        "pixels); default: MIN_FACE_SIZE (32). 0 counts every face.",
     )
     detection_threshold: float | None = Field(
         default=None,

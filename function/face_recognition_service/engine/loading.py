@@ -58,6 +58,8 @@ def load_model(config: ModelConfig, span: Span = no_span, warm_up: bool = True) 
             threshold=config.detection_threshold,
             span=span,
         )
+        engine.min_face_size = config.min_face_size
+        engine.coarse_detection = config.coarse_detection
         if warm_up:
             engine.warm_up()
     except ModelLoadError as exc:

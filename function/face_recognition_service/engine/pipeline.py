@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,17 @@ from .selection import FaceOptions, select_faces
 from .types import FaceEmbedding, PreparedFace, Span, no_span
 
 logger = logging.getLogger(__name__)
+
+# SCRFD finds a face reliably when its box is at least this many pixels in the
+# detector's input: bench/detection_scale.py measured every face of the group
+# photos and of synthetic class photos found again at 11-12 px and up (at 8-10
+# px, 60-90 %). A coarse pass never goes below MIN_DETECTION_SIZE.
+DETECTOR_FLOOR_PX = 12
+MIN_DETECTION_SIZE = 160
+# A face smaller than this in a coarse pass's input gets its landmarks measured
+# again on a finer crop (``refine``): at 640 the same face would have had more
+# pixels for its landmarks (bench/detection_scale.py, "landmarks").
+REFINE_BELOW_PX = 48
 
 # Crops per recogniser run. Measured on 2 cores (bench.worst_requests, BENCHMARKS
 # "Worst admitted request"): 256 crops take the same time at 8, 16 or 64 a run
@@ -58,6 +70,11 @@ class FaceEngine:
         self.det_retry_size = det_retry_size
         self.threshold = threshold
         self.span = span
+        # The smallest face counted (the shorter side of its box, in the pixels
+        # of the image given), and whether the detector may look at the
+        # coarsest scale that still finds it (detection_size).
+        self.min_face_size = 0
+        self.coarse_detection = False
 
     @classmethod
     def load(
@@ -119,15 +136,48 @@ class FaceEngine:
     def embedding_size(self) -> int:
         return int(self.recognizer.session.get_outputs()[0].shape[-1])
 
-    def detect(self, image: np.ndarray, threshold: float | None = None) -> Detections:
-        """Every face scoring at least ``threshold`` (default: the setting); a second,
-        smaller detector pass when the first finds nothing (frame-filling faces)."""
+    def detection_size(self, image_shape: tuple[int, ...], min_face: int) -> int:
+        """The detector's input size (longest side): the coarsest at which a face
+        of ``min_face`` pixels is still DETECTOR_FLOOR_PX in the detector's input,
+        at most DET_SIZE (always DET_SIZE without coarse detection)."""
+        if not self.coarse_detection or min_face <= 0:
+            return self.det_size
+        wanted = -(-max(image_shape[:2]) * DETECTOR_FLOOR_PX // min_face)
+        return max(MIN_DETECTION_SIZE, min(self.det_size, -(-wanted // 32) * 32))
+
+    def detect(
+        self, image: np.ndarray, threshold: float | None = None, min_face: int | None = None
+    ) -> Detections:
+        """Every face scoring at least ``threshold`` (default: the setting) and at
+        least ``min_face`` pixels (default: the setting), detected at
+        ``detection_size``; a second, smaller pass when the first finds nothing
+        (frame-filling faces). A face found small in a coarse pass has its
+        landmarks measured again at a finer scale (``refine``)."""
         threshold = self.threshold if threshold is None else threshold
+        min_face = self.min_face_size if min_face is None else min_face
+        size = self.detection_size(image.shape, min_face)
         with self.span("detect"):
-            found = self.detector.detect(image, self.det_size, threshold)
-            if len(found) == 0 and self.det_retry_size and self.det_retry_size != self.det_size:
+            found = self.detector.detect(image, size, threshold)
+            if len(found) == 0 and self.det_retry_size and self.det_retry_size < size:
                 found = self.detector.detect(image, self.det_retry_size, threshold)
+            elif size < self.det_size:
+                found = self._refined(image, found, size)
         return found
+
+    def _refined(self, image: np.ndarray, found: Detections, size: int) -> Detections:
+        """Landmarks of faces smaller than REFINE_BELOW_PX in a coarse pass's input,
+        measured again on a finer crop, so their alignment is as good as at DET_SIZE."""
+        scale = size / max(image.shape[:2])
+        sides = (
+            np.minimum(found.boxes[:, 2] - found.boxes[:, 0], found.boxes[:, 3] - found.boxes[:, 1]) * scale
+        )
+        small = np.flatnonzero(sides < REFINE_BELOW_PX)
+        if small.size == 0:
+            return found
+        landmarks = found.landmarks.copy()
+        for i in small.tolist():
+            landmarks[i] = self.refine(image, found.boxes[i], found.landmarks[i])
+        return Detections(found.boxes, found.scores, landmarks)
 
     def embed_single(self, image: np.ndarray) -> FaceEmbedding:
         """The embedding of the one face in ``image``; refuses zero or several faces."""
@@ -137,7 +187,9 @@ class FaceEngine:
         """Detect, then the faces ``options`` ask for (``select_faces``), counted
         and chosen before any embedding, so a refused image costs detection only."""
         threshold = options.detection_threshold if options.detection_threshold is not None else self.threshold
-        return select_faces(self.detect(image, threshold), options, threshold)
+        if options.min_face_size is None:
+            options = replace(options, min_face_size=self.min_face_size)
+        return select_faces(self.detect(image, threshold, options.min_face_size), options, threshold)
 
     def prepare(
         self, image: np.ndarray, options: FaceOptions, *, antialias: bool = False

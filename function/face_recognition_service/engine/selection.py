@@ -34,7 +34,7 @@ class FaceOptions:
 
     selection: FaceSelection = FaceSelection.SINGLE
     max_faces: int | None = None
-    min_face_size: int = 0  # pixels, the shorter side of the face box
+    min_face_size: int | None = None  # pixels, the shorter side of the face box (None: the setting)
     detection_threshold: float | None = None
     quality: bool = False
 
@@ -45,7 +45,7 @@ def select_faces(found: Detections, options: FaceOptions, threshold: float) -> t
     faces smaller than ``min_face_size`` are not counted; none left is
     NO_FACE_DETECTED; more than one for ``single`` is MULTIPLE_FACES_DETECTED;
     ``largest`` and ``all`` take the largest first."""
-    if options.min_face_size and len(found):
+    if options.min_face_size and len(found):  # None or 0: every face counts
         sides = np.minimum(found.boxes[:, 2] - found.boxes[:, 0], found.boxes[:, 3] - found.boxes[:, 1])
         found = found.take(np.flatnonzero(sides >= options.min_face_size))
     if len(found) == 0:
