@@ -51,9 +51,9 @@ def test_a_batch_with_partial_failure(aws: Any, model_dir: Path, model: ModelSta
     }
     response = handler(event, FakeLambdaContext())  # type: ignore[arg-type]
     failed = sorted(item["itemIdentifier"] for item in response["batchItemFailures"])
-    assert failed == ["m4", "m5"]  # only the unreadable messages go back to the queue
+    assert failed == ["m4"]  # only the message with no id to answer to goes back to the queue
     keys = sorted(o["Key"] for o in aws.list_objects_v2(Bucket="results")["Contents"])
-    assert keys == ["out/from-s3.json", "out/inline.json", "out/no-face.json"]
+    assert keys == ["out/from-s3.json", "out/inline.json", "out/missing-image.json", "out/no-face.json"]
 
     def result(name: str) -> dict[str, Any]:
         return json.loads(aws.get_object(Bucket="results", Key=f"out/{name}.json")["Body"].read())  # type: ignore[no-any-return]
@@ -63,6 +63,8 @@ def test_a_batch_with_partial_failure(aws: Any, model_dir: Path, model: ModelSta
     assert first["model"].startswith("buffalo_sc/")
     bad = result("no-face")
     assert bad["error_code"] == "INVALID_IMAGE" and {"error", "detail"} <= set(bad)
+    missing = result("missing-image")
+    assert missing["error_code"] == "INVALID_IMAGE" and "image" in missing["detail"]
 
 
 def test_results_to_a_queue(aws: Any, model_dir: Path, model: ModelState) -> None:
@@ -245,11 +247,12 @@ def test_identify_messages(aws: Any, model_dir: Path, model: ModelState, tmp_pat
             sqs_record(
                 {"id": "door-3", "gallery": "s3://galleries/missing.frg", "embedding": [0.1] * 512}, "m3"
             ),
-            sqs_record({"id": "door-4", "gallery": gallery}, "m4"),  # no probe: unreadable
+            sqs_record({"id": "door-4", "gallery": gallery}, "m4"),  # no probe: an error answer
+            sqs_record({"gallery": gallery, "embedding": [0.1] * 512}, "m5"),  # no id: poison
         ]
     }
     response = handler(event, FakeLambdaContext())  # type: ignore[arg-type]
-    assert [item["itemIdentifier"] for item in response["batchItemFailures"]] == ["m4"]
+    assert [item["itemIdentifier"] for item in response["batchItemFailures"]] == ["m5"]
 
     def result(name: str) -> dict[str, Any]:
         return json.loads(aws.get_object(Bucket="results", Key=f"out/{name}.json")["Body"].read())  # type: ignore[no-any-return]
@@ -257,4 +260,5 @@ def test_identify_messages(aws: Any, model_dir: Path, model: ModelState, tmp_pat
     assert result("door-1")["identity"] == "biden" and result("door-1")["message_id"] == "m1"
     assert result("door-2")["identity"] == "obama"
     assert result("door-3")["error_code"] == "GALLERY_NOT_FOUND"
+    assert result("door-4")["error_code"] == "INVALID_EMBEDDING"
     assert len(list((tmp_path / "cache").iterdir())) == 1

@@ -32,6 +32,8 @@ def s3_read(call: Callable[[], T], *, uri: str, what: str, missing: ErrorCode, f
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchKey", "NotFound"):
             raise ServiceError(missing, f"The {what} object does not exist.", uri) from None
+        if code == "NoSuchBucket":  # a bucket the operator allows but nobody created: an answer, not a retry
+            raise ServiceError(missing, f"The {what}'s bucket does not exist.", uri) from None
         if code in ("403", "AccessDenied"):
             raise ServiceError(forbidden, "The service's role may not read this object.", uri) from None
         raise ServiceError(

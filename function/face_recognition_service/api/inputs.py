@@ -45,6 +45,35 @@ def _options(values: dict[str, Any]) -> FaceRequestOptions:
         raise ServiceError(ErrorCode.INVALID_IMAGE, "The request is not valid.", detail, status=422) from None
 
 
+# Query and form values are strings; the options take numbers and booleans
+# strictly (a JSON body's "5" is refused), so these are read as literals here.
+_NUMBERS = frozenset({"max_faces", "min_face_size", "detection_threshold"})
+_BOOLEANS = {
+    "true": True,
+    "1": True,
+    "yes": True,
+    "on": True,
+    "false": False,
+    "0": False,
+    "no": False,
+    "off": False,
+}
+
+
+def _literal(key: str, value: str) -> Any:
+    if key in _NUMBERS:
+        try:
+            return int(value)
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return value  # refused by validation, naming the field
+    if key == "aligned":
+        return _BOOLEANS.get(value.strip().lower(), value)
+    return value
+
+
 def _multi(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     """Query or form fields as option values: `include` may repeat or be a comma list."""
     values: dict[str, Any] = {}
@@ -52,7 +81,7 @@ def _multi(pairs: list[tuple[str, str]]) -> dict[str, Any]:
         if key == "include":
             values.setdefault("include", []).extend(v for v in value.split(",") if v)
         else:
-            values[key] = value
+            values[key] = _literal(key, value)
     return values
 
 

@@ -98,6 +98,7 @@ class FaceRequestOptions(BaseModel):
         "biggest face. `all`: every face, answered as `faces` (largest first).",
     )
     max_faces: int | None = Field(
+        strict=True,
         default=None,
         ge=1,
         le=MAX_FACES,
@@ -105,6 +106,7 @@ class FaceRequestOptions(BaseModel):
         f"a batch embeds at most {MAX_FACES_PER_REQUEST} faces in all).",
     )
     min_face_size: int | None = Field(
+        strict=True,
         default=None,
         ge=0,
         le=10_000,
@@ -112,6 +114,7 @@ class FaceRequestOptions(BaseModel):
         "pixels); default: MIN_FACE_SIZE (32). 0 counts every face.",
     )
     detection_threshold: float | None = Field(
+        strict=True,
         default=None,
         ge=MIN_DETECTION_THRESHOLD,
         lt=1.0,
@@ -129,6 +132,7 @@ class FaceRequestOptions(BaseModel):
         default=EmbeddingFormat.FLOAT, description="`float` (a list) or `base64` (little-endian float32)."
     )
     aligned: bool = Field(
+        strict=True,
         default=False,
         description="The image is a 112x112 face crop already aligned the ArcFace way: no detection.",
     )
@@ -260,6 +264,7 @@ class CompareRequest(BaseModel):
     )
     query_model: ModelTag | None = None
     group_by_id: bool = Field(
+        strict=True,
         default=False,
         description="One match per id, scored by its best reference (several enrolment photos of one person).",
     )
@@ -296,6 +301,7 @@ class ProbeRequest(FaceRequestOptions):
         default=None, description="Model tag of `embedding` (an image's is known)."
     )
     threshold: float | None = Field(
+        strict=True,
         default=None,
         ge=-1.0,
         le=1.0,
@@ -358,7 +364,9 @@ class IdentifyRequest(ProbeRequest):
         max_length=MAX_REFERENCES,
         description="Ids deleted since the snapshot was built: never returned from the snapshot.",
     )
-    top_k: int = Field(default=5, ge=1, le=MAX_TOP_K, description="Candidates to return (one per person).")
+    top_k: int = Field(
+        strict=True, default=5, ge=1, le=MAX_TOP_K, description="Candidates to return (one per person)."
+    )
     operating_point: OperatingPoint | None = Field(
         default=None,
         description="`strict`, `balanced` or `lenient`; its identification threshold grows with the gallery's "

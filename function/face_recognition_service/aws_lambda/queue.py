@@ -12,7 +12,9 @@ ReportBatchItemFailures): a message that cannot be read, or whose result
 cannot be delivered, or that met a transient fault (model not loaded, an
 unexpected error), returns to the queue and, after the queue's maxReceiveCount,
 goes to the dead-letter queue. A photo that is simply bad (no face, not an
-image) is an answer, not a failure: its error is delivered like any result.
+image), or a message with an id but an invalid field (no image, ``max_faces``
+0), is an answer, not a failure: its error is delivered like any result. Only
+a message without a usable id is poison.
 """
 
 from __future__ import annotations
@@ -28,7 +30,15 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError, model_validator
 
 from .. import aws_clients
-from ..api.schemas import FaceRequestOptions, IdentifyRequest, OneImage, ReferenceId, embed_options
+from ..api.bodies import describe_errors
+from ..api.schemas import (
+    MAX_ID_LENGTH,
+    FaceRequestOptions,
+    IdentifyRequest,
+    OneImage,
+    ReferenceId,
+    embed_options,
+)
 from ..api.translate import identify_input
 from ..config import Settings
 from ..engine import ModelState
@@ -61,6 +71,19 @@ class QueueIdentifyMessage(IdentifyRequest):
         if self.image is None and self.image_s3_uri is None:
             return None
         return ImageSource(base64=self.image, s3_uri=self.image_s3_uri)
+
+
+def _id_of(body: str) -> tuple[str, ErrorCode] | None:
+    """The message's id, if it has a usable one, and the code its invalid fields
+    get (INVALID_EMBEDDING for an identification, as /identify answers)."""
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    ref_id = raw.get("id") if isinstance(raw, dict) else None
+    if not isinstance(ref_id, str) or not 1 <= len(ref_id) <= MAX_ID_LENGTH:
+        return None
+    return ref_id, ErrorCode.INVALID_EMBEDDING if "gallery" in raw else ErrorCode.INVALID_IMAGE
 
 
 def _read(body: str) -> QueueMessage | QueueIdentifyMessage:
@@ -107,9 +130,21 @@ def build_queue_handler(
         try:
             message = _read(record.body)
         except ValidationError as exc:
-            # Poison: no id to answer to. Back to the queue, then to the dead-letter queue.
-            metrics.add_metric(name="QueuePoisonMessages", unit=MetricUnit.Count, value=1)
-            raise UndeliverableError(f"unreadable message ({exc.error_count()} errors)") from None
+            answerable = _id_of(record.body)
+            if answerable is None:
+                # Poison: no id to answer to. Back to the queue, then to the dead-letter queue.
+                metrics.add_metric(name="QueuePoisonMessages", unit=MetricUnit.Count, value=1)
+                raise UndeliverableError(f"unreadable message ({exc.error_count()} errors)") from None
+            # An id but a bad field (a missing image, max_faces 0): the caller's
+            # answer, delivered like a bad photo's, never retried.
+            invalid = ServiceError(
+                answerable[1],
+                "The request is not valid.",
+                describe_errors(exc.errors(include_url=False, include_input=False)),
+                status=422,
+            )
+            deliver({"id": answerable[0], "message_id": record.message_id, **invalid.to_dict()}, settings)
+            return
         result: dict[str, Any] = {"id": message.id, "message_id": record.message_id}
         try:
             if isinstance(message, QueueIdentifyMessage):  # needs the model only for a photo
