@@ -115,3 +115,78 @@ def test_a_message_with_a_bad_option_gets_an_error_result(
     assert zero["error_code"] == "INVALID_IMAGE" and zero["detail"].startswith("max_faces")
     assert zero["message_id"] == "m1" and image not in json.dumps(zero)
     assert result("who")["error_code"] == "INVALID_EMBEDDING"
+
+
+# Finding 9: a client that disconnects mid-body is not a server error.
+def test_a_client_gone_mid_body_is_recorded_as_499_not_500(
+    settings: Any, model: ModelState, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from face_recognition_service.api import create_app
+    from face_recognition_service.api.observe import RequestRecord
+
+    records: list[RequestRecord] = []
+
+    class Capture:
+        def record(self, record: RequestRecord) -> None:
+            records.append(record)
+
+    app = create_app(settings, model, observer=Capture())
+    messages = [
+        {"type": "http.request", "body": b'{"image": "' + b"A" * 1000, "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> Any:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/v1/embed",
+        "raw_path": b"/api/v1/embed",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"100000")],
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 1),
+        "root_path": "",
+    }
+    with caplog.at_level("INFO"):
+        asyncio.run(app(scope, receive, send))
+    assert sent == []  # nobody to answer
+    assert [(r.status, r.error_code) for r in records] == [(499, None)]
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+# Finding 13: with API_KEY set, the docs stay open (they describe the API and
+# declare the key scheme, so the docs page can send it); metrics need the key.
+def test_what_an_api_key_protects(model_dir: Path, model: ModelState) -> None:
+    from face_recognition_service.api import create_app
+
+    settings = make_settings(model_dir, api_key="s3cret")
+    with TestClient(create_app(settings, model), raise_server_exceptions=False) as client:
+        assert client.get("/api/v1/health").status_code == 200
+        assert_error(client.get("/api/v1/model-info"), 401, "UNAUTHORIZED")
+        assert_error(client.get("/metrics"), 401, "UNAUTHORIZED")
+        assert client.get("/metrics", headers={"x-api-key": "s3cret"}).status_code == 200
+        for page in ("/docs", "/redoc", "/openapi.json"):
+            assert client.get(page).status_code == 200, page
+        document = client.get("/openapi.json").json()
+    scheme = document["components"]["securitySchemes"]["ApiKey"]
+    assert scheme == {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    operations = {(p, m): op for p, ops in document["paths"].items() for m, op in ops.items()}
+    assert operations[("/api/v1/health", "get")]["security"] == []
+    assert all(
+        op["security"] == [{"ApiKey": []}] for (p, _), op in operations.items() if p != "/api/v1/health"
+    )
+    open_settings = make_settings(model_dir)
+    with TestClient(create_app(open_settings, model), raise_server_exceptions=False) as client:
+        assert "securitySchemes" not in client.get("/openapi.json").json()["components"]
+        assert client.get("/metrics").status_code == 200

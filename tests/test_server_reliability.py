@@ -101,3 +101,55 @@ def test_nothing_is_written_outside_tmp(model_dir: Path, tmp_path: Path) -> None
     assert list(home.rglob("*")) == []  # no ~/.cache/Microsoft (ONNX Runtime telemetry), nothing else
     assert sorted(p.name for p in work.iterdir()) == ["server.log"]  # the test's own log
     assert sorted(str(p) for p in model_dir.rglob("*")) == models_before
+
+
+def test_oversized_headers_are_refused_at_once_and_health_stays_fast(model_dir: Path, tmp_path: Path) -> None:
+    """Reliability III, finding 8: httptools kept a 200 MB header whole before
+    answering 200. Now the head is cut off at 16 KB with a JSON 431, while the
+    sender is still sending, and other clients are not held up."""
+    with running_server(model_dir, tmp_path) as server:
+        latencies: list[float] = []
+        stop = threading.Event()
+
+        def health() -> None:
+            while not stop.is_set():
+                started = time.monotonic()
+                status, _, _ = call(f"{server.base}/health", timeout=10)
+                assert status == 200
+                latencies.append(time.monotonic() - started)
+
+        watcher = threading.Thread(target=health)
+        watcher.start()
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nX-Big: ")
+                sent = 0
+                try:
+                    while sent < 100 * 1024 * 1024:  # up to 100 MB, unless refused first
+                        sock.sendall(b"a" * 65536)
+                        sent += 65536
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+                answer = sock.recv(65536)
+        finally:
+            stop.set()
+            watcher.join()
+        assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+        assert _json_body(answer)["error_code"] == "INVALID_REQUEST"
+        assert sent < 10 * 1024 * 1024  # refused long before the whole header arrived
+        assert latencies and max(latencies) < 1.0
+        # An ordinary request with headers under the limit is served.
+        status, _, _ = call(f"{server.base}/health", timeout=10, headers={"x-padding": "p" * 8000})
+        assert status == 200
+
+
+def test_over_the_connection_limit_the_answer_is_json(model_dir: Path, tmp_path: Path) -> None:
+    """Reliability III, finding 10: uvicorn's own 503 was plain text."""
+    with running_server(model_dir, tmp_path, MAX_CONNECTIONS="1") as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as held:
+            held.sendall(b"POST /api/v1/embed HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{")
+            time.sleep(0.3)
+            response = _raw(server.port, b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n", wait=5)
+        assert response.startswith(b"HTTP/1.1 503"), response[:80]
+        body = _json_body(response)
+        assert body["error_code"] == "SERVICE_BUSY" and b"retry-after: 1" in response.lower()

@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from . import paths
 from .inputs import DOCUMENTED_IMAGE_TYPES
 
 _REF = "#/components/schemas/{model}"
@@ -75,7 +76,21 @@ def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             document = build()
-            document.setdefault("components", {}).setdefault("schemas", {}).update(model_schemas())
+            components = document.setdefault("components", {})
+            components.setdefault("schemas", {}).update(model_schemas())
+            if app.state.api_key is not None:
+                declare_api_key(document)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document
+
+
+def declare_api_key(document: dict[str, Any]) -> None:
+    """With an API key configured: the x-api-key scheme, required by every
+    operation but health (so the docs page's Authorize button sends it)."""
+    document["components"]["securitySchemes"] = {
+        "ApiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    }
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            operation["security"] = [] if path == paths.HEALTH else [{"ApiKey": []}]

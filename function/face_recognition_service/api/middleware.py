@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from ..errors import ErrorCode, ServiceError, image_too_large
 from ..timing import request_id as request_id_var
@@ -206,6 +207,12 @@ class RequestContextMiddleware:
         elif isinstance(exc, ServiceError):  # the API key, checked before the body
             error, close = exc, True
             exchange.body_done = True  # not drained: an unauthenticated sender gets no more of our time
+        elif isinstance(exc, ClientDisconnect):
+            # The client went away mid-body: nobody to answer, and not a server
+            # error (recorded as 499, the status nginx gives it).
+            logger.info("client disconnected", extra={"request_id": exchange.request_id})
+            exchange.status = 499
+            return
         elif isinstance(exc, Busy):
             error = ServiceError(
                 ErrorCode.SERVICE_BUSY,

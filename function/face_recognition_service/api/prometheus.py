@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import paths
+from .deps import check_api_key
 from .observe import RequestObserver, RequestRecord
 
 # Known routes only: anything else is "other", so a scanner cannot grow the label set.
@@ -65,4 +66,6 @@ class PrometheusObserver:
             self.then.record(record)
 
     async def endpoint(self, request: Request) -> Response:
+        # Traffic figures are the operator's: with an API key set, they need it too.
+        check_api_key(request.app.state.api_key, request.headers.get("x-api-key", ""))
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)

@@ -118,53 +118,68 @@ def deliver(result: dict[str, Any], settings: Settings) -> None:
         raise UndeliverableError("neither RESULTS_S3_URI nor RESULTS_QUEUE_URL is set")
 
 
+def _answer_invalid(record: SQSRecord, exc: ValidationError, settings: Settings) -> None:
+    """A message that is not a valid request: its error is delivered when it has
+    an id to answer to (a missing image, ``max_faces`` 0: never retried); without
+    one it is poison (back to the queue, then to the dead-letter queue)."""
+    answerable = _id_of(record.body)
+    if answerable is None:
+        metrics.add_metric(name="QueuePoisonMessages", unit=MetricUnit.Count, value=1)
+        raise UndeliverableError(f"unreadable message ({exc.error_count()} errors)") from None
+    invalid = ServiceError(
+        answerable[1],
+        "The request is not valid.",
+        describe_errors(exc.errors(include_url=False, include_input=False)),
+        status=422,
+    )
+    deliver({"id": answerable[0], "message_id": record.message_id, **invalid.to_dict()}, settings)
+
+
+def _answer(
+    message: QueueMessage | QueueIdentifyMessage,
+    settings: Settings,
+    model: ModelState,
+    galleries: GalleryCache,
+) -> dict[str, Any]:
+    """The message's answer, or its error when that is final; a transient error
+    (no model, a fault worth another try) raises UndeliverableError."""
+    try:
+        if isinstance(message, QueueIdentifyMessage):  # needs the model only for a photo
+            return identify(identify_input(message, message.source()), model, settings, galleries)
+        engine = model.require()  # first: without a model the message is retried, whatever its image
+        source = ImageSource(base64=message.image, s3_uri=message.image_s3_uri)
+        return embed(EmbedInput(source, embed_options(message)), engine, settings)
+    except ServiceError as exc:
+        if exc.code in TRANSIENT:
+            raise UndeliverableError(exc.code.value) from None
+        return dict(exc.to_dict())
+
+
 def build_queue_handler(
     settings: Settings, model: ModelState, galleries: GalleryCache | None = None
 ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     # A batch whose every message failed is still answered message by message
     # (each returns to the queue), not as a failed invocation.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    galleries = galleries or GalleryCache(settings.galleries)
-
-    def process(record: SQSRecord) -> None:
-        try:
-            message = _read(record.body)
-        except ValidationError as exc:
-            answerable = _id_of(record.body)
-            if answerable is None:
-                # Poison: no id to answer to. Back to the queue, then to the dead-letter queue.
-                metrics.add_metric(name="QueuePoisonMessages", unit=MetricUnit.Count, value=1)
-                raise UndeliverableError(f"unreadable message ({exc.error_count()} errors)") from None
-            # An id but a bad field (a missing image, max_faces 0): the caller's
-            # answer, delivered like a bad photo's, never retried.
-            invalid = ServiceError(
-                answerable[1],
-                "The request is not valid.",
-                describe_errors(exc.errors(include_url=False, include_input=False)),
-                status=422,
-            )
-            deliver({"id": answerable[0], "message_id": record.message_id, **invalid.to_dict()}, settings)
-            return
-        result: dict[str, Any] = {"id": message.id, "message_id": record.message_id}
-        try:
-            if isinstance(message, QueueIdentifyMessage):  # needs the model only for a photo
-                result.update(identify(identify_input(message, message.source()), model, settings, galleries))
-            else:
-                engine = model.require()  # first: without a model the message is retried, whatever its image
-                source = ImageSource(base64=message.image, s3_uri=message.image_s3_uri)
-                result.update(embed(EmbedInput(source, embed_options(message)), engine, settings))
-        except ServiceError as exc:
-            if exc.code in TRANSIENT:
-                raise UndeliverableError(exc.code.value) from None
-            result.update(exc.to_dict())
-        deliver(result, settings)
-        logger.info(
-            "queue message", extra={"message_id": record.message_id, "error_code": result.get("error_code")}
-        )
+    cache = galleries or GalleryCache(settings.galleries)
 
     def record_handler(record: SQSRecord) -> None:
         try:
-            process(record)
+            try:
+                message = _read(record.body)
+            except ValidationError as exc:
+                _answer_invalid(record, exc, settings)
+                return
+            result = {
+                "id": message.id,
+                "message_id": record.message_id,
+                **_answer(message, settings, model, cache),
+            }
+            deliver(result, settings)
+            logger.info(
+                "queue message",
+                extra={"message_id": record.message_id, "error_code": result.get("error_code")},
+            )
         except UndeliverableError as exc:
             # Why the message goes back to the queue (then to the dead-letter
             # queue): for the operator, who sees no result for it.
