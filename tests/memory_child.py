@@ -1,5 +1,5 @@
 """Child process for tests/test_memory_budget.py: load the engine, embed one image
-file, print the process's peak RSS in MiB as JSON. A process of its own, so the
+file through the service's path (find_faces), print the process's peak RSS in MiB as JSON. A process of its own, so the
 peak is this request's and nothing else's.
 
     python -m tests.memory_child MODEL_DIR IMAGE [DECODE_BUDGET_MB]
@@ -15,7 +15,7 @@ from pathlib import Path
 from face_recognition_service.config import Settings
 from face_recognition_service.engine import load_model
 from face_recognition_service.errors import ServiceError
-from face_recognition_service.imaging import decode_image
+from face_recognition_service.faces import EmbedOptions, find_faces
 from face_recognition_service.startup import tune_malloc
 
 
@@ -40,9 +40,8 @@ def main(argv: list[str]) -> int:
     data = Path(argv[1]).read_bytes()
     outcome = "embedded"
     try:
-        image = decode_image(data, settings.max_image_pixels, settings.decode_budget_bytes)
-        del data
-        state.engine.embed_single(image)
+        # The request's own path: decode (reduced where it can be), detect, embed.
+        find_faces(data, state.engine, settings.images, EmbedOptions())
     except ServiceError as exc:
         outcome = exc.code.value
     print(json.dumps({"loaded_mb": loaded, "peak_mb": peak_mb(), "outcome": outcome}))

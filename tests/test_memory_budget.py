@@ -5,26 +5,47 @@ and images past the decode budget are refused from the header alone."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from face_recognition_service.config import Settings
 from face_recognition_service.errors import ErrorCode, ServiceError
-from face_recognition_service.imaging import DEFAULT_DECODE_BUDGET, decode_image
+from face_recognition_service.imaging import (
+    DEFAULT_DECODE_BUDGET,
+    ImageFormat,
+    ImageInfo,
+    decode_image,
+    reduction,
+)
 
 from .helpers import encode, read, run_child
 
 TARGET_MB = 600
 _DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
-# The largest square each kind of image may be under the default limits.
 SIDE_MAX_PIXELS = int(_DEFAULTS.max_image_pixels**0.5)  # 7,745: MAX_IMAGE_PIXELS (60 MP)
-SIDE_RGBA8 = int(
-    min(_DEFAULTS.max_image_pixels, DEFAULT_DECODE_BUDGET / 4) ** 0.5
-)  # 7,094: the decode budget
+
+
+def largest_side(**kind: Any) -> int:
+    """The largest square of this kind the default limits admit, from the same
+    header arithmetic the service uses (ImageInfo.working_bytes)."""
+    low, high = 64, SIDE_MAX_PIXELS
+    while low < high:
+        side = (low + high + 1) // 2
+        info = ImageInfo(width=side, height=side, **kind)
+        reduce = reduction(info, _DEFAULTS.det_size)
+        fits = info.working_bytes(reduce) <= DEFAULT_DECODE_BUDGET
+        low, high = (side, high) if fits else (low, side - 1)
+    return low
+
+
+SIDE_RGBA8 = largest_side(format=ImageFormat.PNG, has_alpha=True)
 
 
 def _with_face(canvas: np.ndarray) -> np.ndarray:
@@ -47,20 +68,53 @@ def rgba8_at_budget() -> bytes:
 
 
 def rgba16_at_budget() -> bytes:
-    side = int((DEFAULT_DECODE_BUDGET / 8) ** 0.5)  # 8 bytes a pixel: the largest admitted
+    side = largest_side(format=ImageFormat.PNG, has_alpha=True, sixteen_bit=True)
     canvas = np.zeros((side, side, 4), np.uint16)
     canvas[..., 3] = 40000
     return encode(_with_face(canvas), ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
 
 
-def rgb16_at_pixel_limit() -> bytes:
-    canvas = np.full((SIDE_MAX_PIXELS, SIDE_MAX_PIXELS, 3), 30000, np.uint16)
+def rgb16_at_budget() -> bytes:
+    side = largest_side(format=ImageFormat.PNG, has_alpha=False, sixteen_bit=True)
+    canvas = np.full((side, side, 3), 30000, np.uint16)
     return encode(_with_face(canvas), ".png", [cv2.IMWRITE_PNG_COMPRESSION, 1])
 
 
 def jpeg_at_pixel_limit() -> bytes:
     canvas = np.full((SIDE_MAX_PIXELS, SIDE_MAX_PIXELS, 3), 90, np.uint8)
     return encode(_with_face(canvas), ".jpg", [cv2.IMWRITE_JPEG_QUALITY, 80])
+
+
+def _pil_jpeg(side: int, mode: str, **options: Any) -> bytes:
+    canvas = _with_face(np.full((side, side, 3), 90, np.uint8))
+    image = Image.fromarray(cv2.cvtColor(canvas, cv2.COLOR_BGR2RGB)).convert(mode)
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=80, **options)
+    return out.getvalue()
+
+
+def progressive_444_jpeg_at_budget() -> bytes:
+    side = largest_side(format=ImageFormat.JPEG, has_alpha=False, progressive=True, samples_per_pixel=3.0)
+    return _pil_jpeg(side, "RGB", progressive=True, subsampling=0)
+
+
+def cmyk_jpeg_at_budget() -> bytes:
+    side = largest_side(format=ImageFormat.JPEG, has_alpha=False, components=4, samples_per_pixel=4.0)
+    return _pil_jpeg(side, "CMYK")
+
+
+def progressive_cmyk_jpeg_at_budget() -> bytes:
+    side = largest_side(
+        format=ImageFormat.JPEG, has_alpha=False, components=4, progressive=True, samples_per_pixel=4.0
+    )
+    return _pil_jpeg(side, "CMYK", progressive=True)
+
+
+def rgba_webp_at_budget() -> bytes:
+    side = largest_side(format=ImageFormat.WEBP, has_alpha=True)
+    canvas = np.zeros((side, side, 4), np.uint8)
+    canvas[..., 3] = 128
+    return encode(_with_face(canvas), ".webp", [cv2.IMWRITE_WEBP_QUALITY, 101])
 
 
 def child_peak(model_dir: Path, image: Path) -> dict[str, object]:
@@ -70,7 +124,16 @@ def child_peak(model_dir: Path, image: Path) -> dict[str, object]:
 
 @pytest.mark.parametrize(
     "make",
-    [rgba8_at_budget, rgba16_at_budget, rgb16_at_pixel_limit, jpeg_at_pixel_limit],
+    [
+        rgba8_at_budget,
+        rgba16_at_budget,
+        rgb16_at_budget,
+        jpeg_at_pixel_limit,
+        progressive_444_jpeg_at_budget,
+        cmyk_jpeg_at_budget,
+        progressive_cmyk_jpeg_at_budget,
+        rgba_webp_at_budget,
+    ],
     ids=lambda f: f.__name__,
 )
 def test_worst_admitted_images_stay_under_the_target(
@@ -104,3 +167,15 @@ def test_alpha_is_composited_on_white_exactly() -> None:
     assert out[0, 0].tolist() == [10, 200, 90]
     assert out[1, 0].tolist() == [255, 255, 255]
     assert out[2, 0].tolist() == [127, 127, 127]
+
+
+def test_a_progressive_cmyk_jpeg_at_the_pixel_limit_is_refused_from_its_header() -> None:
+    """Reliability III, finding 5: it peaked at 784 MB; its coefficients alone
+    need 8 bytes a pixel. Refused before any pixel is decoded."""
+    data = bytearray(_pil_jpeg(64, "CMYK", progressive=True))
+    sof = data.index(b"\xff\xc2")
+    data[sof + 5 : sof + 9] = SIDE_MAX_PIXELS.to_bytes(2, "big") * 2
+    with pytest.raises(ServiceError) as caught:
+        decode_image(bytes(data), _DEFAULTS.max_image_pixels)
+    assert caught.value.code is ErrorCode.IMAGE_TOO_LARGE
+    assert "progressive" in (caught.value.detail or "") and "CMYK" in (caught.value.detail or "")

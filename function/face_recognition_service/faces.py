@@ -131,9 +131,14 @@ def _eye_distance(landmarks: np.ndarray) -> float:
 
 def _finer_image(
     data: bytes, info: ImageInfo, limits: ImageLimits, full: np.ndarray | None, finer: int
-) -> np.ndarray:
+) -> np.ndarray | None:
+    """The image at the finer reduction; None where decoding it would not fit
+    DECODE_BUDGET_MB (a progressive JPEG's coefficients grow with the finer
+    scale's pixels): the faces keep their crops from the coarser decode."""
     if full is not None:
         return area_reduce(full, finer)
+    if info.working_bytes(finer) > limits.decode_budget_bytes:
+        return None
     return decode_image(data, limits.max_image_pixels, limits.decode_budget_bytes, reduce=finer, info=info)
 
 

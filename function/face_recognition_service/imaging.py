@@ -43,6 +43,11 @@ class ImageInfo:
     sixteen_bit: bool = False
     orientation: int = 1  # EXIF orientation (JPEG), 1 = upright
     components: int = 3  # JPEG colour components (4: CMYK/YCCK)
+    # JPEG: progressive (libjpeg keeps every DCT coefficient of the image until
+    # the last scan), and the share of full-resolution samples its components
+    # carry together (3.0 for 4:4:4, 1.5 for 4:2:0, 4.0 for CMYK).
+    progressive: bool = False
+    samples_per_pixel: float = 3.0
 
     @property
     def decoded_bytes(self) -> int:
@@ -51,6 +56,25 @@ class ImageInfo:
         if not self.has_alpha:
             return self.width * self.height * 3
         return self.width * self.height * 4 * (2 if self.sixteen_bit else 1)
+
+    def working_bytes(self, reduce: int = 1) -> int:
+        """The most the decode holds at once, from the header alone: the pixels
+        it hands over, the 8-bit BGR copy it converts them to, and what the
+        decoder keeps meanwhile (bench/worst_requests.py measures each kind)."""
+        pixels = self.width * self.height
+        if self.format is ImageFormat.JPEG:
+            # A progressive JPEG's coefficients: 2 bytes a sample, at full size
+            # whatever the DCT reduction (every scan refines all of them).
+            coefficients = int(pixels * self.samples_per_pixel * 2) if self.progressive else 0
+            if dct_scalable(self):
+                return coefficients + -(-self.width // reduce) * -(-self.height // reduce) * 3
+            # CMYK/YCCK: OpenCV decodes 4 channels, then converts to BGR.
+            return coefficients + pixels * 4 + pixels * 3
+        # IMREAD_COLOR converts while decoding; only an alpha channel is composited after.
+        converted = pixels * 3 if self.has_alpha else 0
+        if self.format is ImageFormat.WEBP:
+            return 2 * self.decoded_bytes + converted  # libwebp's buffer, then OpenCV's copy
+        return self.decoded_bytes + converted
 
 
 # Containers we recognise but do not decode: the caller gets UNSUPPORTED_FORMAT
@@ -161,6 +185,17 @@ def _unsupported(name: str) -> ServiceError:
 
 
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+_JPEG_PROGRESSIVE = {0xC2, 0xC6, 0xCA, 0xCE}
+
+
+def _samples_per_pixel(specs: bytes, components: int) -> float:
+    """Samples a pixel across the components, from each one's sampling factors
+    (the largest factors are full resolution): 3.0 for 4:4:4, 1.5 for 4:2:0."""
+    factors = [(b >> 4, b & 0x0F) for b in specs[1::3]]
+    if len(factors) != components or not all(h and v for h, v in factors):
+        return float(max(components, 1))  # malformed: assume full resolution
+    h_max, v_max = max(h for h, _ in factors), max(v for _, v in factors)
+    return sum(h * v for h, v in factors) / (h_max * v_max)
 
 
 def _probe_jpeg(data: bytes) -> ImageInfo:
@@ -186,7 +221,14 @@ def _probe_jpeg(data: bytes) -> ImageInfo:
                 break
             height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
             info = _checked(ImageFormat.JPEG, width, height, False)
-            return replace(info, orientation=orientation, components=data[pos + 9])
+            components = data[pos + 9]
+            return replace(
+                info,
+                orientation=orientation,
+                components=components,
+                progressive=marker in _JPEG_PROGRESSIVE,
+                samples_per_pixel=_samples_per_pixel(data[pos + 10 : pos + 10 + 3 * components], components),
+            )
         pos += 2 + length
     raise _invalid("The JPEG data is truncated or corrupt.")
 
@@ -400,14 +442,21 @@ def check_limits(info: ImageInfo, max_pixels: int, max_decoded_bytes: int, reduc
             "The image has too many pixels.",
             f"{info.width}x{info.height} exceeds the limit of {max_pixels} pixels.",
         )
-    decoded = info.decoded_bytes // (reduce * reduce if dct_scalable(info) else 1)
-    if decoded > max_decoded_bytes:
+    needed = info.working_bytes(reduce)
+    if needed > max_decoded_bytes:
+        kind = "".join(
+            [
+                " with alpha" if info.has_alpha else "",
+                " at 16 bits" if info.sixteen_bit else "",
+                " (progressive)" if info.progressive else "",
+                " (CMYK)" if info.format is ImageFormat.JPEG and info.components == 4 else "",
+            ]
+        )
         raise ServiceError(
             ErrorCode.IMAGE_TOO_LARGE,
             "The image needs too much memory to decode.",
-            f"{info.width}x{info.height}{' with alpha' if info.has_alpha else ''}"
-            f"{' at 16 bits' if info.sixteen_bit else ''} decodes to {decoded // 2**20} MiB; "
-            f"the limit is {max_decoded_bytes // 2**20} MiB (send it as an 8-bit image without alpha, or smaller).",
+            f"{info.width}x{info.height}{kind} needs {needed // 2**20} MiB to decode; "
+            f"the limit is {max_decoded_bytes // 2**20} MiB (send it as a baseline 8-bit RGB image, or smaller).",
         )
 
 
