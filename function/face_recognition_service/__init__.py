@@ -9,4 +9,4 @@ import os
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

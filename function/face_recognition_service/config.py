@@ -357,3 +357,70 @@ def load_settings() -> Settings:
 def get_settings() -> Settings:
     """The process's settings, built once. Tests build their own ``Settings``."""
     return load_settings()
+
+
+# Each setting's group and what it does: the source of the generated
+# configuration page (docs/configuration.md, infra/make_docs.py). A setting
+# without an entry fails tests/test_docs_site.py.
+SETTING_DOCS: dict[str, tuple[str, str]] = {
+    "app_name": ("Server", "Title in the docs and logs."),
+    "debug": ("Server", "Debug-level logs (responses never carry tracebacks)."),
+    "log_level": ("Server", "debug, info, warning, error or critical."),
+    "host": ("Server", "Plain server: the address to listen on."),
+    "port": ("Server", "Plain server: the port."),
+    "workers": ("Server", "Plain server: worker processes, each with its own model."),
+    "max_connections": ("Server", "Plain server: connections per worker; past it, 503 `SERVICE_BUSY`."),
+    "keep_alive_seconds": ("Server", "Plain server: an idle keep-alive connection closes after this."),
+    "body_timeout_seconds": ("Admission", "A request body must arrive within this (408 past it)."),
+    "metrics_enabled": ("Server", "Prometheus `/metrics` (plain server)."),
+    "max_in_flight": ("Admission", "Heavy requests at once per process; 0: CPUs / ORT threads."),
+    "max_queued": ("Admission", "Heavy requests that may wait for a turn before `SERVICE_BUSY`."),
+    "queue_timeout_seconds": ("Admission", "How long a heavy request may wait for a turn."),
+    "operating_point": (
+        "Decisions",
+        "The threshold `/verify` and `/identify` use when a request names none.",
+    ),
+    "model_name": ("Model", "buffalo_sc (embedded), buffalo_s, buffalo_m or buffalo_l."),
+    "model_dir": ("Model", "Packs live in `MODEL_DIR/MODEL_NAME/` (InsightFace's own cache layout)."),
+    "detection_threshold": ("Model", "The detector score a face needs (0.1 or more)."),
+    "device": ("Model", "cpu, or cuda with `onnxruntime-gpu` installed."),
+    "det_size": ("Model", "The detector's input, longest side."),
+    "det_retry_size": ("Model", "A second, smaller detector pass when the first finds nothing (0: none)."),
+    "min_face_size": (
+        "Model",
+        "The smallest face counted, in pixels (shorter side of its box); 0 counts every face.",
+    ),
+    "coarse_detection": ("Model", "Detect at the coarsest scale that still finds a `MIN_FACE_SIZE` face."),
+    "ort_threads": ("Model", "ONNX Runtime threads; 0: one per available CPU."),
+    "max_image_size": ("Images", "Bytes of an image after base64 decoding."),
+    "max_image_pixels": ("Images", "Width x height, checked from the header."),
+    "reduced_decode": ("Images", "Detect and crop large photos at a reduced scale (off: full size)."),
+    "decode_budget_mb": (
+        "Images",
+        "What one decode may hold, from the header (default 192, under Lambda at most 1/8 of its memory).",
+    ),
+    "api_key": ("Access", "Callers must send it as `x-api-key` (health and the docs stay open)."),
+    "api_key_parameter": ("Access", "Lambda: the key from this SSM parameter."),
+    "api_key_secret": ("Access", "Lambda: the key from this Secrets Manager secret."),
+    "api_key_cache_seconds": ("Access", "Lambda: how long the key read from SSM or Secrets Manager is kept."),
+    "model_s3_uri": (
+        "Lambda",
+        "Fetch the pack from `s3://bucket/prefix` at cold start instead of the baked one.",
+    ),
+    "api_base_path": ("Lambda", "An API Gateway stage prefix to strip from paths (e.g. `/prod`)."),
+    "image_s3_buckets": ("Images", "Buckets `image_s3_uri` may read from (comma list); unset: S3 input off."),
+    "results_s3_uri": ("Queue", "Queue mode: results go to `<prefix>/<id>.json` here."),
+    "results_queue_url": ("Queue", "Queue mode: or to this SQS queue."),
+    "max_batch_images": ("Images", "Photos per `/embed/batch`."),
+    "gallery_dir": ("Galleries", "Plain server: the folder `/identify`'s `gallery` names a file in."),
+    "gallery_s3_buckets": ("Galleries", "Buckets `/identify` may read snapshots from (comma list)."),
+    "gallery_refresh_seconds": ("Galleries", "How often a cached snapshot is checked for a newer version."),
+    "gallery_max_mb": ("Galleries", "A larger snapshot is refused before it is read."),
+    "gallery_uri": (
+        "Galleries",
+        "A snapshot loaded at start-up (a file name in `GALLERY_DIR` or an `s3://` URI).",
+    ),
+    "gallery_cache_dir": ("Galleries", "Where snapshots read from S3 are kept while cached."),
+    "cors_enabled": ("Server", "CORS headers from the app (the Lambda template leaves CORS to API Gateway)."),
+    "cors_origins": ("Server", "Allowed origins: a JSON list or a comma list."),
+}

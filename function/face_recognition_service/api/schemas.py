@@ -308,10 +308,14 @@ class ProbeRequest(FaceRequestOptions):
         description="Similarity needed for a match (overrides operating_point).",
     )
 
+    image_s3_uri: str | None = Field(
+        default=None, min_length=6, max_length=2048, description="Instead of `image`: " + S3_DESCRIPTION
+    )
+
     @model_validator(mode="after")
     def _one_probe(self) -> ProbeRequest:
-        if (self.image is None) == (self.embedding is None):
-            raise ValueError("give exactly one of image or embedding")
+        if sum(v is not None for v in (self.image, self.image_s3_uri, self.embedding)) != 1:
+            raise ValueError("give exactly one of image, image_s3_uri or embedding")
         return self
 
 

@@ -15,8 +15,8 @@ def references(items: list[ReferenceEmbedding]) -> list[Reference]:
 
 
 def probe(body: ProbeRequest, image: ImageSource | None = None) -> Probe:
-    if image is None and body.image is not None:
-        image = ImageSource(base64=body.image)
+    if image is None and (body.image is not None or body.image_s3_uri is not None):
+        image = ImageSource(base64=body.image, s3_uri=body.image_s3_uri)
     return Probe(
         image=image,
         options=embed_options(body),
@@ -35,7 +35,6 @@ def verify_input(body: VerifyRequest) -> VerifyInput:
 
 
 def identify_input(body: IdentifyRequest, image: ImageSource | None = None) -> IdentifyInput:
-    """``image``: a photo given another way (a queue message's ``image_s3_uri``)."""
     return IdentifyInput(
         gallery=body.gallery,
         references=references(body.references),

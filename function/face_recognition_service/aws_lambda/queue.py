@@ -27,7 +27,7 @@ import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pydantic import ValidationError, model_validator
+from pydantic import ValidationError
 
 from .. import aws_clients
 from ..api.bodies import describe_errors
@@ -59,18 +59,6 @@ class QueueMessage(FaceRequestOptions, OneImage):
 
 class QueueIdentifyMessage(IdentifyRequest):
     id: ReferenceId
-    image_s3_uri: str | None = None
-
-    @model_validator(mode="after")
-    def _one_probe(self) -> QueueIdentifyMessage:
-        if sum(v is not None for v in (self.image, self.image_s3_uri, self.embedding)) != 1:
-            raise ValueError("give exactly one of image, image_s3_uri or embedding")
-        return self
-
-    def source(self) -> ImageSource | None:
-        if self.image is None and self.image_s3_uri is None:
-            return None
-        return ImageSource(base64=self.image, s3_uri=self.image_s3_uri)
 
 
 def _id_of(body: str) -> tuple[str, ErrorCode] | None:
@@ -145,7 +133,7 @@ def _answer(
     (no model, a fault worth another try) raises UndeliverableError."""
     try:
         if isinstance(message, QueueIdentifyMessage):  # needs the model only for a photo
-            return identify(identify_input(message, message.source()), model, settings, galleries)
+            return identify(identify_input(message), model, settings, galleries)
         engine = model.require()  # first: without a model the message is retried, whatever its image
         source = ImageSource(base64=message.image, s3_uri=message.image_s3_uri)
         return embed(EmbedInput(source, embed_options(message)), engine, settings)
