@@ -127,6 +127,7 @@ SLOW_MODULES = frozenset(
         "test_memory_budget",
         "test_pgvector_recipe",
         "test_runtime_api",
+        "test_client",
         "test_schemathesis",
         "test_server",
         "test_server_logs",
