@@ -11,7 +11,7 @@ SHELL := /bin/bash
 .SHELLFLAGS := -o pipefail -c
 QUIET_SATISFIED := { grep -v "^Requirement already satisfied" || true; }
 
-.PHONY: run test test-fast install install-dev models lint format typecheck pytest bench fuzz soak mutate clean
+.PHONY: run test test-fast install install-dev models lint format typecheck pytest bench docs fuzz soak mutate clean
 
 # Stamps make both commands cheap once set up: pip runs again only when the
 # dependency lists change. pip shows each package as it goes (no -q): the
@@ -74,6 +74,11 @@ bench: $(VENV)/.dev
 	$(PY) -m bench.run_all
 
 # schemathesis with many more examples than the suite's fixed-seed run.
+# The docs site at http://localhost:8001 (the reference pages: infra/make_docs.py).
+docs: $(VENV)/.dev
+	$(PY) infra/make_docs.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a localhost:8001
+
 fuzz: $(VENV)/.dev
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(PY) -m pytest -q -p no:cacheprovider tests/test_schemathesis.py
 

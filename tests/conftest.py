@@ -123,6 +123,7 @@ SLOW_MODULES = frozenset(
     {
         "test_container_images",
         "test_docs",
+        "test_docs_site",
         "test_dry_build",
         "test_memory_budget",
         "test_pgvector_recipe",

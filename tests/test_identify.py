@@ -471,10 +471,10 @@ def test_identify_events_through_the_lambda_handler(
     check_response(name, handler(load_event(name), FakeLambdaContext()))
 
 
-def test_the_readme_threshold_table_is_the_code_s() -> None:
+def test_the_published_threshold_table_is_the_code_s() -> None:
     from .helpers import ROOT
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "identify.md").read_text()
     header = next(line for line in text.splitlines() if line.startswith("| persons in the gallery |"))
     sizes = [int(cell.replace(",", "")) for cell in header.strip("|").split("|")[1:]]
     for point in OperatingPoint:

@@ -57,7 +57,7 @@ def _verify(client: TestClient, probe: np.ndarray, refs: list[tuple[str, np.ndar
     return response.json()
 
 
-# The operating points as published (README "Thresholds", from bench/thresholds.py's
+# The operating points as published (docs/decisions.md#thresholds-and-why-the-old-example-is-replaced, from bench/thresholds.py's
 # measurements on the labelled photos): written out here, not read from the code
 # under test, so that a changed constant fails a test.
 PUBLISHED = {"strict": 0.45, "balanced": 0.36, "lenient": 0.28}

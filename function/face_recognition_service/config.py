@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     queue_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
     # Decisions: the operating point /verify uses when a request names none
-    # (strict, balanced, lenient: README "Thresholds").
+    # (strict, balanced, lenient: docs/decisions.md#thresholds-and-why-the-old-example-is-replaced).
     operating_point: OperatingPoint = OperatingPoint.BALANCED
 
     # Model

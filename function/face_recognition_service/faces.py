@@ -58,7 +58,7 @@ class EmbedOptions:
 # smaller face is aligned again from an image with enough resolution for it.
 # 48 px (the earlier margin) sent 4 of the 34 phone-size photos through a second
 # decode for no gain: from the reduced decode they came out as close to the
-# original photo's embedding or closer (BENCHMARKS.md section 8).
+# original photo's embedding or closer (docs/benchmarks.md#large-photos).
 MIN_SOURCE_EYES = 36.0
 
 

@@ -83,7 +83,7 @@ def rank(query: np.ndarray, references: np.ndarray, metric: DistanceMetric) -> R
 
 
 class OperatingPoint(StrEnum):
-    """Named similarity thresholds; README "Thresholds" gives the evidence for each."""
+    """Named similarity thresholds; docs/decisions.md#thresholds-and-why-the-old-example-is-replaced gives the evidence."""
 
     STRICT = "strict"
     BALANCED = "balanced"

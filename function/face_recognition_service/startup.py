@@ -25,7 +25,7 @@ def tune_malloc() -> bool:
     With the adaptive thresholds, the worker threads that serve requests hand
     their freed buffers back to the kernel and take them again on the next
     request: ~3,200 page faults (12.5 MB) per 12 MP request, detection 11.0 ms
-    against ~9 with fixed thresholds (BENCHMARKS.md section 8). Leaves an operator's own
+    against ~9 with fixed thresholds (docs/benchmarks.md#large-photos). Leaves an operator's own
     MALLOC_*/GLIBC_TUNABLES settings alone; does nothing off glibc."""
     if not sys.platform.startswith("linux") or any(
         k.startswith("MALLOC_") or k == "GLIBC_TUNABLES" for k in os.environ
@@ -46,7 +46,7 @@ def import_fastapi() -> None:
 
     FastAPI defines ~37 pydantic models as it is imported, nearly all of them
     the OpenAPI document's, and pydantic builds each one's validator and
-    serializer right then: ~80 ms of every cold start (BENCHMARKS.md section 4),
+    serializer right then: ~80 ms of every cold start (docs/benchmarks.md#cold-start-and-memory),
     for models only /openapi.json uses. pydantic's ``defer_build``, set on
     ``BaseModel``'s config for the length of this import (a model takes its
     bases' config), builds them when first used instead. Models defined later
@@ -74,7 +74,7 @@ def start_up() -> Iterator[None]:
     Start-up builds ~75,000 objects that live as long as the process (libraries,
     pydantic schemas, the app, the model's sessions) and almost no garbage
     (~1,300 objects): the collector's passes over them are ~35 ms of a ~450 ms
-    start (BENCHMARKS.md section 4). At the end everything built so far moves to
+    start (docs/benchmarks.md#cold-start-and-memory). At the end everything built so far moves to
     the permanent generation (``gc.freeze``), so later full collections do not
     walk it again, a pause that shows in health p99. Nested uses leave it to the
     outermost. Also fixes malloc's thresholds (``tune_malloc``)."""

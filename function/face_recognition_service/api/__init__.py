@@ -51,7 +51,7 @@ def max_body_bytes(settings: Settings) -> int:
 
 def body_limits(settings: Settings) -> dict[str, BodyLimit]:
     """Body size limit of each route that takes a body, and the code a body over
-    it gets (README "Limits"): on /embed the only large thing is the image."""
+    it gets (docs/api.md#limits): on /embed the only large thing is the image."""
     return {
         paths.EMBED: BodyLimit(
             max_body_bytes(settings),
@@ -139,7 +139,7 @@ def create_app(
         debug=False,  # debug pages would put tracebacks in responses
         # The routes go in directly, not through include_router: FastAPI composes
         # an included router lazily, building every route's fields a second time
-        # on the first request (~18 ms of it, measured: BENCHMARKS.md section 4).
+        # on the first request (~18 ms of it, measured: docs/benchmarks.md#cold-start-and-memory).
         routes=router.routes,
     )
     app.state.settings = settings

@@ -3,7 +3,7 @@
 Routes parse their own bodies and return their answers directly: serving a
 request needs no schema. Declared the usual way (``responses={status: {"model":
 M}}`` and a body schema in ``openapi_extra``), they cost the cold start ~16 ms
-(BENCHMARKS.md section 4): FastAPI builds a response validator for every
+(docs/benchmarks.md#cold-start-and-memory): FastAPI builds a response validator for every
 documented status and imports ``pydantic.v1`` to check each model's kind, and
 pydantic makes each body's JSON schema. Here a route refers to its models by
 name; ``install_openapi`` puts their schemas in the document when /openapi.json

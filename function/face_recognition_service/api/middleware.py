@@ -251,7 +251,10 @@ class RequestContextMiddleware:
 
 
 def body_too_large(limit: BodyLimit) -> ServiceError:
-    detail = limit.detail or f"This route takes a body of at most {limit.bytes} bytes (README: Limits)."
+    detail = (
+        limit.detail
+        or f"This route takes a body of at most {limit.bytes} bytes (see the Limits in the API guide)."
+    )
     if limit.code is ErrorCode.IMAGE_TOO_LARGE:
         return image_too_large(detail)
     return ServiceError(limit.code, "The request body is too large.", detail)

@@ -100,7 +100,7 @@ def warm_up_at_init() -> bool:
     the init. Lambda names the kind in AWS_LAMBDA_INITIALIZATION_TYPE: an
     ``on-demand`` init sits on the first caller's path, and there warm-up
     requests cost more (~40 ms) than they save that caller's invoke (6-9 ms,
-    BENCHMARKS.md section 4); ``provisioned-concurrency`` and ``snap-start``
+    docs/benchmarks.md#cold-start-and-memory); ``provisioned-concurrency`` and ``snap-start``
     inits happen ahead of any request, so they warm everything. Outside Lambda
     (the variable unset) the init warms up, as before."""
     return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "on-demand"

@@ -63,7 +63,7 @@ class FaceEngine:
         self.recognizer = recognizer
         self.model_name = model_name
         # Identifies the pack and the recogniser file: embeddings of different
-        # tags must never be compared (README "Model identity").
+        # tags must never be compared (docs/decisions.md#model-identity).
         self.model_tag = model_tag or f"{model_name}/unverified"
         self.device = device
         self.det_size = det_size
