@@ -80,7 +80,7 @@ docs: $(VENV)/.dev
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve -a localhost:8001
 
 fuzz: $(VENV)/.dev
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(PY) -m pytest -q -p no:cacheprovider tests/test_schemathesis.py
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-1000} $(PY) -m pytest -q -p no:cacheprovider tests/contract/test_schemathesis.py
 
 # Mixed traffic at concurrency 1, 4, 16 and 64 against a real server (bench/soak.py).
 soak: $(VENV)/.dev

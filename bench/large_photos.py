@@ -314,7 +314,7 @@ def measure(rounds: int) -> dict[str, Any]:
         fifty = Path(tmp) / "fifty.jpg"
         fifty.write_bytes(phone_size_jpeg((DEFAULT_PHOTOS / "obama_1.jpg").read_bytes(), 50))
         child = subprocess.run(
-            [sys.executable, "-m", "tests.memory_child", str(model_dir), str(fifty)],
+            [sys.executable, "-m", "tests.support.memory_child", str(model_dir), str(fifty)],
             cwd=ROOT,
             capture_output=True,
             text=True,

@@ -1,5 +1,5 @@
 """Regenerate the docs site's reference pages from the code and the benchmark
-results, so they cannot drift (tests/test_docs_site.py fails when one is stale):
+results, so they cannot drift (tests/integration/server/test_docs_site.py fails when one is stale):
 
     .venv/bin/python infra/make_docs.py
 
@@ -80,7 +80,7 @@ def configuration() -> str:
 
 
 def errors() -> str:
-    from face_recognition_service.api import paths
+    from face_recognition_service import paths
     from face_recognition_service.errors import HTTP_STATUS, ErrorCode
 
     lines = [

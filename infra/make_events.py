@@ -112,7 +112,7 @@ IDENTIFY_KEYS = [
     "gallery",
     "model",
 ]
-# The S3 gallery the identify events name: tests/test_identify.py builds it from
+# The S3 gallery the identify events name: tests/integration/server/test_identify.py builds it from
 # events/galleries/staff.jsonl and puts it in (moto's) S3; `sam local invoke`
 # needs it built and uploaded the same way (README "Identify").
 STAFF_GALLERY = "s3://galleries/staff.frg"
@@ -309,7 +309,7 @@ def main() -> None:
                     sqs_record("{not json", "poison-message"),
                 ]
             },
-            # Needs S3 for the photo and the results: tests/test_queue.py runs it against moto.
+            # Needs S3 for the photo and the results: tests/integration/aws_lambda/test_queue.py runs it against moto.
             {"direct": {}, "needs_aws": True},
         ),
         "identify-image.json": (

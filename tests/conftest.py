@@ -20,6 +20,7 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 from face_recognition_service.config import Settings  # noqa: E402
 from face_recognition_service.engine import FaceEngine, ModelState, load_model  # noqa: E402
 from face_recognition_service.provision import provision  # noqa: E402
+from tests.support.helpers import make_settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +28,6 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     provision("buffalo_sc", root)
     return root
-
-
-def make_settings(model_dir: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"model_dir": model_dir, "model_name": "buffalo_sc", "ort_threads": 2}
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[arg-type,call-arg]
 
 
 @pytest.fixture(scope="session")
@@ -83,7 +78,7 @@ def lambda_module(model_dir: Path) -> Iterator[ModuleType]:
 
 
 # The local Lambda Runtime API (a fixture shared by the runtime-client tests).
-from .runtime_api_support import runtime_api  # noqa: E402, F401
+from tests.support.runtime_api_support import runtime_api  # noqa: E402, F401
 
 
 @pytest.fixture()

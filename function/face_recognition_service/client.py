@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from . import paths
 from .errors import ErrorCode
 
 Image = bytes | Path | str  # raw bytes, a file, or base64 / a data URI as text
@@ -184,20 +185,20 @@ class Call:
 
 
 def health() -> Call:
-    return Call("GET", "/api/v1/health")
+    return Call("GET", paths.HEALTH)
 
 
 def model_info() -> Call:
-    return Call("GET", "/api/v1/model-info")
+    return Call("GET", paths.MODEL_INFO)
 
 
 def embed(image: Image | None = None, *, image_s3_uri: str | None = None, **options: Any) -> Call:
-    return Call("POST", "/api/v1/embed", {**_image_fields(image, image_s3_uri), **_options(options)})
+    return Call("POST", paths.EMBED, {**_image_fields(image, image_s3_uri), **_options(options)})
 
 
 def embed_batch(images: Mapping[str, Image], **options: Any) -> Call:
     items = [{"id": key, **_image_fields(value, None)} for key, value in images.items()]
-    return Call("POST", "/api/v1/embed/batch", {"images": items, **_options(options)})
+    return Call("POST", paths.EMBED_BATCH, {"images": items, **_options(options)})
 
 
 def verify(
@@ -210,7 +211,7 @@ def verify(
 ) -> Call:
     refs = [{k: r[k] for k in ("id", "embedding", "model") if k in r} for r in references]
     probe = _image_fields(image, image_s3_uri) or {"embedding": embedding}
-    return Call("POST", "/api/v1/verify", {**probe, "references": refs, **_options(options)})
+    return Call("POST", paths.VERIFY, {**probe, "references": refs, **_options(options)})
 
 
 def compare(
@@ -218,7 +219,7 @@ def compare(
 ) -> Call:
     refs = [{k: r[k] for k in ("id", "embedding", "model") if k in r} for r in references]
     body = {"query_embedding": query_embedding, "reference_embeddings": refs, **_options(options)}
-    return Call("POST", "/api/v1/compare", body)
+    return Call("POST", paths.COMPARE, body)
 
 
 def identify(
@@ -238,7 +239,7 @@ def identify(
         body["references"] = [{k: r[k] for k in ("id", "embedding", "model") if k in r} for r in references]
     if exclude_ids:
         body["exclude_ids"] = list(exclude_ids)
-    return Call("POST", "/api/v1/identify", body)
+    return Call("POST", paths.IDENTIFY, body)
 
 
 def raise_for(response: httpx.Response) -> dict[str, Any]:

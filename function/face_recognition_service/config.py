@@ -361,7 +361,7 @@ def get_settings() -> Settings:
 
 # Each setting's group and what it does: the source of the generated
 # configuration page (docs/configuration.md, infra/make_docs.py). A setting
-# without an entry fails tests/test_docs_site.py.
+# without an entry fails tests/integration/server/test_docs_site.py.
 SETTING_DOCS: dict[str, tuple[str, str]] = {
     "app_name": ("Server", "Title in the docs and logs."),
     "debug": ("Server", "Debug-level logs (responses never carry tracebacks)."),

@@ -12,12 +12,11 @@ from fastapi_offline import FastAPIOffline
 from starlette.datastructures import Headers
 from starlette.responses import Response
 
-from .. import __version__
+from .. import __version__, paths
 from ..config import Settings
 from ..engine import ModelState, load_model
 from ..errors import ErrorCode, ServiceError
 from ..gallery.cache import GalleryCache
-from . import paths
 from .admission import Admission
 from .deps import check_api_key
 from .docs import install_openapi

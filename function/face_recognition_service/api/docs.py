@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from . import paths
+from .. import paths
 from .inputs import DOCUMENTED_IMAGE_TYPES
 
 _REF = "#/components/schemas/{model}"

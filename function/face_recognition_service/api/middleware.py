@@ -20,9 +20,9 @@ import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from .. import paths
 from ..errors import ErrorCode, ServiceError, image_too_large
 from ..timing import request_id as request_id_var
-from . import paths
 from .admission import Admission, Busy
 from .observe import RequestObserver, RequestRecord
 

@@ -12,7 +12,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import paths
+from .. import paths
 from .deps import check_api_key
 from .observe import RequestObserver, RequestRecord
 

@@ -9,11 +9,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from .. import paths
 from ..config import Settings
 from ..engine import FaceEngine, ModelState
 from ..errors import HTTP_STATUS, ErrorCode
 from ..gallery.cache import GalleryCache
 from ..matching import AMBIGUITY_MARGIN, identification_table, operating_points_for
+from ..paths import relative
 from ..timing import Stages
 from ..usecases.batch import BatchInput, BatchItem, embed_batch, faces_in
 from ..usecases.compare import compare as compare_arrays
@@ -21,13 +23,11 @@ from ..usecases.embed import EmbedInput, ImageSource
 from ..usecases.embed import embed as embed_photo
 from ..usecases.identify import identify as identify_probe
 from ..usecases.verify import verify as verify_probe
-from . import paths
 from .bodies import require_json, validate_json
 from .compare_parser import compare_request_arrays, parse_compare
 from .deps import EngineDep, ModelDep, Protected, SettingsDep
 from .docs import request_body, response
 from .inputs import ImageInput, parse_json_input, read_image_input
-from .paths import relative
 from .responses import ORJSONResponse
 from .schemas import (
     CompareRequest,

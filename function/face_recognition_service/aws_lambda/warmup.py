@@ -9,7 +9,7 @@ import base64
 import os
 from typing import Any
 
-from ..api import paths
+from .. import paths
 from .events import http_api_event
 from .observability import PowertoolsObserver
 
