@@ -10,6 +10,7 @@ pytest this project pins."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +18,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from face_recognition_service.api import create_app
-from face_recognition_service.config import Settings
 from face_recognition_service.engine import ModelState
+from tests.support.helpers import make_settings
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 # The one check left out: "schema-valid data is accepted". No schema can say "a
@@ -34,11 +35,14 @@ OPERATIONS = [
     ("POST", "/api/v1/compare"),
     ("POST", "/api/v1/verify"),
     ("POST", "/api/v1/embed/batch"),
+    ("POST", "/api/v1/identify"),
 ]
 
 
 @pytest.fixture(scope="module")
-def api_schema(settings: Settings, model: ModelState) -> Any:
+def api_schema(model_dir: Path, model: ModelState, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    # A gallery folder (empty): /identify answers GALLERY_NOT_FOUND or refuses the name.
+    settings = make_settings(model_dir, gallery_dir=tmp_path_factory.mktemp("galleries"))
     return schemathesis.openapi.from_asgi("/openapi.json", create_app(settings, model))
 
 
