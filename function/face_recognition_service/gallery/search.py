@@ -67,7 +67,11 @@ class Searcher:
             scores = probes @ vectors.T  # (p, n)
             out = []
             for row in scores:
-                top = np.argpartition(-row, count - 1)[:count] if count < len(row) else np.arange(len(row))
+                top = (
+                    np.argpartition(row, len(row) - count)[-count:]
+                    if count < len(row)
+                    else np.arange(len(row))
+                )
                 top = top[np.argsort(-row[top], kind="stable")]
                 out.append(Hits(top, row[top]))
             return out
