@@ -45,12 +45,32 @@ def invalid(detail: str) -> ServiceError:
     return ServiceError(ErrorCode.INVALID_GALLERY, "The gallery snapshot cannot be read.", detail)
 
 
-def content_hash(model: str, ids_blob: bytes, vectors: np.ndarray) -> str:
+def _digest_start(model: str, ids_blob: bytes) -> "hashlib._Hash":
     digest = hashlib.sha256()
     for part in (model.encode(), ids_blob):
         digest.update(len(part).to_bytes(8, "little"))
         digest.update(part)
+    return digest
+
+
+def content_hash(model: str, ids_blob: bytes, vectors: np.ndarray) -> str:
+    digest = _digest_start(model, ids_blob)
     digest.update(_bytes_of(vectors))
+    return "sha256:" + digest.hexdigest()
+
+
+def _file_hash(path: Path, model: str, ids_blob: bytes, offset: int, length: int) -> str:
+    """``content_hash`` of the vectors read from the file (not through the
+    mapping: pages read here stay in the page cache, not in the process)."""
+    digest = _digest_start(model, ids_blob)
+    with path.open("rb") as stream:
+        stream.seek(offset)
+        while length > 0:
+            chunk = stream.read(min(length, 8 << 20))
+            if not chunk:
+                break
+            digest.update(chunk)
+            length -= len(chunk)
     return "sha256:" + digest.hexdigest()
 
 
@@ -194,7 +214,12 @@ def open_snapshot(path: Path, *, verify: bool = True) -> Snapshot:
         raise invalid("The snapshot's ids are not valid JSON.") from None
     if not isinstance(ids, list) or len(ids) != count or not all(isinstance(i, str) for i in ids):
         raise invalid("The snapshot's ids do not match its count.")
-    if verify and content_hash(header["model"], ids_blob, vectors) != header["hash"]:
+    section = header["vectors"]
+    if (
+        verify
+        and _file_hash(path, header["model"], ids_blob, section["offset"], section["length"])
+        != header["hash"]
+    ):
         raise invalid("The snapshot's content does not match its hash (a damaged file).")
     index = header["index"]
     index_bytes = None
