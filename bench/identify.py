@@ -180,10 +180,6 @@ def main() -> None:
             RESULTS.write_text(json.dumps(results, indent=1) + "\n")
 
 
-if __name__ == "__main__":
-    main()
-
-
 def class_photo(distractors: int = 100_000, rounds: int = 5) -> dict[str, Any]:
     """players.jpg (22 faces): each player enrolled from the mirrored photo (a
     second picture of the same faces) among ``distractors`` synthetic people,
@@ -238,15 +234,20 @@ def class_photo(distractors: int = 100_000, rounds: int = 5) -> dict[str, Any]:
             started = time.perf_counter()
             embed(embed_request, engine, settings)
             timings["embed_all"].append((time.perf_counter() - started) * 1000)
-        correct = 0
+        correct, missed_sizes = 0, []
         for face in result["faces"]:
             centre = (face["bbox"][0] + face["bbox"][2]) / 2
             expected = min(ids, key=lambda i: abs(int(i.removeprefix("player-x")) - centre))
             correct += face["identity"] == expected
+            if face["identity"] != expected:
+                missed_sizes.append(
+                    round(min(face["bbox"][2] - face["bbox"][0], face["bbox"][3] - face["bbox"][1]))
+                )
         identities = [f["identity"] for f in result["faces"] if f["identity"]]
         return {
             "faces": len(result["faces"]),
             "identified_correctly": correct,
+            "missed_face_sizes_px": sorted(missed_sizes),
             "one_to_one": len(identities) == len(set(identities)),
             "gallery": len(names),
             "identify_all_ms": round(float(np.median(timings["identify_all"])), 1),
@@ -254,3 +255,7 @@ def class_photo(distractors: int = 100_000, rounds: int = 5) -> dict[str, Any]:
             "ratio": round(float(np.median(timings["identify_all"]) / np.median(timings["embed_all"])), 3),
             "date": time.strftime("%Y-%m-%d"),
         }
+
+
+if __name__ == "__main__":
+    main()
