@@ -1,7 +1,8 @@
 """Nearest rows of a snapshot for one or more probes.
 
 Up to EXACT_LIMIT vectors the search is exact: one matrix product over the
-memory-mapped vectors (100,000 x 512 in ~5 ms on 2 cores). Above it the
+memory-mapped vectors (a whole identify over 100,000 in 6.4-6.9 ms on 2 cores,
+docs/benchmarks.md#identify). Above it the
 snapshot carries a usearch HNSW index, which proposes candidates; every
 candidate is then scored again from the exact float32 vectors, so a similarity
 in an answer is always exact and the index only decides which rows are looked
@@ -21,9 +22,10 @@ from .format import Snapshot, invalid
 EXACT_LIMIT = 200_000
 
 
-# usearch settings (bench/identify.py): connectivity 32 with expansion_add 128
-# and a search expansion of 256 keep recall@1 >= 99.5 % on random unit vectors,
-# the hardest case for a graph index.
+# usearch settings. Measured at 1,000,000 random unit vectors (bench/identify.py,
+# docs/benchmarks.md#identify) they are NOT good enough yet: recall@1 0.55 for
+# genuine probes, 0.89 for near ones. Above EXACT_LIMIT, treat the index as
+# work in progress (the 1M target is open).
 @dataclass(frozen=True)
 class IndexSettings:
     connectivity: int = 32
