@@ -47,8 +47,15 @@ class Client:
         self, method: str, path: str, body: bytes | None = None
     ) -> tuple[int, bytes, dict[str, str]]:
         headers = {"content-type": "application/json"} if body is not None else {}
-        self.conn.request(method, path, body=body, headers=headers)
-        resp = self.conn.getresponse()
+        try:
+            self.conn.request(method, path, body=body, headers=headers)
+            resp = self.conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            # The server closed an idle keep-alive connection (KEEP_ALIVE_SECONDS):
+            # open another, as any HTTP client does, and send the request again.
+            self.conn.close()
+            self.conn.request(method, path, body=body, headers=headers)
+            resp = self.conn.getresponse()
         return resp.status, resp.read(), {k.lower(): v for k, v in resp.getheaders()}
 
     def close(self) -> None:
