@@ -45,7 +45,7 @@ def invalid(detail: str) -> ServiceError:
     return ServiceError(ErrorCode.INVALID_GALLERY, "The gallery snapshot cannot be read.", detail)
 
 
-def _digest_start(model: str, ids_blob: bytes) -> "hashlib._Hash":
+def _digest_start(model: str, ids_blob: bytes) -> hashlib._Hash:
     digest = hashlib.sha256()
     for part in (model.encode(), ids_blob):
         digest.update(len(part).to_bytes(8, "little"))
