@@ -8,7 +8,12 @@ each on a fresh server (buffalo_sc, defaults), peak RSS (VmHWM) read after it:
   short integers (10.5 MB), the request that peaked at 682 MB before vectors
   were read as arrays;
 - compare_32mib_floats: the /compare body limit filled with full-precision
-  float-list references (~2,900).
+  float-list references (~2,900);
+- identify_10k_refs_100k: /identify by embedding against a 100,000-person
+  gallery (exact search) with 10,000 inline references of short integers and
+  10,000 exclude_ids;
+- identify_100_faces_100k: the 121-face grid with face_selection all against
+  the same gallery (100 faces searched and assigned).
 
     .venv/bin/python -m bench.worst_requests
 """
@@ -63,6 +68,20 @@ def float_references(limit: int) -> bytes:
     return f'{{"query_embedding": {json.dumps(rng.normal(size=512).tolist())}, "reference_embeddings": [{refs}]}}'.encode()
 
 
+def write_gallery(path: Path, count: int) -> None:
+    """A snapshot of ``count`` random people (the model tag of buffalo_sc as provisioned)."""
+    from face_recognition_service.gallery.format import write_snapshot
+    from face_recognition_service.packs import get_pack, model_tag
+
+    rng = np.random.default_rng(4)
+    vectors = rng.standard_normal((count, 512)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    tag = model_tag(path.parent.parent / "buffalo_sc", get_pack("buffalo_sc"))
+    write_snapshot(
+        path, model=tag, ids=[f"person-{i}" for i in range(count)], vectors=vectors, built_at="bench"
+    )
+
+
 def main() -> int:
     grid = data_uri(grid_jpeg())
     cases = {
@@ -80,11 +99,25 @@ def main() -> int:
         ),
         "compare_32mib_floats": ("/api/v1/compare", float_references(32 * 1024 * 1024)),
     }
+    references = short_int_references(10_000, "embedding", "references")
+    excluded = json.dumps([f"person-{i}" for i in range(10_000)]).encode()
+    cases["identify_10k_refs_100k"] = (
+        "/api/v1/identify",
+        references[:-1] + b',"gallery":"staff.frg","exclude_ids":' + excluded + b"}",
+    )
+    cases["identify_100_faces_100k"] = (
+        "/api/v1/identify",
+        json.dumps({"image": grid, "face_selection": "all", "gallery": "staff.frg"}).encode(),
+    )
     out: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         provision("buffalo_sc", Path(tmp))
+        galleries = Path(tmp) / "galleries"
+        galleries.mkdir()
+        write_gallery(galleries / "staff.frg", 100_000)
         for name, (path, body) in cases.items():
-            out[name] = {"body_mb": round(len(body) / 1e6, 1), **peak_of_one_request(Path(tmp), path, body)}
+            peak = peak_of_one_request(Path(tmp), path, body, GALLERY_DIR=str(galleries))
+            out[name] = {"body_mb": round(len(body) / 1e6, 1), **peak}
             print(name, out[name], file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1))
     return 0

@@ -115,12 +115,18 @@ def _leaves(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
 # The figures each results file leads with (the rest are in the file).
 HEADLINES = {
     "buffalo_sc": ("embed / ours / median_ms", "embed / peer / median_ms", "embed / ours_over_peer"),
-    "breadth_buffalo_sc": ("group_photo / faces", "group_photo / all_in_one_request", "batch_8_photos / ratio"),
+    "breadth_buffalo_sc": (
+        "group_photo / faces",
+        "group_photo / all_in_one_request",
+        "batch_8_photos / ratio",
+    ),
     "large_photos_buffalo_sc": ("photos", "decision_errors_at_balanced", "per_photo_ratio / median"),
     "soak_buffalo_sc": ("idle_rss_mb", "peak_rss_mb"),
     "thresholds_buffalo_sc": ("genuine / min", "genuine / median", "impostor / max", "impostor / std"),
     "detection_scale": tuple(
-        f"recognition_by_face_size / {size} / {what}" for size in (24, 32, 40) for what in ("cosine_median", "found")
+        f"recognition_by_face_size / {size} / {what}"
+        for size in (24, 32, 40)
+        for what in ("cosine_median", "found")
     ),
 }
 
@@ -150,8 +156,13 @@ def performance() -> str:
         command = data.get("command") or next(
             (v.get("command") for v in data.values() if isinstance(v, dict) and v.get("command")), None
         )
-        date = (data.get("machine") or {}).get("date") or data.get("date") or next(
-            (v.get("date") for v in data.values() if isinstance(v, dict) and v.get("date")), "see the file"
+        date = (
+            (data.get("machine") or {}).get("date")
+            or data.get("date")
+            or next(
+                (v.get("date") for v in data.values() if isinstance(v, dict) and v.get("date")),
+                "see the file",
+            )
         )
         lines += [
             f"## {path.stem}",
