@@ -7,7 +7,9 @@
         answer = faces.verify(Path("door.jpg"), references=[{"id": "alice", **enrolled}])
         who = faces.identify(Path("door.jpg"), gallery="staff.frg")
 
-``AsyncFaceClient`` has the same methods, awaited. Errors come back as typed
+Answers are typed (``EmbedResult``, ``VerifyResult``, ``IdentifyResult``...:
+TypedDicts of the fields the OpenAPI document describes). ``AsyncFaceClient``
+has the same methods, awaited. Errors come back as typed
 exceptions, one class per error code (``NoFaceDetected``, ``ServiceBusy``,
 ...), all ``FaceServiceError`` with ``code``, ``message``, ``detail``,
 ``status`` and ``request_id``.
@@ -30,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import httpx
 
@@ -40,6 +42,90 @@ from .errors import ErrorCode
 Image = bytes | Path | str  # raw bytes, a file, or base64 / a data URI as text
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_WAIT_S = 10.0
+
+
+class Scored(TypedDict):
+    id: str
+    similarity: float
+
+
+class HealthResult(TypedDict, total=False):
+    status: str
+    model_loaded: bool
+    model_name: str
+    detail: str
+
+
+class ModelInfoResult(TypedDict, total=False):
+    name: str
+    embedding_size: int
+    backend: str
+    device: str
+    model: str
+    thresholds: dict[str, float]
+    identification: dict[str, Any]
+    default_operating_point: str
+    ambiguity_margin: float
+
+
+class EmbedResult(TypedDict, total=False):
+    """One face (``embedding``...) or, with ``face_selection: all``, ``faces``."""
+
+    embedding: list[float] | str
+    face_detected: bool
+    detection_score: float
+    model: str
+    bbox: list[float]
+    landmarks: list[list[float]]
+    quality: dict[str, Any]
+    faces: list[dict[str, Any]]
+    face_count: int
+    faces_left_out: int
+
+
+class BatchResult(TypedDict):
+    results: list[dict[str, Any]]  # each: {"id", ...EmbedResult} or {"id", "error", "error_code", "detail"}
+    model: str
+
+
+class VerifyResult(TypedDict, total=False):
+    match: bool
+    similarity: float
+    threshold: float
+    operating_point: str
+    best_match: Scored
+    runner_up: Scored | None
+    margin: float | None
+    ambiguous: bool
+    model: str | None
+    detection_score: float
+    quality: dict[str, Any]
+
+
+class CompareResult(TypedDict):
+    matches: list[dict[str, Any]]  # {"id", "distance", "similarity"} (+ "templates"), best first
+    best_match: dict[str, Any]
+    distance_metric: str
+
+
+class IdentifyResult(TypedDict, total=False):
+    candidates: list[Scored]
+    match: bool
+    identity: str | None
+    best_match: Scored | None
+    margin: float | None
+    ambiguous: bool
+    faces: list[
+        dict[str, Any]
+    ]  # with face_selection all: {"bbox", "candidates", "identity", "similarity", "match"}
+    face_count: int
+    threshold: float
+    operating_point: str
+    expected_fpir: float
+    gallery: dict[str, Any]
+    model: str | None
+    detection_score: float
+    quality: dict[str, Any]
 
 
 class FaceServiceError(Exception):
@@ -337,28 +423,28 @@ class FaceClient:
             time.sleep(delay)
             attempt += 1
 
-    def health(self) -> dict[str, Any]:
-        return self.send(health())
+    def health(self) -> HealthResult:
+        return cast(HealthResult, self.send(health()))
 
-    def model_info(self) -> dict[str, Any]:
-        return self.send(model_info())
+    def model_info(self) -> ModelInfoResult:
+        return cast(ModelInfoResult, self.send(model_info()))
 
-    def embed(self, image: Image | None = None, **kwargs: Any) -> dict[str, Any]:
-        return self.send(embed(image, **kwargs))
+    def embed(self, image: Image | None = None, **kwargs: Any) -> EmbedResult:
+        return cast(EmbedResult, self.send(embed(image, **kwargs)))
 
-    def embed_batch(self, images: Mapping[str, Image], **options: Any) -> dict[str, Any]:
-        return self.send(embed_batch(images, **options))
+    def embed_batch(self, images: Mapping[str, Image], **options: Any) -> BatchResult:
+        return cast(BatchResult, self.send(embed_batch(images, **options)))
 
-    def verify(self, image: Image | None = None, **kwargs: Any) -> dict[str, Any]:
-        return self.send(verify(image, **kwargs))
+    def verify(self, image: Image | None = None, **kwargs: Any) -> VerifyResult:
+        return cast(VerifyResult, self.send(verify(image, **kwargs)))
 
     def compare(
         self, query_embedding: Sequence[float] | str, references: Sequence[Mapping[str, Any]], **options: Any
-    ) -> dict[str, Any]:
-        return self.send(compare(query_embedding, references, **options))
+    ) -> CompareResult:
+        return cast(CompareResult, self.send(compare(query_embedding, references, **options)))
 
-    def identify(self, image: Image | None = None, **kwargs: Any) -> dict[str, Any]:
-        return self.send(identify(image, **kwargs))
+    def identify(self, image: Image | None = None, **kwargs: Any) -> IdentifyResult:
+        return cast(IdentifyResult, self.send(identify(image, **kwargs)))
 
 
 class AsyncFaceClient:
@@ -409,25 +495,25 @@ class AsyncFaceClient:
             await asyncio.sleep(delay)
             attempt += 1
 
-    async def health(self) -> dict[str, Any]:
-        return await self.send(health())
+    async def health(self) -> HealthResult:
+        return cast(HealthResult, await self.send(health()))
 
-    async def model_info(self) -> dict[str, Any]:
-        return await self.send(model_info())
+    async def model_info(self) -> ModelInfoResult:
+        return cast(ModelInfoResult, await self.send(model_info()))
 
-    async def embed(self, image: Image | None = None, **kwargs: Any) -> dict[str, Any]:
-        return await self.send(embed(image, **kwargs))
+    async def embed(self, image: Image | None = None, **kwargs: Any) -> EmbedResult:
+        return cast(EmbedResult, await self.send(embed(image, **kwargs)))
 
-    async def embed_batch(self, images: Mapping[str, Image], **options: Any) -> dict[str, Any]:
-        return await self.send(embed_batch(images, **options))
+    async def embed_batch(self, images: Mapping[str, Image], **options: Any) -> BatchResult:
+        return cast(BatchResult, await self.send(embed_batch(images, **options)))
 
-    async def verify(self, image: Image | None = None, **kwargs: Any) -> dict[str, Any]:
-        return await self.send(verify(image, **kwargs))
+    async def verify(self, image: Image | None = None, **kwargs: Any) -> VerifyResult:
+        return cast(VerifyResult, await self.send(verify(image, **kwargs)))
 
     async def compare(
         self, query_embedding: Sequence[float] | str, references: Sequence[Mapping[str, Any]], **options: Any
-    ) -> dict[str, Any]:
-        return await self.send(compare(query_embedding, references, **options))
+    ) -> CompareResult:
+        return cast(CompareResult, await self.send(compare(query_embedding, references, **options)))
 
-    async def identify(self, image: Image | None = None, **kwargs: Any) -> dict[str, Any]:
-        return await self.send(identify(image, **kwargs))
+    async def identify(self, image: Image | None = None, **kwargs: Any) -> IdentifyResult:
+        return cast(IdentifyResult, await self.send(identify(image, **kwargs)))

@@ -16,8 +16,10 @@ import pytest
 from face_recognition_service import client as api
 from face_recognition_service.client import (
     AsyncFaceClient,
+    EmbedResult,
     FaceClient,
     FaceServiceError,
+    IdentifyResult,
     MultipleFacesDetected,
     NoFaceDetected,
     Unauthorized,
@@ -172,12 +174,13 @@ def test_nothing_listening_is_unreachable_after_the_retries() -> None:
 
 
 def test_the_async_client(server: RunningServer) -> None:
-    async def run() -> tuple[dict[str, Any], dict[str, Any]]:
+    async def run() -> tuple[IdentifyResult, EmbedResult]:
         async with AsyncFaceClient(url(server), api_key="k1") as faces:
-            return await asyncio.gather(
+            who, kit = await asyncio.gather(
                 faces.identify(FACES / "rose_leslie_2.jpg", gallery="staff.frg", top_k=2),
                 faces.embed(FACES / "kit_harington_1.jpg"),
             )
+            return who, kit
 
     who, kit = asyncio.run(run())
     assert who["identity"] == "rose" and len(who["candidates"]) == 2
