@@ -1,4 +1,4 @@
-"""A Python client for the service: ``pip install 'face-recognition-service[client]'``.
+"""A Python client for the service: ``pip install '.[client]'``.
 
     from face_recognition_service.client import FaceClient, NoFaceDetected
 
