@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +61,17 @@ def probes(gallery: np.ndarray, similarity: float, seed: int) -> tuple[np.ndarra
 
 
 def child_build(size: int, kind: str, path: Path, exact_limit: int | None) -> dict[str, Any]:
+    from face_recognition_service.gallery import build, search
     from face_recognition_service.gallery.build import _usearch_index
     from face_recognition_service.gallery.format import write_snapshot
     from face_recognition_service.gallery.search import EXACT_LIMIT
+
+    # FACE_BENCH_USEARCH='{"dtype": "f16", "expansion_add": 200}': other index settings to try.
+    trial = json.loads(os.environ.get("FACE_BENCH_USEARCH", "{}"))
+    if trial:
+        settings = search.IndexSettings(**{**asdict(search.USEARCH), **trial})
+        setattr(build, "USEARCH", settings)  # noqa: B010  (the module global the builder reads)
+        search.USEARCH = settings
 
     gallery = vectors(size, kind)
     started = time.perf_counter()
