@@ -372,6 +372,20 @@ class _Policy:
             self.on_retry(attempt + 1, reason)
         return delay
 
+    def settle(
+        self, attempt: int, started: float, response: httpx.Response | None, reason: str
+    ) -> tuple[dict[str, Any] | None, float]:
+        """After one attempt: ``(answer, 0)`` when it is final, ``(None, delay)``
+        to try again after ``delay`` seconds; the error raised when it is one."""
+        if response is not None and not _retryable(response):
+            return raise_for(response), 0.0
+        delay = self.wait(attempt, started, response, reason)
+        if delay is None:
+            if response is not None:
+                return raise_for(response), 0.0
+            raise Unreachable(f"no answer after {attempt + 1} attempts", status=0, detail=reason)
+        return None, delay
+
 
 def _retryable(response: httpx.Response) -> bool:
     return response.status_code in RETRY_STATUSES
@@ -413,13 +427,9 @@ class FaceClient:
                 reason = f"HTTP {response.status_code}"
             except httpx.TransportError as exc:
                 reason = type(exc).__name__
-            if response is not None and not _retryable(response):
-                return raise_for(response)
-            delay = self._policy.wait(attempt, started, response, reason)
-            if delay is None:
-                if response is not None:
-                    return raise_for(response)
-                raise Unreachable(f"no answer after {attempt + 1} attempts", status=0, detail=reason)
+            answer, delay = self._policy.settle(attempt, started, response, reason)
+            if answer is not None:
+                return answer
             time.sleep(delay)
             attempt += 1
 
@@ -485,13 +495,9 @@ class AsyncFaceClient:
                 reason = f"HTTP {response.status_code}"
             except httpx.TransportError as exc:
                 reason = type(exc).__name__
-            if response is not None and not _retryable(response):
-                return raise_for(response)
-            delay = self._policy.wait(attempt, started, response, reason)
-            if delay is None:
-                if response is not None:
-                    return raise_for(response)
-                raise Unreachable(f"no answer after {attempt + 1} attempts", status=0, detail=reason)
+            answer, delay = self._policy.settle(attempt, started, response, reason)
+            if answer is not None:
+                return answer
             await asyncio.sleep(delay)
             attempt += 1
 
