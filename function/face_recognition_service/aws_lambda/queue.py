@@ -75,14 +75,16 @@ def _id_of(body: str) -> tuple[str, ErrorCode] | None:
 
 
 def _read(body: str) -> QueueMessage | QueueIdentifyMessage:
-    """The message as an embed or (naming a gallery) an identify request."""
+    """The message as an embed or (naming a gallery) an identify request. The
+    body is parsed once (a message may carry megabytes of base64), then
+    validated as the HTTP routes validate theirs (``api.bodies``)."""
     try:
-        names_gallery = isinstance(raw := orjson.loads(body), dict) and "gallery" in raw
+        raw = orjson.loads(body)
     except orjson.JSONDecodeError:
-        names_gallery = False
-    if names_gallery:
-        return QueueIdentifyMessage.model_validate_json(body)
-    return QueueMessage.model_validate_json(body)
+        return QueueMessage.model_validate_json(body)  # raises pydantic's own account of it
+    if isinstance(raw, dict) and "gallery" in raw:
+        return QueueIdentifyMessage.model_validate(raw)
+    return QueueMessage.model_validate(raw)
 
 
 class UndeliverableError(RuntimeError):
