@@ -357,6 +357,7 @@ class IdentifyRequest(ProbeRequest):
         max_length=1024,
         description="The snapshot to search: `s3://bucket/key` (a bucket in GALLERY_S3_BUCKETS) or, on a "
         "plain server, a file name in GALLERY_DIR. Build it with `python -m face_recognition_service.gallery build`.",
+        examples=["s3://my-galleries/staff.frg", "staff.frg"],
     )
     references: list[ReferenceEmbedding] = Field(
         default_factory=list,
