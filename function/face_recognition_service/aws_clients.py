@@ -36,10 +36,10 @@ def s3_read(call: Callable[[], T], *, uri: str, what: str, missing: ErrorCode, f
             raise ServiceError(missing, f"The {what}'s bucket does not exist.", uri) from None
         if code in ("403", "AccessDenied"):
             raise ServiceError(forbidden, "The service's role may not read this object.", uri) from None
-        raise ServiceError(
-            ErrorCode.PROCESSING_ERROR, f"The {what} could not be read from S3.", code
-        ) from None
+        raise _unreadable(what, code) from None
     except BotoCoreError as exc:
-        raise ServiceError(
-            ErrorCode.PROCESSING_ERROR, f"The {what} could not be read from S3.", type(exc).__name__
-        ) from None
+        raise _unreadable(what, type(exc).__name__) from None
+
+
+def _unreadable(what: str, detail: str) -> ServiceError:
+    return ServiceError(ErrorCode.PROCESSING_ERROR, f"The {what} could not be read from S3.", detail)

@@ -226,6 +226,13 @@ class Settings(BaseSettings):
     def _lower_device(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
 
+    @field_validator("model_s3_uri")
+    @classmethod
+    def _s3_uri(cls, value: str | None) -> str | None:
+        if value and not (value.startswith("s3://") and len(value) > len("s3://")):
+            raise ValueError("must look like s3://bucket/prefix")
+        return value or None
+
     @field_validator("cors_origins", "image_s3_buckets", "gallery_s3_buckets", mode="before")
     @classmethod
     def _parse_origins(cls, value: object) -> object:

@@ -125,3 +125,14 @@ class ServiceError(Exception):
 def image_too_large(detail: str | None) -> ServiceError:
     """An image over MAX_IMAGE_SIZE, MAX_IMAGE_PIXELS or the decode budget."""
     return ServiceError(ErrorCode.IMAGE_TOO_LARGE, "The image exceeds the maximum size.", detail)
+
+
+def invalid_request(code: ErrorCode, detail: str | None) -> ServiceError:
+    """A request that fails its schema: 422, with the route's own code (INVALID_IMAGE,
+    INVALID_EMBEDDING, ...) and what was wrong in ``detail`` (never the values sent)."""
+    return ServiceError(code, "The request is not valid.", detail, status=422)
+
+
+def service_busy(detail: str) -> ServiceError:
+    """Over a capacity limit (connections, workers and queue): retry later."""
+    return ServiceError(ErrorCode.SERVICE_BUSY, "The service is busy.", detail)

@@ -62,12 +62,26 @@ def test_defaults_are_the_embedded_model_on_cpu() -> None:
 
 
 @pytest.mark.parametrize(
-    "key,value", [("LOG_LEVEL", "loud"), ("DEVICE", "tpu"), ("DETECTION_THRESHOLD", "1.5")]
+    "key,value",
+    [
+        ("LOG_LEVEL", "loud"),
+        ("DEVICE", "tpu"),
+        ("DETECTION_THRESHOLD", "1.5"),
+        ("MODEL_S3_URI", "/models/buffalo_l.zip"),
+        ("MODEL_S3_URI", "s3://"),
+    ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, key: str, value: str) -> None:
     monkeypatch.setenv(key, value)
     with pytest.raises(ValueError):
         Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_an_s3_model_uri_is_kept_and_empty_is_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MODEL_S3_URI", "s3://face-models/packs")
+    assert Settings(_env_file=None).model_s3_uri == "s3://face-models/packs"  # type: ignore[call-arg]
+    monkeypatch.setenv("MODEL_S3_URI", "")
+    assert Settings(_env_file=None).model_s3_uri is None  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(

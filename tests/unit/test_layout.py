@@ -1,5 +1,5 @@
-"""The shape the code keeps: short functions, each route path written once, and
-the route table agreeing with the app's routes."""
+"""The shape the code keeps: short functions, each route path and error message
+written once, and the route table agreeing with the app's routes."""
 
 from __future__ import annotations
 
@@ -34,6 +34,25 @@ def test_route_paths_are_written_once() -> None:
         if path.name not in ("paths.py", "testing.py") and '"/api/v1' in path.read_text()
     ]
     assert offenders == []
+
+
+def test_each_error_message_is_written_once() -> None:
+    """An error's summary (the message of a ServiceError) is built in one place:
+    the same wording in two modules would drift apart."""
+    seen: dict[str, list[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "ServiceError"
+                and len(node.args) > 1
+            ):
+                if isinstance(node.args[1], ast.Name):
+                    continue  # a small constructor passing its own argument on
+                message = ast.unparse(node.args[1])
+                seen.setdefault(message, []).append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert len(seen) > 30  # the walk found the service's errors
+    assert {message: where for message, where in seen.items() if len(where) > 1} == {}
 
 
 def test_the_route_table_is_the_app_s(settings: Settings, model: ModelState) -> None:

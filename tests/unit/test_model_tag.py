@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from face_recognition_service.engine import FaceEngine
-from face_recognition_service.packs import MODEL_PACKS, file_digest, model_tag
+from face_recognition_service.models import MODEL_PACKS, file_digest, model_tag
 
 
 def test_tag_is_stable_across_loads(model_dir: Path) -> None:

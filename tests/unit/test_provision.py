@@ -73,7 +73,7 @@ def test_unknown_pack_and_source(tmp_path: Path) -> None:
 def test_zoo_download_failure_is_clear(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr("face_recognition_service.packs.ZOO_URL", "http://127.0.0.1:9/{name}.zip")
+    monkeypatch.setattr("face_recognition_service.models.sources.ZOO_URL", "http://127.0.0.1:9/{name}.zip")
     assert main(["buffalo_l", "--model-dir", str(tmp_path), "--timeout", "2"]) == 1
     err = capsys.readouterr().err
     assert "could not download" in err and "--source" in err

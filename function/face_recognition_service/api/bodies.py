@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from ..errors import ErrorCode, ServiceError
+from ..errors import ErrorCode, ServiceError, invalid_request
 from .compare_parser import Refused, load_plain
 
 Body = TypeVar("Body", bound=BaseModel)
@@ -51,12 +51,12 @@ def validate_json(raw: bytes, model: type[Body], code: ErrorCode) -> Body:
     try:
         plain = load_plain(raw)
     except Refused as exc:
-        raise ServiceError(code, "The request is not valid.", str(exc), status=422) from None
+        raise invalid_request(code, str(exc)) from None
     try:
         return model.model_validate(plain)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
-        raise ServiceError(code, "The request is not valid.", describe_errors(errors), status=422) from None
+        raise invalid_request(code, describe_errors(errors)) from None
 
 
 def describe_errors(errors: Sequence[Any]) -> str:

@@ -6,7 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ErrorCode, ServiceError
+from ..errors import ErrorCode, ServiceError, invalid_request
 from .bodies import describe_errors
 from .responses import ORJSONResponse
 
@@ -31,12 +31,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def validation_error(request: Request, exc: RequestValidationError) -> ORJSONResponse:
         # Parameters FastAPI validates itself; bodies are validated by the routes,
         # each with its own code (api/bodies.py).
-        error = ServiceError(
-            ErrorCode.PROCESSING_ERROR,
-            "The request is not valid.",
-            describe_errors(list(exc.errors())),
-            status=422,
-        )
+        error = invalid_request(ErrorCode.PROCESSING_ERROR, describe_errors(list(exc.errors())))
         return error_response(request, error)
 
     @app.exception_handler(StarletteHTTPException)

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from starlette.datastructures import Headers, UploadFile
 from starlette.requests import Request
 
-from ..errors import ErrorCode, ServiceError, image_too_large
+from ..errors import ErrorCode, ServiceError, image_too_large, invalid_request
 from .bodies import describe_errors, require_json, validate_json
 from .schemas import EmbedRequest, FaceRequestOptions
 
@@ -42,7 +42,7 @@ def _options(values: dict[str, Any]) -> FaceRequestOptions:
         return FaceRequestOptions.model_validate(values)
     except ValidationError as exc:
         detail = describe_errors(exc.errors(include_url=False, include_input=False))
-        raise ServiceError(ErrorCode.INVALID_IMAGE, "The request is not valid.", detail, status=422) from None
+        raise invalid_request(ErrorCode.INVALID_IMAGE, detail) from None
 
 
 # Query and form values are strings; the options take numbers and booleans

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from .. import paths
-from ..errors import ErrorCode, ServiceError, image_too_large
+from ..errors import ErrorCode, ServiceError, image_too_large, service_busy
 from ..timing import request_id as request_id_var
 from .admission import Admission, Busy
 from .observe import RequestObserver, RequestRecord
@@ -214,10 +214,8 @@ class RequestContextMiddleware:
             exchange.status = 499
             return
         elif isinstance(exc, Busy):
-            error = ServiceError(
-                ErrorCode.SERVICE_BUSY,
-                "The service is busy.",
-                f"Every worker is busy and the queue is full; retry after {exc.retry_after} s.",
+            error = service_busy(
+                f"Every worker is busy and the queue is full; retry after {exc.retry_after} s."
             )
             headers = [(b"retry-after", str(exc.retry_after).encode())]
         else:

@@ -42,7 +42,7 @@ from ..api.schemas import (
 from ..api.translate import identify_input
 from ..config import Settings
 from ..engine import ModelState
-from ..errors import ErrorCode, ServiceError
+from ..errors import ErrorCode, ServiceError, invalid_request
 from ..gallery.cache import GalleryCache
 from ..s3_images import parse_s3_uri
 from ..usecases.embed import EmbedInput, ImageSource, embed
@@ -116,11 +116,8 @@ def _answer_invalid(record: SQSRecord, exc: ValidationError, settings: Settings)
     if answerable is None:
         metrics.add_metric(name="QueuePoisonMessages", unit=MetricUnit.Count, value=1)
         raise UndeliverableError(f"unreadable message ({exc.error_count()} errors)") from None
-    invalid = ServiceError(
-        answerable[1],
-        "The request is not valid.",
-        describe_errors(exc.errors(include_url=False, include_input=False)),
-        status=422,
+    invalid = invalid_request(
+        answerable[1], describe_errors(exc.errors(include_url=False, include_input=False))
     )
     deliver({"id": answerable[0], "message_id": record.message_id, **invalid.to_dict()}, settings)
 

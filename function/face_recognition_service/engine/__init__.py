@@ -9,7 +9,7 @@
     pipeline    FaceEngine: detection, selection and recognition together
     loading     load_model, ModelState: a ready engine or the reason there is none
 
-The pack catalogue (which files make a pack) is ``face_recognition_service.packs``.
+The pack catalogue (which files make a pack) is ``face_recognition_service.models``.
 """
 
 from .detector import Detections, Detector, nms

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ErrorCode, ServiceError
-from ..packs import PackError, get_pack, model_tag
+from ..models import PackError, get_pack, model_tag
 from .detector import Detections, Detector
 from .quality import assess
 from .recognizer import Recognizer

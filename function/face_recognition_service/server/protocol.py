@@ -14,7 +14,7 @@ import orjson
 from uvicorn.protocols.http import httptools_impl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from ..errors import ErrorCode, ServiceError
+from ..errors import ErrorCode, ServiceError, service_busy
 
 # The request line and headers of one request, at most (as uvicorn's h11 cap).
 MAX_HEAD_BYTES = 16 * 1024
@@ -22,11 +22,7 @@ MAX_HEAD_BYTES = 16 * 1024
 
 async def _busy(scope: Any, receive: Any, send: Any) -> None:
     """What uvicorn answers over its connection limit, in the service's shape."""
-    error = ServiceError(
-        ErrorCode.SERVICE_BUSY,
-        "The service is busy.",
-        "The server has as many connections as it takes (MAX_CONNECTIONS); retry after 1 s.",
-    )
+    error = service_busy("The server has as many connections as it takes (MAX_CONNECTIONS); retry after 1 s.")
     body = orjson.dumps(error.to_dict())
     headers = [
         (b"content-type", b"application/json"),

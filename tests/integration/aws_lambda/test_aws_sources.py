@@ -89,10 +89,11 @@ def test_model_from_s3_files(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    from face_recognition_service.aws_lambda.sources import fetch_model_from_s3
+    from face_recognition_service.models.install import install
 
     _bucket_with({f"packs/buffalo_sc/{k}": v for k, v in _pack(model_dir).items()})
-    target = fetch_model_from_s3("s3://face-models/packs", "buffalo_sc", tmp_path)
+    target, installed = install("buffalo_sc", tmp_path, source="s3://face-models/packs")
+    assert installed and target == tmp_path / "buffalo_sc"
     assert sorted(p.name for p in target.iterdir() if not p.name.startswith(".")) == [
         "det_500m.onnx",
         "w600k_mbf.onnx",

