@@ -25,6 +25,14 @@ from ..usecases.identify import MAX_TOP_K
 MAX_REFERENCES = 10_000
 MAX_ID_LENGTH = 256
 
+
+class Schema(BaseModel):
+    """Every request and response model: its validator is built on first use,
+    not at import (a cold start builds only the models its first request needs)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
 # A JSON number, not a string or a boolean that would convert to one.
 StrictFloat = Annotated[float, Field(strict=True)]
 _EMBEDDING_EXAMPLE = [0.0123, -0.0456, 0.0789]
@@ -87,7 +95,7 @@ IMAGE_EXAMPLE = (
 )
 
 
-class FaceRequestOptions(BaseModel):
+class FaceRequestOptions(Schema):
     """Options of every request that embeds a photo."""
 
     model_config = ConfigDict(extra="ignore")
@@ -144,7 +152,7 @@ S3_DESCRIPTION = (
 )
 
 
-class OneImage(BaseModel):
+class OneImage(Schema):
     """`image` or `image_s3_uri`, exactly one (/embed, /embed/batch items, queue messages)."""
 
     image: str | None = Field(
@@ -179,7 +187,7 @@ class EmbedBatchRequest(FaceRequestOptions):
     )
 
 
-class BatchResult(BaseModel):
+class BatchResult(Schema):
     """One item of /embed/batch: its id and either the /embed answer's fields or its own error
     (any /embed error code, or TOO_MANY_FACES once the request's faces are used up)."""
 
@@ -191,12 +199,12 @@ class BatchResult(BaseModel):
     detail: str | None = None
 
 
-class EmbedBatchResponse(BaseModel):
+class EmbedBatchResponse(Schema):
     results: list[BatchResult] = Field(description="In request order.")
     model: str
 
 
-class QualityBlock(BaseModel):
+class QualityBlock(Schema):
     score: float = Field(description="0 to 1; geometric mean of the measures' sub-scores.")
     verdict: Literal["good", "acceptable", "poor"]
     reasons: list[str] = Field(
@@ -215,7 +223,7 @@ class QualityBlock(BaseModel):
     embedding_norm: float
 
 
-class FaceResult(BaseModel):
+class FaceResult(Schema):
     embedding: list[float] | str
     detection_score: float
     bbox: list[float] | None = Field(default=None, description="x1, y1, x2, y2 in image pixels.")
@@ -225,7 +233,7 @@ class FaceResult(BaseModel):
     quality: QualityBlock | None = None
 
 
-class EmbedResponse(BaseModel):
+class EmbedResponse(Schema):
     embedding: list[float] | str | None = Field(
         default=None, description="512 floats, unit L2 norm (or base64 with embedding_format=base64)."
     )
@@ -244,7 +252,7 @@ class EmbedResponse(BaseModel):
     )
 
 
-class ReferenceEmbedding(BaseModel):
+class ReferenceEmbedding(Schema):
     model_config = ConfigDict(extra="ignore")
 
     id: ReferenceId
@@ -252,7 +260,7 @@ class ReferenceEmbedding(BaseModel):
     model: ModelTag | None = None
 
 
-class CompareRequest(BaseModel):
+class CompareRequest(Schema):
     model_config = ConfigDict(extra="ignore")
 
     query_embedding: Embedding
@@ -270,7 +278,7 @@ class CompareRequest(BaseModel):
     )
 
 
-class Match(BaseModel):
+class Match(Schema):
     id: str
     distance: float = Field(
         description="cosine: 1 - cos(angle), 0 to 2. euclidean: distance between the "
@@ -282,7 +290,7 @@ class Match(BaseModel):
     templates: int | None = Field(default=None, description="With group_by_id: references of this id.")
 
 
-class CompareResponse(BaseModel):
+class CompareResponse(Schema):
     matches: list[Match] = Field(description="Every reference (or id), best match first.")
     best_match: Match
     distance_metric: DistanceMetric
@@ -330,12 +338,12 @@ class VerifyRequest(ProbeRequest):
     )
 
 
-class ScoredId(BaseModel):
+class ScoredId(Schema):
     id: str
     similarity: float
 
 
-class VerifyResponse(BaseModel):
+class VerifyResponse(Schema):
     match: bool = Field(description="similarity >= threshold.")
     similarity: float = Field(description="Cosine similarity of the best person (their best template).")
     threshold: float
@@ -379,14 +387,14 @@ class IdentifyRequest(ProbeRequest):
     )
 
 
-class GalleryInfo(BaseModel):
+class GalleryInfo(Schema):
     size: int = Field(description="Embeddings in the snapshot.")
     persons: int = Field(description="Distinct ids in the snapshot.")
     hash: str = Field(description="The snapshot's content hash (`gallery inspect` prints it).")
     model: str
 
 
-class IdentifiedFace(BaseModel):
+class IdentifiedFace(Schema):
     bbox: list[float]
     detection_score: float
     candidates: list[ScoredId]
@@ -395,7 +403,7 @@ class IdentifiedFace(BaseModel):
     match: bool
 
 
-class IdentifyResponse(BaseModel):
+class IdentifyResponse(Schema):
     candidates: list[ScoredId] | None = Field(default=None, description="Best first, one entry per person.")
     match: bool | None = Field(default=None, description="best_match similarity >= threshold.")
     identity: str | None = Field(default=None, description="best_match's id when it is a match, else null.")
@@ -416,14 +424,14 @@ class IdentifyResponse(BaseModel):
     quality: QualityBlock | None = None
 
 
-class HealthResponse(BaseModel):
+class HealthResponse(Schema):
     status: str = Field(description="`healthy` when the model is loaded, else `unhealthy`.")
     model_loaded: bool
     model_name: str
     detail: str | None = Field(default=None, description="Why the model is not loaded.")
 
 
-class ModelInfoResponse(BaseModel):
+class ModelInfoResponse(Schema):
     name: str
     embedding_size: int
     backend: str
@@ -438,7 +446,7 @@ class ModelInfoResponse(BaseModel):
     ambiguity_margin: float
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(Schema):
     error: str
     error_code: str
     detail: str | None = None
