@@ -8,10 +8,9 @@ Every problem is one line naming where it is; any problem refuses the build.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from ..errors import ServiceError
 from ..matching import EMBEDDING_SIZE, OperatingPoint, decode_embedding, operating_points_for
 from ..usecases.verify import pack_of
 from .format import write_snapshot
-from .search import EXACT_LIMIT, USEARCH
+from .search import EXACT_LIMIT, binary_index
 
 # Above this many vectors the hygiene report is off unless asked for: it
 # compares every vector with every other (40,000 in ~15 s on 2 cores).
@@ -162,21 +161,6 @@ def hygiene(ids: list[str], vectors: np.ndarray, model: str, block: int = 4096) 
     }
 
 
-def _usearch_index(vectors: np.ndarray) -> tuple[bytes, dict[str, Any]]:
-    from usearch.index import Index
-
-    index = Index(
-        ndim=vectors.shape[1],
-        metric="cos",
-        dtype=USEARCH.dtype,
-        connectivity=USEARCH.connectivity,
-        expansion_add=USEARCH.expansion_add,
-    )
-    index.add(np.arange(len(vectors), dtype=np.uint64), vectors, threads=os.cpu_count() or 1)
-    blob: Any = index.save()
-    return bytes(blob), {"kind": "usearch", **asdict(USEARCH)}
-
-
 def build(
     source: Path,
     output: Path,
@@ -191,7 +175,7 @@ def build(
     report = None
     if check_hygiene or (check_hygiene is None and len(vectors) <= HYGIENE_DEFAULT_LIMIT):
         report = hygiene(enrolled.ids, vectors, model)
-    blob, info = _usearch_index(vectors) if len(vectors) > exact_limit else (None, None)
+    blob, info = binary_index(vectors) if len(vectors) > exact_limit else (None, None)
     built_at = datetime.now(UTC).isoformat(timespec="seconds")
     header = write_snapshot(
         output,

@@ -6,14 +6,17 @@
     (zero padding to a multiple of 64)
     vectors     count x dim little-endian float32, unit length, row i is ids[i]
     ids         UTF-8 JSON array of count strings
-    index       optional: a usearch HNSW index over the same rows (key = row)
+    index       optional (above 200,000 vectors): a binary index over the same
+                rows, the hyperplanes (dim x bits float32) then each row's
+                sign bits against them (count x bits / 8 bytes; gallery/search.py)
 
 Header fields: ``format`` (1), ``model`` (the model tag of every vector),
 ``count``, ``dim``, ``built_at`` (ISO 8601, UTC), ``hash`` (``sha256:`` of the
 model tag, the ids and the vectors: the gallery's content, the same for two
 builds of the same content), and the ``vectors``, ``ids`` and ``index``
 sections' ``offset`` and ``length`` in bytes (``index`` also names its
-``kind``: ``exact`` for none, ``usearch`` with its settings).
+``kind``: ``exact`` for none, ``binary`` with its ``bits`` and the ``sha256``
+of its bytes; ``usearch``, written by 0.3.0, is read and searched exactly).
 
 A snapshot is checked before it is searched: magic, header, every section
 inside the file, the sizes agreeing with count and dim, and the hash.
@@ -62,7 +65,11 @@ def content_hash(model: str, ids_blob: bytes, vectors: np.ndarray) -> str:
 def _file_hash(path: Path, model: str, ids_blob: bytes, offset: int, length: int) -> str:
     """``content_hash`` of the vectors read from the file (not through the
     mapping: pages read here stay in the page cache, not in the process)."""
-    digest = _digest_start(model, ids_blob)
+    return "sha256:" + _digest_file(_digest_start(model, ids_blob), path, offset, length)
+
+
+def _digest_file(digest: hashlib._Hash, path: Path, offset: int, length: int) -> str:
+    """``digest`` fed ``length`` bytes of the file from ``offset``; its hex value."""
     with path.open("rb") as stream:
         stream.seek(offset)
         while length > 0:
@@ -71,7 +78,7 @@ def _file_hash(path: Path, model: str, ids_blob: bytes, offset: int, length: int
                 break
             digest.update(chunk)
             length -= len(chunk)
-    return "sha256:" + digest.hexdigest()
+    return digest.hexdigest()
 
 
 def _bytes_of(vectors: np.ndarray) -> memoryview:
@@ -221,10 +228,17 @@ def open_snapshot(path: Path, *, verify: bool = True) -> Snapshot:
         != header["hash"]
     ):
         raise invalid("The snapshot's content does not match its hash (a damaged file).")
-    index = header["index"]
-    index_bytes = None
-    if index.get("kind") == "usearch" and index["length"]:
-        index_bytes = np.frombuffer(mapping, dtype=np.uint8, count=index["length"], offset=index["offset"])
-    elif index.get("kind") not in ("exact", "usearch"):
+    return Snapshot(path, header, vectors, ids, _index_bytes(path, header["index"], mapping, verify), mapping)
+
+
+def _index_bytes(path: Path, index: dict[str, Any], mapping: mmap.mmap, verify: bool) -> np.ndarray | None:
+    kind = index.get("kind")
+    if kind in ("exact", "usearch"):
+        return None  # usearch: 0.3.0's HNSW index, no longer used (gallery/search.py)
+    if kind != "binary" or not index["length"]:
         raise invalid("The snapshot names an index kind this service does not know.")
-    return Snapshot(path, header, vectors, ids, index_bytes, mapping)
+    if verify and _digest_file(hashlib.sha256(), path, index["offset"], index["length"]) != index.get(
+        "sha256"
+    ):
+        raise invalid("The snapshot's index does not match its hash (a damaged file).")
+    return np.frombuffer(mapping, dtype=np.uint8, count=index["length"], offset=index["offset"])

@@ -1,0 +1,95 @@
+"""The binary index proposes the rows exact search would rank first; a damaged
+index is refused; a 0.3.0 snapshot (usearch index) is still searched, exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from face_recognition_service.errors import ErrorCode, ServiceError
+from face_recognition_service.gallery.format import open_snapshot, write_snapshot
+from face_recognition_service.gallery.search import CANDIDATES, Searcher, binary_index
+
+COUNT = 20_000
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    out: np.ndarray = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    return out
+
+
+@pytest.fixture(scope="module")
+def gallery() -> np.ndarray:
+    return unit(np.random.default_rng(7).standard_normal((COUNT, 512)))
+
+
+def probes_near(gallery: np.ndarray, similarity: float, n: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Probes at ``similarity`` to random rows: new photos of enrolled people."""
+    rng = np.random.default_rng(int(similarity * 100))
+    rows = rng.choice(len(gallery), n, replace=False)
+    noise = rng.standard_normal((n, 512))
+    noise -= (noise * gallery[rows]).sum(axis=1, keepdims=True) * gallery[rows]
+    return rows, unit(similarity * gallery[rows] + np.sqrt(1 - similarity**2) * unit(noise))
+
+
+def snapshot(path: Path, gallery: np.ndarray, blob: bytes | None, info: dict[str, object] | None) -> Path:
+    ids = [f"p{i}" for i in range(len(gallery))]
+    write_snapshot(path, model="m", ids=ids, vectors=gallery, built_at="t", index_blob=blob, index_info=info)
+    return path
+
+
+def test_binary_index_finds_the_exact_top_five(tmp_path: Path, gallery: np.ndarray) -> None:
+    path = snapshot(tmp_path / "g.frg", gallery, *binary_index(gallery))
+    searcher = Searcher(open_snapshot(path))
+    assert searcher.index is not None
+    for similarity in (0.95, 0.6, 0.45):
+        rows, probes = probes_near(gallery, similarity)
+        exact = unit(probes) @ gallery.T
+        for probe, row, hits, scores in zip(probes, rows, searcher.nearest(probes, 5), exact, strict=True):
+            assert hits.rows[0] == row == scores.argmax()  # the enrolled person's own row first
+            # Past it, strangers (random rows at ~0.0 +- 0.044): codes rank those
+            # only roughly, and no threshold is that low; a stranger in the
+            # answer is never better than exact search's at its rank, and a
+            # close stranger all the same.
+            best = np.sort(scores)[::-1][:5]
+            assert np.all(hits.similarities <= best + 1e-6) and np.all(hits.similarities > 0.05)
+            np.testing.assert_allclose(hits.similarities, gallery[hits.rows] @ probe, rtol=0, atol=1e-6)
+
+
+def test_more_results_than_candidates_are_all_exact(tmp_path: Path, gallery: np.ndarray) -> None:
+    path = snapshot(tmp_path / "g.frg", gallery, *binary_index(gallery))
+    _, probes = probes_near(gallery, 0.6, n=1)
+    hits = Searcher(open_snapshot(path)).nearest(probes, CANDIDATES + 500)[0]
+    assert len(hits.rows) == CANDIDATES + 500 == len(set(hits.rows.tolist()))
+    assert np.all(np.diff(hits.similarities) <= 0)
+
+
+def test_a_damaged_index_is_invalid_gallery(tmp_path: Path, gallery: np.ndarray) -> None:
+    path = snapshot(tmp_path / "g.frg", gallery, *binary_index(gallery))
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF  # inside the codes, past the vectors and ids
+    path.write_bytes(bytes(data))
+    with pytest.raises(ServiceError) as raised:
+        open_snapshot(path)
+    assert raised.value.code is ErrorCode.INVALID_GALLERY and "index" in (raised.value.detail or "")
+
+
+def test_a_snapshot_with_0_3_0_s_usearch_index_is_searched_exactly(
+    tmp_path: Path, gallery: np.ndarray
+) -> None:
+    small = gallery[:3000]
+    path = snapshot(tmp_path / "old.frg", small, b"\1" * 4096, {"kind": "usearch", "connectivity": 32})
+    searcher = Searcher(open_snapshot(path))
+    assert searcher.index is None
+    rows, probes = probes_near(small, 0.3, n=20)
+    for hits, scores in zip(searcher.nearest(probes, 3), probes @ small.T, strict=True):
+        assert hits.rows.tolist() == np.argsort(-scores, kind="stable")[:3].tolist()
+
+
+def test_an_unknown_index_kind_is_invalid_gallery(tmp_path: Path, gallery: np.ndarray) -> None:
+    path = snapshot(tmp_path / "x.frg", gallery[:100], b"\0" * 64, {"kind": "ivf"})
+    with pytest.raises(ServiceError) as raised:
+        open_snapshot(path)
+    assert raised.value.code is ErrorCode.INVALID_GALLERY
