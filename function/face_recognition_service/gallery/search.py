@@ -33,7 +33,7 @@ from .format import Snapshot, invalid
 logger = logging.getLogger(__name__)
 
 # Above this many vectors a snapshot is built with a binary index.
-EXACT_LIMIT = 200_000
+EXACT_LIMIT = 100_000
 CODE_BITS = 512
 # Rows re-scored exactly per probe (at least top_k's worth): 1,024 rows of
 # 2 KiB, ~0.3 ms. A genuine probe's own row ranks far inside them.
@@ -143,8 +143,8 @@ class Searcher:
         found = self.index.candidates(probes, max(CANDIDATES, count))
         out = []
         for probe, rows in zip(probes, found, strict=True):
-            rows = np.sort(rows)
-            out.append(_top(vectors[rows] @ probe, rows, count))
+            rows = np.sort(rows)  # in file order: the reads go forward
+            out.append(_top(self.snapshot.read_rows(rows) @ probe, rows, count))
         return out
 
 

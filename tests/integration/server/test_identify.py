@@ -56,7 +56,7 @@ def gallery_dir(
         == 0
     )
     # The same people among fewer strangers, with an approximate index (built
-    # above 1,000 vectors here; the service builds one above 200,000).
+    # above 1,000 vectors here; the service builds one above 100,000).
     smaller = write_jsonl(
         folder.parent / "staff-ann.jsonl", enrolled + distractors(ANN_DISTRACTORS, engine.model_tag)
     )
