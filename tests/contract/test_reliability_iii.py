@@ -91,7 +91,7 @@ def test_a_missing_allowed_bucket_is_not_found(aws_mock: None, model_dir: Path, 
 
 # Finding 14: a message with an id but an invalid option is answered, not retried.
 def test_a_message_with_a_bad_option_gets_an_error_result(
-    aws_mock: None, model_dir: Path, model: ModelState
+    aws_mock: None, model_dir: Path, model: ModelState, caplog: pytest.LogCaptureFixture
 ) -> None:
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="results")
@@ -102,9 +102,19 @@ def test_a_message_with_a_bad_option_gets_an_error_result(
         sqs_record({"id": "who", "gallery": "g.frg", "embedding": vec(1.0), "top_k": 0}, "m2"),
         sqs_record({"id": "", "image": image}, "m3"),  # no usable id: poison
         sqs_record({"id": 7, "image": image}, "m4"),
+        sqs_record('["not", "an", "object"]', "m5"),
+        # Ids of 1 and 256 characters are usable; 257 is not.
+        sqs_record({"id": "a", "image": image, "max_faces": 0}, "m6"),
+        sqs_record({"id": "b" * 256, "image": image, "max_faces": 0}, "m7"),
+        sqs_record({"id": "c" * 257, "image": image, "max_faces": 0}, "m8"),
     ]
-    response = handler({"Records": records}, FakeLambdaContext())  # type: ignore[arg-type]
-    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["m3", "m4"]
+    with caplog.at_level("WARNING"):
+        response = handler({"Records": records}, FakeLambdaContext())  # type: ignore[arg-type]
+    assert sorted(f["itemIdentifier"] for f in response["batchItemFailures"]) == ["m3", "m4", "m5", "m8"]
+    # Each goes back to the queue as unreadable (the operator's log says why), not as a crash.
+    returned = [r for r in caplog.records if r.getMessage() == "queue message returned"]
+    assert sorted(getattr(r, "message_id", "") for r in returned) == ["m3", "m4", "m5", "m8"]
+    assert all("unreadable message" in getattr(r, "reason", "") for r in returned)
 
     def result(name: str) -> dict[str, Any]:
         return json.loads(s3.get_object(Bucket="results", Key=f"out/{name}.json")["Body"].read())  # type: ignore[no-any-return]
@@ -113,6 +123,15 @@ def test_a_message_with_a_bad_option_gets_an_error_result(
     assert zero["error_code"] == "INVALID_IMAGE" and zero["detail"].startswith("max_faces")
     assert zero["message_id"] == "m1" and image not in json.dumps(zero)
     assert result("who")["error_code"] == "INVALID_EMBEDDING"
+    assert result("who") == {
+        "id": "who",
+        "message_id": "m2",
+        "error": "The request is not valid.",
+        "error_code": "INVALID_EMBEDDING",
+        "detail": result("who")["detail"],
+    }
+    assert result("who")["detail"].startswith("top_k")
+    assert result("a")["error_code"] == result("b" * 256)["error_code"] == "INVALID_IMAGE"
 
 
 # Finding 9: a client that disconnects mid-body is not a server error.

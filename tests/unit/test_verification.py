@@ -311,3 +311,21 @@ def test_a_model_mismatch_says_which_models_and_how_many(client: TestClient) -> 
         "The probe is buffalo_sc/w600k_mbf@1; 3 reference(s) are buffalo_l/w600k_r50@2, buffalo_s/w600k_mbf@3. "
         "Re-enrol those references with the current model."
     )
+
+
+def test_a_photo_probe_is_its_largest_face_and_all_is_refused(client: TestClient) -> None:
+    """A photo probe is one face: with "largest", the face /embed picks, with
+    its detection score (and quality when asked); "all" cannot name one person,
+    so it is taken as "single": a group photo is MULTIPLE_FACES_DETECTED."""
+    group = b64(read("obama_and_biden.jpg"))
+    largest = {"image": group, "face_selection": "largest"}
+    embedded = client.post("/api/v1/embed", json={**largest, "include": ["quality"]}).json()
+    refs = [{"id": "the-largest", "embedding": embedded["embedding"]}]
+    answer = client.post(VERIFY, json={**largest, "references": refs, "include": ["quality"]}).json()
+    assert answer["match"] is True and answer["similarity"] >= 0.999999
+    assert answer["detection_score"] == embedded["detection_score"]
+    assert answer["quality"] == embedded["quality"] and answer["quality"]["verdict"]
+    plain = client.post(VERIFY, json={**largest, "references": refs}).json()
+    assert "quality" not in plain and plain["detection_score"] == answer["detection_score"]
+    refused = client.post(VERIFY, json={"image": group, "references": refs, "face_selection": "all"})
+    assert_error(refused, 422, "MULTIPLE_FACES_DETECTED")

@@ -143,12 +143,13 @@ def _answer(
 
 
 def build_queue_handler(
-    settings: Settings, model: ModelState, galleries: GalleryCache | None = None
+    settings: Settings, model: ModelState, galleries: GalleryCache
 ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The SQS handler; ``galleries`` is the function's own cache (shared with its HTTP routes)."""
     # A batch whose every message failed is still answered message by message
     # (each returns to the queue), not as a failed invocation.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    cache = galleries or GalleryCache(settings.galleries)
+    cache = galleries
 
     def record_handler(record: SQSRecord) -> None:
         try:
