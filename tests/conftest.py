@@ -10,6 +10,12 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import Phase
+from hypothesis import settings as hypothesis_settings
+
+# `make mutate` (--hypothesis-profile=mutate): one failing example kills a
+# mutant; shrinking it (the default) took minutes a mutant in imaging.py.
+hypothesis_settings.register_profile("mutate", phases=[Phase.explicit, Phase.reuse, Phase.generate])
 
 # Tests must not read a developer's .env or send traces anywhere.
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
