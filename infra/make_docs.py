@@ -123,6 +123,24 @@ HEADLINES = {
     "large_photos_buffalo_sc": ("photos", "decision_errors_at_balanced", "per_photo_ratio / median"),
     "soak_buffalo_sc": ("idle_rss_mb", "peak_rss_mb"),
     "thresholds_buffalo_sc": ("genuine / min", "genuine / median", "impostor / max", "impostor / std"),
+    "detection_window": (
+        "median_ms / 640",
+        "median_ms / 320",
+        "median_ms / window_128",
+        "margins / 128 / cosine_min",
+    ),
+    "identify": tuple(
+        f"{kind}_1000000 / {what}"
+        for kind in ("random", "faces")
+        for what in (
+            "genuine / median_ms",
+            "genuine / p99_ms",
+            "hard / recall_at_1",
+            "ready_s",
+            "peak_rss_mb",
+        )
+    )
+    + ("random_100000 / genuine / median_ms",),
     "detection_scale": tuple(
         f"recognition_by_face_size / {size} / {what}"
         for size in (24, 32, 40)

@@ -187,3 +187,30 @@ def test_a_huge_query_keeps_its_direction() -> None:
     refs[0, 0] = 1.0
     result = rank(query, refs, DistanceMetric.COSINE)
     assert result.similarities.tolist() == pytest.approx([2**-0.5])
+
+
+def test_the_identification_table_is_the_published_one() -> None:
+    """docs/identify.md's table, written out (not read from the code under test)."""
+    from face_recognition_service.matching import identification_table
+
+    assert identification_table("buffalo_sc") == {
+        "strict": {
+            "target_fpir": 1e-4,
+            "thresholds": {"1000": 0.45, "10000": 0.452, "100000": 0.482, "1000000": 0.511},
+        },
+        "balanced": {
+            "target_fpir": 1e-3,
+            "thresholds": {"1000": 0.385, "10000": 0.42, "100000": 0.452, "1000000": 0.482},
+        },
+        "lenient": {
+            "target_fpir": 1e-2,
+            "thresholds": {"1000": 0.347, "10000": 0.385, "100000": 0.42, "1000000": 0.452},
+        },
+    }
+
+
+def test_a_threshold_of_minus_one_accepts_every_stranger() -> None:
+    from face_recognition_service.matching import expected_fpir
+
+    assert expected_fpir(-1.0, 1) == 1.0 == expected_fpir(-1.0, 1_000_000)
+    assert 0.0 < expected_fpir(0.5, 1) < expected_fpir(0.5, 1_000_000) < 1.0
