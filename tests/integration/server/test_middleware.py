@@ -3,6 +3,7 @@ the last line of defence against unexpected exceptions, one record per request."
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -123,3 +124,27 @@ def test_no_metrics_route_when_disabled_or_in_lambda(
         assert c.get("/metrics").status_code == 404
     result = lambda_module.handler(http_api_event("GET", "/metrics"), FakeLambdaContext())
     assert result["statusCode"] == 404
+
+
+def test_uvicorn_s_over_the_limit_answer_is_the_service_s_busy_error() -> None:
+    """The 503 uvicorn sends past MAX_CONNECTIONS (its own is plain text), as the
+    ASGI messages it sends; the live server's is in test_server_reliability."""
+    import asyncio
+
+    from uvicorn.protocols.http import httptools_impl
+
+    import face_recognition_service.server.protocol  # noqa: F401  (installs the answer)
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(httptools_impl.service_unavailable({}, None, send))  # type: ignore[attr-defined]
+    start, body = sent
+    assert start["status"] == 503 and (b"retry-after", b"1") in start["headers"]
+    assert json.loads(body["body"]) == {
+        "error": "The service is busy.",
+        "error_code": "SERVICE_BUSY",
+        "detail": "The server has as many connections as it takes (MAX_CONNECTIONS); retry after 1 s.",
+    }
