@@ -94,11 +94,7 @@ soak: $(VENV)/.dev
 mutate: $(VENV)/.dev
 	$(PIP_INSTALL) -c constraints.txt libcst textual setproctitle | $(QUIET_SATISFIED)
 	$(PIP_INSTALL) --no-deps mutmut==3.8.1 | $(QUIET_SATISFIED)
-	rm -rf mutants
-	ln -sfn function src  # mutmut's source roots are ./, src/ and source/
-	$(BIN)/mutmut run --max-children $${MUTATE_JOBS:-2}
-	$(BIN)/mutmut results --all true > mutants/results.txt || true
-	$(PY) -m infra.mutation_report mutants/results.txt
+	$(PY) -m infra.mutate core imaging --jobs $${MUTATE_JOBS:-2}
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache mutants .coverage

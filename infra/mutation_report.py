@@ -1,7 +1,7 @@
 """Summarise a `mutmut results --all true` listing: mutants killed and surviving
 per module, the score, and each survivor's one-line change (from `mutmut show`).
 
-    .venv/bin/python -m infra.mutation_report mutants/results.txt
+    .venv/bin/python -m infra.mutation_report mutants-core.txt [--cwd WORKTREE]
 
 `make mutate` runs it; tests/MUTATION.md keeps the recorded score and says why
 each survivor is equivalent (or which test now kills it).
@@ -26,18 +26,19 @@ def module_of(name: str) -> str:
     return dotted.removeprefix("face_recognition_service.")
 
 
-def change(mutant: str) -> str:
+def change(mutant: str, cwd: str | None = None) -> str:
     shown = subprocess.run(
         [str(Path(sys.executable).parent / "mutmut"), "show", mutant],
         capture_output=True,
         text=True,
         check=False,
+        cwd=cwd,
     ).stdout
     lines = [ln[1:].strip() for ln in shown.splitlines() if ln[:1] in "+-" and ln[:3] not in ("---", "+++")]
     return " => ".join(lines)[:200]
 
 
-def main(path: str) -> int:
+def main(path: str, cwd: str | None = None) -> int:
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     survivors: list[str] = []
     for line in Path(path).read_text().splitlines():
@@ -60,9 +61,11 @@ def main(path: str) -> int:
     print(f"| **all** | {judged} | {killed} | {len(survivors)} | **{killed / max(judged, 1):.1%}** |")
     print()
     for mutant in survivors:
-        print(f"- `{mutant.removeprefix('face_recognition_service.')}`: {change(mutant)}")
+        print(f"- `{mutant.removeprefix('face_recognition_service.')}`: {change(mutant, cwd)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    args = sys.argv[1:]
+    where = args[args.index("--cwd") + 1] if "--cwd" in args else None  # the worktree mutmut ran in
+    sys.exit(main(args[0], where))
