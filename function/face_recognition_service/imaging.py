@@ -484,22 +484,21 @@ def _jpeg_problem(exc: ValueError) -> str:
 
 
 def _to_8bit(block: np.ndarray) -> np.ndarray:
-    if block.dtype == np.uint8:
-        return block
+    """8-bit samples: OpenCV decodes the accepted formats to 8 or 16 bits."""
     if block.dtype == np.uint16:
         converted: np.ndarray = (block >> 8).astype(np.uint8)
-    else:  # float data (not produced by the formats accepted today): clip to 0..1
-        converted = (np.clip(block, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return converted
+        return converted
+    return block
 
 
 def _to_bgr8(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        return cv2.cvtColor(_to_8bit(image), cv2.COLOR_GRAY2BGR)
-    channels = image.shape[2]
+    """3-channel 8-bit BGR. IMREAD_COLOR gives 3 channels; IMREAD_UNCHANGED is
+    used only for images with alpha, which OpenCV gives as 4 (grey and alpha
+    included), composited here on white."""
+    channels = image.shape[2] if image.ndim == 3 else 1
     if channels == 3:
         return _to_8bit(image)
-    if channels not in (2, 4):
+    if channels != 4:
         raise _invalid(f"Images with {channels} channels are not supported.")
     # Composite on white, a band of rows at a time, in 8-bit integer arithmetic:
     # out = round(colour * alpha / 255) + (255 - alpha).
@@ -508,8 +507,8 @@ def _to_bgr8(image: np.ndarray) -> np.ndarray:
     step = max(1, _CHUNK_PIXELS // max(width, 1))
     for top in range(0, height, step):
         band = _to_8bit(image[top : top + step])
-        alpha = band[:, :, -1]
-        colour = band[:, :, :3] if channels == 4 else cv2.cvtColor(band[:, :, 0], cv2.COLOR_GRAY2BGR)
+        alpha = band[:, :, 3]
+        colour = band[:, :, :3]
         alpha3 = cv2.merge([alpha, alpha, alpha])
         blended = cv2.multiply(np.ascontiguousarray(colour), alpha3, scale=1.0 / 255.0)
         out[top : top + step] = cv2.add(blended, cv2.bitwise_not(alpha3))

@@ -219,3 +219,92 @@ def test_a_libjpeg_complaint_is_named_by_its_first_clause(message: str, problem:
     from face_recognition_service.imaging import _jpeg_problem
 
     assert _jpeg_problem(ValueError(message)) == problem
+
+
+def composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    """The expected BGR of an 8-bit RGBA picture on white, from first principles."""
+    colour, alpha = rgba[..., :3].astype(np.float64), rgba[..., 3:].astype(np.float64)
+    rgb = np.round(colour * alpha / 255.0) + (255.0 - alpha)
+    return rgb[..., ::-1].astype(np.uint8)  # RGB -> BGR
+
+
+def test_a_16_bit_png_with_alpha_is_its_top_byte_on_white() -> None:
+    rng = np.random.default_rng(3)
+    rgba16 = rng.integers(0, 65536, (9, 11, 4), dtype=np.uint16)
+    rgba16[0, :, 3] = 65535  # an opaque row and a clear one at the edges
+    rgba16[-1, :, 3] = 0
+    data = encode(rgba16[..., [2, 1, 0, 3]], ".png")  # OpenCV writes BGRA
+    info = probe(data)
+    assert (info.width, info.height, info.has_alpha, info.sixteen_bit) == (11, 9, True, True)
+    decoded = decode_image(data, 40_000_000)
+    expected = composite_on_white((rgba16 >> 8).astype(np.uint8))
+    assert np.abs(decoded.astype(int) - expected.astype(int)).max() <= 1  # OpenCV rounds its way
+
+
+def test_a_grey_and_alpha_png_is_probed_with_alpha_and_composited() -> None:
+    grey_alpha = np.zeros((6, 8, 2), np.uint8)
+    grey_alpha[..., 0] = np.arange(8, dtype=np.uint8) * 30
+    grey_alpha[..., 1] = np.arange(6, dtype=np.uint8)[:, None] * 50
+    out = io.BytesIO()
+    Image.fromarray(grey_alpha, "LA").save(out, "PNG")
+    data = out.getvalue()
+    assert data[25] == 4  # PNG colour type 4: grey and alpha
+    info = probe(data)
+    assert (info.has_alpha, info.sixteen_bit) == (True, False)
+    rgba = np.concatenate([np.repeat(grey_alpha[..., :1], 3, axis=2), grey_alpha[..., 1:]], axis=2)
+    assert (
+        np.abs(decode_image(data, 40_000_000).astype(int) - composite_on_white(rgba).astype(int)).max() <= 1
+    )
+
+
+def test_a_decoded_image_of_other_than_3_or_4_channels_is_refused() -> None:
+    from face_recognition_service.imaging import _to_bgr8
+
+    assert refused(_to_bgr8, np.zeros((2, 2), np.uint8)) == {
+        "error": "Images with 1 channels are not supported.",
+        "error_code": "INVALID_IMAGE",
+        "detail": None,
+    }
+    assert (
+        refused(_to_bgr8, np.zeros((2, 2, 2), np.uint8))["error"]
+        == "Images with 2 channels are not supported."
+    )
+
+
+def test_png_header_boundaries_and_sizes() -> None:
+    data = encode(picture(13, 7), ".png")
+    assert (probe(data[:26]).width, probe(data[:26]).height, probe(data[:26]).sixteen_bit) == (13, 7, False)
+    assert refused(probe, data[:25]) == {
+        "error": "The PNG data is truncated or corrupt.",
+        "error_code": "INVALID_IMAGE",
+        "detail": None,
+    }
+    huge = data[:16] + struct.pack(">II", 2**31, 1) + data[24:]  # unsigned, not negative
+    assert probe(huge).width == 2**31
+
+
+def test_corrupt_and_truncated_png_answers() -> None:
+    data = encode(picture(13, 7), ".png")
+    idat = data.index(b"IDAT")
+    corrupt = data[: idat + 6] + bytes([data[idat + 6] ^ 0xFF]) + data[idat + 7 :]
+    assert refused(decode_image, corrupt, 40_000_000)["error"] == (
+        "The PNG data is corrupt (a 'IDAT' chunk fails its checksum)."
+    )
+    assert refused(decode_image, data[: len(data) - 12], 40_000_000)["error"] == "The PNG data is truncated."
+
+
+def test_extended_webp_flags_other_than_animation_and_alpha_change_nothing() -> None:
+    """VP8X flags: 0x02 animation, 0x10 alpha; bit 0 is reserved."""
+    data = bytearray(WEBPS["lossy-alpha"]())
+    assert data[12:16] == b"VP8X" and data[20] & 0x10
+    data[20] = (data[20] & ~0x10) | 0x01  # no alpha, the reserved bit set
+    info = probe(bytes(data))
+    assert (info.width, info.height, info.has_alpha) == (45, 19, False)
+
+
+def test_area_reduce_averages_whole_blocks() -> None:
+    from face_recognition_service.imaging import area_reduce
+
+    image = picture(16, 12)
+    expected = image.reshape(3, 4, 4, 4, 3).astype(np.float64).mean(axis=(1, 3))
+    assert np.abs(area_reduce(image, 4).astype(float) - expected).max() <= 0.5 + 1e-9
