@@ -149,7 +149,6 @@ def build_queue_handler(
     # A batch whose every message failed is still answered message by message
     # (each returns to the queue), not as a failed invocation.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    cache = galleries
 
     def record_handler(record: SQSRecord) -> None:
         try:
@@ -161,7 +160,7 @@ def build_queue_handler(
             result = {
                 "id": message.id,
                 "message_id": record.message_id,
-                **_answer(message, settings, model, cache),
+                **_answer(message, settings, model, galleries),
             }
             deliver(result, settings)
             logger.info(

@@ -64,5 +64,6 @@ def load_function_model(settings: Settings, span: Span) -> ModelState:
         except Exception as exc:  # the function still starts and reports MODEL_NOT_LOADED
             logger.error("model download from S3 failed", extra={"exception_type": type(exc).__name__})
             return ModelState(None, f"model download from {settings.model_s3_uri} failed: {exc}")
+        logger.info("model fetched from S3", extra={"model_name": settings.model_name})
         settings = settings.model_copy(update={"model_dir": local})
     return load_model(settings.engine, span=span)

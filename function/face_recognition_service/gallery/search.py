@@ -1,7 +1,7 @@
 """Nearest rows of a snapshot for one or more probes.
 
 Up to EXACT_LIMIT vectors the search is exact: one matrix product over the
-memory-mapped vectors (a whole identify over 100,000 in 6.4-6.9 ms on 2 cores,
+memory-mapped vectors (a whole identify over 100,000 in 6.4-10.4 ms on 2 cores,
 docs/benchmarks.md#identify).
 
 Above it the snapshot carries a **binary index**: each vector's signs against
@@ -35,8 +35,9 @@ logger = logging.getLogger(__name__)
 # Above this many vectors a snapshot is built with a binary index.
 EXACT_LIMIT = 100_000
 CODE_BITS = 512
-# Rows re-scored exactly per probe (at least top_k's worth): 1,024 rows of
-# 2 KiB, ~0.3 ms. A genuine probe's own row ranks far inside them.
+# Rows re-scored exactly per probe (at least top_k's worth): 256 rows of 2 KiB,
+# read with pread in ~0.4 ms (1,024 cost ~4 ms of page faults through the
+# mapping). A genuine probe's own row ranks far inside them.
 CANDIDATES = 256
 PROJECTION_SEED = 20261201
 
