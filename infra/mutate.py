@@ -7,12 +7,18 @@ folder, so that each keeps its own results between runs:
 core     pyproject.toml's [tool.mutmut] as written: matching, verification,
          the API key, the error vocabulary and handlers, S3 reads, the queue's
          failure classification, face selection; against the fast tests.
-imaging  imaging.py (the image limits and decoding) against the fast tests
-         less three files whose use of it is incidental and slow (every
-         photo through the whole model: quality, large photos, every
-         encoding): with them each of its 1,244 mutants cost up to 35 s of
-         tests, and a mutant that loops (a header walk that stops advancing)
-         minutes; their imaging cases are covered by test_imaging*.py.
+imaging  imaging.py (the image limits and decoding) against the tests that
+         call it: its own unit tests, the boundary and fuzz contracts (every
+         bad input through the app) and face finding's limits. The rest of
+         the fast suite decodes photos only on the way to the model: with it
+         each mutant cost up to 35 s of tests and their fixtures, and a
+         survivor that reached every photo test timed out instead of
+         surviving; a looping mutant (a header walk that stops advancing)
+         held a core for minutes. Here the fixtures are light, so a mutant is
+         given 10 s of CPU over its tests' time, not 60. Its survivors and
+         timeouts are then run by name against the fast suite (less the three
+         slow files that decode every photo through the model) in a second
+         worktree, imaging-full: a mutant killed there counts as killed.
 
 Each set's listing goes to mutants-<set>.txt in the repository (git-ignored),
 then through infra/mutation_report.py; tests/MUTATION.md records the result.
@@ -27,32 +33,58 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
-SETS: dict[str, dict[str, list[str]]] = {
-    "core": {"only_mutate": [], "ignore": []},  # pyproject.toml as written
+SETS: dict[str, dict[str, Any]] = {
+    "core": {},  # pyproject.toml as written
     "imaging": {
         "only_mutate": ["src/face_recognition_service/imaging.py"],
-        "ignore": [
-            "tests/unit/test_quality.py",
-            "tests/unit/test_large_photos.py",
-            "tests/integration/server/test_faces_and_inputs.py",
+        "tests": [
+            "tests/unit/test_imaging.py",
+            "tests/unit/test_imaging_headers.py",
+            "tests/unit/test_min_face_and_scale.py",
+            "tests/contract/test_boundaries.py",
+            "tests/contract/test_fuzz.py",
         ],
+        "timeout_constant": 10.0,
+        # Its survivors and timeouts, run again by name against the fast suite
+        # (less three slow files whose imaging cases test_imaging*.py covers).
+        "recheck": {
+            "only_mutate": ["src/face_recognition_service/imaging.py"],
+            "ignore": [
+                "tests/unit/test_quality.py",
+                "tests/unit/test_large_photos.py",
+                "tests/integration/server/test_faces_and_inputs.py",
+            ],
+        },
     },
 }
 
 
-def configure(pyproject: Path, only_mutate: list[str], ignore: list[str]) -> None:
-    """The set's module list and extra --ignore options in the worktree's pyproject."""
+def configure(pyproject: Path, spec: dict[str, Any]) -> None:
+    """The set's module list, test selection and CPU allowance in the worktree's pyproject."""
     text = pyproject.read_text()
-    if only_mutate:
-        listed = "".join(f'    "{path}",\n' for path in only_mutate)
+    if "only_mutate" in spec:
+        listed = "".join(f'    "{path}",\n' for path in spec["only_mutate"])
         text = re.sub(r"only_mutate = \[\n(?:    .*\n)*?\]", f"only_mutate = [\n{listed}]", text, count=1)
-    if ignore:
-        extra = "".join(f', "--ignore={path}"' for path in ignore)
+    if "tests" in spec:
+        listed = ", ".join(f'"{path}"' for path in spec["tests"])
+        text = re.sub(
+            r"pytest_add_cli_args_test_selection = \[.*?\]",
+            f"pytest_add_cli_args_test_selection = [{listed}]",
+            text,
+            count=1,
+        )
+    if "ignore" in spec:
+        extra = "".join(f', "--ignore={path}"' for path in spec["ignore"])
         text = re.sub(r"(pytest_add_cli_args = \[.*?)\]", lambda m: m.group(1) + extra + "]", text, count=1)
+    if "timeout_constant" in spec:
+        text = re.sub(
+            r"timeout_constant = .*", f"timeout_constant = {spec['timeout_constant']}", text, count=1
+        )
     pyproject.write_text(text)
 
 
@@ -70,21 +102,46 @@ def worktree(name: str) -> Path:
     return work
 
 
-def run(name: str, jobs: int) -> Path:
-    work = worktree(name)
-    configure(work / "pyproject.toml", SETS[name]["only_mutate"], SETS[name]["ignore"])
-    subprocess.run([str(BIN / "mutmut"), "run", "--max-children", str(jobs)], cwd=work, check=False)
-    listing = subprocess.run(
-        [str(BIN / "mutmut"), "results", "--all", "true"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        check=False,
+def mutmut(work: Path, *args: str) -> str:
+    return subprocess.run(
+        [str(BIN / "mutmut"), *args], cwd=work, capture_output=True, text=True, check=False
     ).stdout
+
+
+def statuses(listing: str) -> dict[str, str]:
+    """`mutmut results --all true` as {mutant: status}."""
+    out = {}
+    for line in listing.splitlines():
+        name, sep, status = line.strip().partition(": ")
+        if sep and "__mutmut_" in name:
+            out[name] = status.strip()
+    return out
+
+
+def run(name: str, jobs: int) -> Path:
+    spec = SETS[name]
+    work = worktree(name)
+    configure(work / "pyproject.toml", spec)
+    subprocess.run([str(BIN / "mutmut"), "run", "--max-children", str(jobs)], cwd=work, check=False)
+    results = statuses(mutmut(work, "results", "--all", "true"))
+    report_from = work
+    if "recheck" in spec:
+        again = sorted(m for m, status in results.items() if status in ("survived", "timeout"))
+        if again:
+            full = worktree(f"{name}-full")
+            configure(full / "pyproject.toml", spec["recheck"])
+            subprocess.run(
+                [str(BIN / "mutmut"), "run", "--max-children", str(jobs), *again], cwd=full, check=False
+            )
+            rechecked = statuses(mutmut(full, "results", "--all", "true"))
+            results.update({m: rechecked.get(m, results[m]) for m in again})
+            report_from = full  # `mutmut show` of a survivor works in either worktree
     out = ROOT / f"mutants-{name}.txt"
-    out.write_text(listing)
+    out.write_text("".join(f"    {m}: {status}\n" for m, status in sorted(results.items())))
     subprocess.run(
-        [sys.executable, "-m", "infra.mutation_report", str(out), "--cwd", str(work)], cwd=ROOT, check=False
+        [sys.executable, "-m", "infra.mutation_report", str(out), "--cwd", str(report_from)],
+        cwd=ROOT,
+        check=False,
     )
     return out
 
