@@ -16,9 +16,10 @@ imaging  imaging.py (the image limits and decoding) against the tests that
          surviving; a looping mutant (a header walk that stops advancing)
          held a core for minutes. Here the fixtures are light, so a mutant is
          given 10 s of CPU over its tests' time, not 60. Its survivors and
-         timeouts are then run by name against the fast suite (less the three
-         slow files that decode every photo through the model) in a second
-         worktree, imaging-full: a mutant killed there counts as killed.
+         timeouts are then run by name, in a second worktree (imaging-full),
+         against every test that decodes images on purpose (the server's
+         inputs, the bad-input corpus, large photos, quality, and the memory
+         budget measured against the decoders): killed there is killed.
 
 Each set's listing goes to mutants-<set>.txt in the repository (git-ignored),
 then through infra/mutation_report.py; tests/MUTATION.md records the result.
@@ -45,20 +46,35 @@ SETS: dict[str, dict[str, Any]] = {
         "tests": [
             "tests/unit/test_imaging.py",
             "tests/unit/test_imaging_headers.py",
+            "tests/unit/test_imaging_limits.py",
             "tests/unit/test_min_face_and_scale.py",
             "tests/contract/test_boundaries.py",
             "tests/contract/test_fuzz.py",
         ],
         "timeout_constant": 10.0,
-        # Its survivors and timeouts, run again by name against the fast suite
-        # (less three slow files whose imaging cases test_imaging*.py covers).
+        # Its survivors and timeouts, run again by name against every test
+        # that decodes images on purpose: the server's inputs and bad-input
+        # corpus, large photos, quality, and the memory budget measured
+        # against the decoders' real peak (a slow test, so "-m" is dropped).
         "recheck": {
             "only_mutate": ["src/face_recognition_service/imaging.py"],
-            "ignore": [
-                "tests/unit/test_quality.py",
+            "tests": [
+                "tests/unit/test_imaging.py",
+                "tests/unit/test_imaging_headers.py",
+                "tests/unit/test_imaging_limits.py",
+                "tests/unit/test_min_face_and_scale.py",
                 "tests/unit/test_large_photos.py",
+                "tests/unit/test_quality.py",
+                "tests/contract/test_boundaries.py",
+                "tests/contract/test_fuzz.py",
+                "tests/contract/test_bad_input_corpus.py",
+                "tests/contract/test_hostile_surfaces.py",
+                "tests/integration/server/test_api.py",
                 "tests/integration/server/test_faces_and_inputs.py",
+                "tests/integration/server/test_memory_budget.py",
             ],
+            "markers": "",
+            "timeout_constant": 30.0,
         },
     },
 }
@@ -81,6 +97,8 @@ def configure(pyproject: Path, spec: dict[str, Any]) -> None:
     if "ignore" in spec:
         extra = "".join(f', "--ignore={path}"' for path in spec["ignore"])
         text = re.sub(r"(pytest_add_cli_args = \[.*?)\]", lambda m: m.group(1) + extra + "]", text, count=1)
+    if spec.get("markers") == "":
+        text = text.replace('"-m", "not slow", ', "", 1)
     if "timeout_constant" in spec:
         text = re.sub(
             r"timeout_constant = .*", f"timeout_constant = {spec['timeout_constant']}", text, count=1
