@@ -46,9 +46,11 @@ def main() -> None:
 
     report("exact float32", 0.0, lambda p: int(np.argmax(gallery @ p)))
 
-    # The service's index: 512-bit SimHash codes scanned exhaustively, the best
-    # 256 rows re-scored exactly (gallery/search.py); and the same codes through
-    # usearch's own exhaustive Hamming search, the library tried first.
+    # The service's codes: 512-bit SimHash scanned exhaustively, the best 256
+    # rows by Hamming distance re-scored exactly (the service now ranks a
+    # shortlist of ~4,096 by the probe's projections first: gallery/search.py,
+    # measured by bench/identify.py); and the same codes through usearch's own
+    # exhaustive Hamming search, the library tried first.
     from usearch.compiled import MetricKind
     from usearch.index import search as usearch_exhaustive
 
