@@ -349,3 +349,133 @@ def test_an_exif_segment_is_read_to_its_last_byte() -> None:
     length = struct.unpack(">H", data[4:6])[0]
     trimmed = data[:4] + struct.pack(">H", length - 4) + data[6 : 4 + length - 4] + data[4 + length :]
     assert probe(trimmed).orientation == 8
+
+
+def test_a_comma_in_a_data_uris_payload_is_not_base64() -> None:
+    """The header ends at the first comma; what follows it all is the payload."""
+    text = "data:image/jpeg;base64," + base64.b64encode(jpeg(16, 16)).decode() + ",AAAA"
+    assert refused(decode_base64_image, text, 10_000)["error"] == "The image is not valid base64."
+
+
+def test_a_jpeg_wider_than_32767_pixels_is_read_unsigned() -> None:
+    info = probe(b"\xff\xd8" + sof(40_000, 100, [0x11]) + b"\xff\xd9")
+    assert (info.width, info.height) == (40_000, 100)
+
+
+def test_formats_without_alpha_or_16_bits_say_so() -> None:
+    out = io.BytesIO()
+    Image.new("RGB", (20, 10)).save(out, "BMP")
+    for data in (jpeg(20, 10), out.getvalue()):
+        info = probe(data)
+        assert (info.has_alpha, info.sixteen_bit) == (False, False)
+
+
+@pytest.mark.parametrize(("width", "height"), [(0, 48), (64, 0), (0, 0)])
+def test_a_header_without_a_size_is_invalid(width: int, height: int) -> None:
+    assert refused(probe, b"\xff\xd8" + sof(width, height, [0x11]) + b"\xff\xd9") == {
+        "error": "The JPEG header gives no image size.",
+        "error_code": "INVALID_IMAGE",
+        "detail": None,
+    }
+
+
+def test_a_one_pixel_wide_image_has_a_size() -> None:
+    assert probe(b"\xff\xd8" + sof(1, 48, [0x11]) + b"\xff\xd9").width == 1
+
+
+# --- EXIF, entry by entry (TIFF 6.0: 12-byte entries after a 2-byte count) ----
+
+
+def exif_jpeg(tiff: bytes) -> bytes:
+    data = jpeg(40, 30)
+    return data[:2] + app(0xE1, b"Exif\x00\x00" + tiff) + data[2:]
+
+
+def ifd(entries: list[tuple[int, int, int]], count: int | None = None, order: str = "<") -> bytes:
+    """A TIFF header and IFD0 of (tag, type, SHORT value) entries."""
+    head = (b"II*\x00" if order == "<" else b"MM\x00*") + struct.pack(order + "I", 8)
+    body = struct.pack(order + "H", len(entries) if count is None else count)
+    for tag, kind, value in entries:
+        body += struct.pack(order + "HHIHH", tag, kind, 1, value, 0)
+    return head + body + struct.pack(order + "I", 0)
+
+
+def test_orientation_is_found_among_other_entries() -> None:
+    """Cameras write it among others: ImageWidth (LONG), ResolutionUnit (SHORT 2)."""
+    tiff = ifd([(0x0100, 4, 4000), (0x0128, 3, 2), (0x0112, 3, 6)])
+    assert probe(exif_jpeg(tiff)).orientation == 6
+
+
+def test_an_impossible_orientation_is_ignored() -> None:
+    assert probe(exif_jpeg(ifd([(0x0112, 3, 9)]))).orientation == 1
+    assert probe(exif_jpeg(ifd([(0x0112, 3, 0)]))).orientation == 1
+
+
+def test_an_absurd_entry_count_still_reads_the_entries_present() -> None:
+    assert probe(exif_jpeg(ifd([(0x0112, 3, 3)], count=0x8001))).orientation == 3
+
+
+@pytest.mark.parametrize(
+    "tiff",
+    [
+        b"II*\x00\x08\x00",  # shorter than a TIFF header
+        b"II*\x00" + struct.pack("<I", 9) + b"\x00\x00",  # IFD0 starts at the last byte
+        b"II*\x00" + struct.pack("<I", 0xFFFFFFF0) + bytes(30),  # IFD0 far past the end
+        b"XX*\x00" + struct.pack("<I", 8) + bytes(30),  # neither byte order
+    ],
+    ids=["short", "ifd-at-last-byte", "ifd-past-end", "no-byte-order"],
+)
+def test_a_broken_exif_block_leaves_the_photo_upright(tiff: bytes) -> None:
+    assert probe(exif_jpeg(tiff)).orientation == 1
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_the_upright_size_is_what_opencv_gives_after_applying_exif(orientation: int) -> None:
+    import cv2
+
+    from face_recognition_service.imaging import upright_size
+
+    data = with_exif_orientation(jpeg(48, 30), orientation)
+    decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # OpenCV applies EXIF
+    assert upright_size(probe(data)) == (decoded.shape[1], decoded.shape[0])
+
+
+# --- decoding ------------------------------------------------------------------
+
+
+def test_a_jpeg_decodes_as_libjpeg_does_by_default() -> None:
+    """Accurate integer DCT and smooth ("fancy") chroma upsampling, as Pillow
+    decodes: a 4:2:0 photo's pixels within one level of Pillow's."""
+    from face_recognition_service.imaging import decode_image
+
+    data = jpeg(96, 64, subsampling=2, quality=90)
+    ours = decode_image(data, 1_000_000).astype(int)
+    pillow = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[..., ::-1].astype(int)
+    assert np.abs(ours - pillow).max() <= 1
+
+
+def test_a_truncated_jpeg_is_refused_with_libjpegs_reason() -> None:
+    from face_recognition_service.imaging import decode_image
+
+    data = jpeg(96, 64)
+    answer = refused(decode_image, data[: len(data) // 2], 1_000_000)
+    assert answer["error_code"] == "INVALID_IMAGE"
+    assert answer["error"] == "The JPEG data is corrupt or truncated (Premature end of JPEG file)."
+
+
+def test_a_png_whose_pixels_do_not_inflate_is_refused_as_undecodable() -> None:
+    """Every chunk's CRC right (so the chunk check passes), the IDAT not zlib."""
+    import zlib
+
+    from face_recognition_service.imaging import decode_image
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"not zlib") + chunk(b"IEND", b"")
+    assert refused(decode_image, data, 1_000_000) == {
+        "error": "The PNG data could not be decoded.",
+        "error_code": "INVALID_IMAGE",
+        "detail": None,
+    }
