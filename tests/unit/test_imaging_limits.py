@@ -479,3 +479,36 @@ def test_a_png_whose_pixels_do_not_inflate_is_refused_as_undecodable() -> None:
         "error_code": "INVALID_IMAGE",
         "detail": None,
     }
+
+
+def test_a_jpeg_that_fits_only_when_reduced_is_decoded_reduced() -> None:
+    """1,600 x 1,200 needs 5.5 MiB at full size, 352 KiB at a quarter: under a
+    1 MiB budget it is admitted at reduce 4, and comes out at that size."""
+    from face_recognition_service.imaging import decode_image
+
+    data = jpeg(1600, 1200)
+    assert decode_image(data, 10_000_000, MiB, reduce=4).shape == (300, 400, 3)
+    assert (
+        refused(decode_image, data, 10_000_000, MiB)["error"] == "The image needs too much memory to decode."
+    )
+
+
+def test_a_header_past_opencvs_own_pixel_guard_is_undecodable() -> None:
+    """The second line behind the header check (OPENCV_IO_MAX_IMAGE_PIXELS: 2^27
+    in the service, OpenCV's own 2^30 where cv2 was imported first): a PNG whose
+    header claims 40,000 x 40,000, let through by limits set high."""
+    import zlib
+
+    from face_recognition_service.imaging import decode_image
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 40_000, 40_000, 8, 2, 0, 0, 0)
+    idat = chunk(b"IDAT", zlib.compress(bytes(100)))
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + idat + chunk(b"IEND", b"")
+    assert refused(decode_image, data, 1 << 40, 1 << 40) == {
+        "error": "The PNG data could not be decoded.",
+        "error_code": "INVALID_IMAGE",
+        "detail": None,
+    }
