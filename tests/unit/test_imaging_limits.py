@@ -512,3 +512,13 @@ def test_a_header_past_opencvs_own_pixel_guard_is_undecodable() -> None:
         "error_code": "INVALID_IMAGE",
         "detail": None,
     }
+
+
+@pytest.mark.parametrize("missing", [5, 6])
+def test_an_exif_entry_cut_short_by_its_segment_is_not_read(missing: int) -> None:
+    """The segment ends 1 or 2 bytes before the orientation entry does: nothing
+    past a segment is read, even where the next segment would complete it."""
+    data = with_exif_orientation(jpeg(80, 60), 8)
+    length = struct.unpack(">H", data[4:6])[0]
+    cut = data[:4] + struct.pack(">H", length - missing) + data[6 : 4 + length - missing] + data[4 + length :]
+    assert probe(cut).orientation == 1
