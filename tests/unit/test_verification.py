@@ -329,3 +329,14 @@ def test_a_photo_probe_is_its_largest_face_and_all_is_refused(client: TestClient
     assert "quality" not in plain and plain["detection_score"] == answer["detection_score"]
     refused = client.post(VERIFY, json={"image": group, "references": refs, "face_selection": "all"})
     assert_error(refused, 422, "MULTIPLE_FACES_DETECTED")
+
+
+def test_a_photo_probes_detection_score_is_embeds_to_six_places(client: TestClient) -> None:
+    """Five photos: /verify reports each face's detection score as /embed does,
+    rounded to six places (no photo's score is exact at six)."""
+    for photo in single_face_photos()[:5]:
+        image = b64(read(photo.name))
+        embedded = client.post("/api/v1/embed", json={"image": image}).json()
+        refs = [{"id": "self", "embedding": embedded["embedding"]}]
+        answer = client.post(VERIFY, json={"image": image, "references": refs}).json()
+        assert answer["detection_score"] == embedded["detection_score"] == round(answer["detection_score"], 6)
