@@ -128,13 +128,15 @@ def test_the_asymmetric_ranking_finds_what_hamming_alone_misses(
 
 
 def test_asymmetric_scores_sum_the_projections_over_each_rows_set_bits() -> None:
-    from face_recognition_service.gallery.search import asymmetric_scores
+    from face_recognition_service.gallery.search import asymmetric_scores, asymmetric_table
 
     rng = np.random.default_rng(3)
     codes = rng.integers(0, 256, (300, 64), dtype=np.uint8)
     projections = rng.standard_normal(512).astype(np.float32)
     bits = np.unpackbits(codes, axis=1).astype(np.float64)  # bit j of a row is element j of the vector
-    np.testing.assert_allclose(asymmetric_scores(codes, projections), bits @ projections, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(
+        asymmetric_scores(codes, asymmetric_table(projections)), bits @ projections, rtol=0, atol=1e-4
+    )
 
 
 def test_a_face_enrolled_thousands_of_times_keeps_the_shortlist_bounded(

@@ -84,13 +84,19 @@ def _product(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 _BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
 
 
-def asymmetric_scores(codes: np.ndarray, projections: np.ndarray) -> np.ndarray:
-    """Per row of ``codes``, the sum of ``projections`` over its set bits (the
-    probe's projections against the row's +-1 signs, less a constant): one
-    table lookup per byte, from a table of every byte value at each position."""
-    table = np.einsum("vb,kb->kv", _BYTE_BITS, projections.reshape(-1, 8))  # (bytes, 256)
+def asymmetric_table(projections: np.ndarray) -> np.ndarray:
+    """For each byte position of a code and each value of that byte, the sum
+    of ``projections`` over its set bits: (bytes x 256), flat."""
+    table: np.ndarray = np.einsum("vb,kb->kv", _BYTE_BITS, projections.reshape(-1, 8)).ravel()
+    return table
+
+
+def asymmetric_scores(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Per row of ``codes``, the sum of the probe's projections over its set
+    bits (its projections against the row's +-1 signs, less a constant): one
+    lookup per byte in ``asymmetric_table``."""
     index = codes.astype(np.intp) + np.arange(codes.shape[1]) * 256
-    scores: np.ndarray = np.take(table.ravel(), index).sum(axis=1)
+    scores: np.ndarray = np.take(table, index).sum(axis=1)
     return scores
 
 
@@ -153,29 +159,44 @@ class BinaryIndex:
 
         A radius, not faiss's k nearest: keeping thousands costs faiss a heap
         (~6 ms a shard at 1,000,000) or 17 MB of counters a query; a range scan
-        costs what a scan for 256 does."""
+        costs what a scan for 256 does. Each shard's thread also scores its
+        part of the shortlist, so that work is split as the scan is."""
         projections = _product(probes, self.planes)
         queries = np.packbits(projections > 0, axis=1)
         radii = self.radii(queries)
+        tables = [asymmetric_table(projection) for projection in projections]
+        total = len(self.codes)
 
-        def scan(part: tuple[int, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        def scan(part: tuple[int, Any]) -> list[tuple[np.ndarray, np.ndarray, int]]:
             start, shard = part
             limits, distances, rows = shard.range_search(queries, int(radii.max()) + 1)
-            return limits, distances, rows + start
+            share = shard.ntotal / total
+            out = []
+            for i, (query, radius, table) in enumerate(zip(queries, radii, tables, strict=True)):
+                dist, row = distances[limits[i] : limits[i + 1]], rows[limits[i] : limits[i + 1]] + start
+                row = row[dist <= radius]
+                within = len(row)
+                if within > 4 * SHORTLIST * share:  # many rows alike (one face enrolled many times)
+                    keep = max(1, int(SHORTLIST * share))
+                    hamming = np.bitwise_count(self.codes[row] ^ query).sum(axis=1, dtype=np.int64)
+                    row = row[np.argpartition(hamming, keep - 1)[:keep]]
+                score = asymmetric_scores(self.codes[row], table)
+                if count < len(row):
+                    best = np.argpartition(score, len(row) - count)[-count:]
+                    row, score = row[best], score[best]
+                out.append((row, score, within))
+            return out
 
         found = list(_pool().map(scan, self.shards))
         out = []
-        for i, (projection, query, radius) in enumerate(zip(projections, queries, radii, strict=True)):
-            dist = np.concatenate([d[lim[i] : lim[i + 1]] for lim, d, _ in found])
-            row = np.concatenate([r[lim[i] : lim[i + 1]] for lim, _, r in found])
-            row = row[dist <= radius]
-            if len(row) < count:  # a sample that misjudged this probe: the nearest by Hamming
-                row = self._nearest(query, count)
-            elif len(row) > 4 * SHORTLIST:  # many rows alike (one face enrolled many times)
-                dist = np.bitwise_count(self.codes[row] ^ query).sum(axis=1, dtype=np.int64)
-                row = row[np.argpartition(dist, SHORTLIST - 1)[:SHORTLIST]]
+        for i, query in enumerate(queries):
+            parts = [shard_found[i] for shard_found in found]
+            if sum(within for _, _, within in parts) < count:
+                out.append(self._nearest(query, count))  # a sample that misjudged this probe
+                continue
+            row = np.concatenate([r for r, _, _ in parts])
+            score = np.concatenate([sc for _, sc, _ in parts])
             if count < len(row):
-                score = asymmetric_scores(self.codes[row], projection)
                 row = row[np.argpartition(score, len(row) - count)[-count:]]
             out.append(row)
         return out
