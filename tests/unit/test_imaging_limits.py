@@ -437,6 +437,7 @@ def test_the_upright_size_is_what_opencv_gives_after_applying_exif(orientation: 
 
     data = with_exif_orientation(jpeg(48, 30), orientation)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # OpenCV applies EXIF
+    assert decoded is not None
     assert upright_size(probe(data)) == (decoded.shape[1], decoded.shape[0])
 
 
