@@ -39,18 +39,21 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
+# The tests that call imaging.py on purpose.
+IMAGING_TESTS = [
+    "tests/unit/test_imaging.py",
+    "tests/unit/test_imaging_headers.py",
+    "tests/unit/test_imaging_limits.py",
+    "tests/unit/test_min_face_and_scale.py",
+    "tests/contract/test_boundaries.py",
+    "tests/contract/test_fuzz.py",
+]
+
 SETS: dict[str, dict[str, Any]] = {
     "core": {},  # pyproject.toml as written
     "imaging": {
         "only_mutate": ["src/face_recognition_service/imaging.py"],
-        "tests": [
-            "tests/unit/test_imaging.py",
-            "tests/unit/test_imaging_headers.py",
-            "tests/unit/test_imaging_limits.py",
-            "tests/unit/test_min_face_and_scale.py",
-            "tests/contract/test_boundaries.py",
-            "tests/contract/test_fuzz.py",
-        ],
+        "tests": IMAGING_TESTS,
         "timeout_constant": 10.0,
         # Its survivors and timeouts, run again by name against every test
         # that decodes images on purpose: the server's inputs and bad-input
@@ -59,14 +62,9 @@ SETS: dict[str, dict[str, Any]] = {
         "recheck": {
             "only_mutate": ["src/face_recognition_service/imaging.py"],
             "tests": [
-                "tests/unit/test_imaging.py",
-                "tests/unit/test_imaging_headers.py",
-                "tests/unit/test_imaging_limits.py",
-                "tests/unit/test_min_face_and_scale.py",
+                *IMAGING_TESTS,
                 "tests/unit/test_large_photos.py",
                 "tests/unit/test_quality.py",
-                "tests/contract/test_boundaries.py",
-                "tests/contract/test_fuzz.py",
                 "tests/contract/test_bad_input_corpus.py",
                 "tests/contract/test_hostile_surfaces.py",
                 "tests/integration/server/test_api.py",
