@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from ..aws_clients import s3_read
 from ..config import GalleryConfig
 from ..errors import ErrorCode, ServiceError
 from ..s3_images import parse_s3_uri
-from .format import Snapshot, invalid, open_snapshot
+from .format import Snapshot, invalid, open_snapshot, verify_snapshot
 from .search import Searcher
 
 # Galleries one process keeps open at once (least recently used goes first).
@@ -91,8 +92,21 @@ class GalleryCache:
         return self._from_folder(name, cached)
 
     def _open_file(self, path: Path, version: tuple[Any, ...]) -> Gallery:
-        snapshot = open_snapshot(path)
-        return Gallery(snapshot, Searcher(snapshot), len(set(snapshot.ids)), version, 0.0)
+        """Open, and check the hashes on a thread while the search is built:
+        hashing 2 GB is most of a load at 1,000,000 and leaves the GIL. A
+        damaged file is refused (INVALID_GALLERY) before anything is searched."""
+        snapshot = open_snapshot(path, verify=False)
+        try:
+            with ThreadPoolExecutor(1, thread_name_prefix="gallery-verify") as pool:
+                checked = pool.submit(verify_snapshot, snapshot)
+                try:
+                    gallery = Gallery(snapshot, Searcher(snapshot), len(set(snapshot.ids)), version, 0.0)
+                finally:
+                    checked.result()  # its INVALID_GALLERY first: a damaged index can fail the build too
+        except BaseException:
+            snapshot.close()
+            raise
+        return gallery
 
     def _from_folder(self, name: str, cached: Gallery | None) -> Gallery:
         if self.directory is None:

@@ -201,16 +201,20 @@ def test_galleries_outside_what_the_operator_allows(
 
 def test_damaged_snapshots_are_invalid_gallery(app_client: TestClient, gallery_dir: Path) -> None:
     whole = (gallery_dir / "staff.frg").read_bytes()
+    at = open_snapshot(gallery_dir / "staff.frg").header["vectors"]["offset"] + 100  # a vector's low byte
     cases = {
         "truncated.frg": whole[: len(whole) // 2],
         "not-a-gallery.frg": b"hello world" * 10,
         "flipped.frg": whole[:-5000] + bytes([whole[-5000] ^ 0xFF]) + whole[-4999:],
+        "vector-flipped.frg": whole[:at] + bytes([whole[at] ^ 0x01]) + whole[at + 1 :],
         "empty.frg": b"",
     }
     for name, data in cases.items():
         (gallery_dir / name).write_bytes(data)
         body = assert_error(identify(app_client, embedding=[0.1] * 512, gallery=name), 422, "INVALID_GALLERY")
         assert body["detail"]
+        if name == "vector-flipped.frg":  # found by the hash check, run beside building the search
+            assert body["detail"] == "The snapshot's content does not match its hash (a damaged file)."
 
 
 def test_a_snapshot_over_the_memory_budget_is_refused_before_it_is_read(
