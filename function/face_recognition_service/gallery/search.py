@@ -172,14 +172,14 @@ class BinaryIndex:
             limits, distances, rows = shard.range_search(queries, int(radii.max()) + 1)
             share = shard.ntotal / total
             out = []
-            for i, (query, radius, table) in enumerate(zip(queries, radii, tables, strict=True)):
+            for i, (radius, table) in enumerate(zip(radii, tables, strict=True)):
                 dist, row = distances[limits[i] : limits[i + 1]], rows[limits[i] : limits[i + 1]] + start
-                row = row[dist <= radius]
+                inside = dist <= radius
+                dist, row = dist[inside], row[inside]
                 within = len(row)
                 if within > 4 * SHORTLIST * share:  # many rows alike (one face enrolled many times)
                     keep = max(1, int(SHORTLIST * share))
-                    hamming = np.bitwise_count(self.codes[row] ^ query).sum(axis=1, dtype=np.int64)
-                    row = row[np.argpartition(hamming, keep - 1)[:keep]]
+                    row = row[np.argpartition(dist, keep - 1)[:keep]]  # the nearest by faiss's distances
                 score = asymmetric_scores(self.codes[row], table)
                 if count < len(row):
                     best = np.argpartition(score, len(row) - count)[-count:]
