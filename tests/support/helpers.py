@@ -7,16 +7,25 @@ import json
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+import pytest
 
 from face_recognition_service.config import Settings
-from face_recognition_service.testing import LabelledPhoto, labelled_photos, no_face_image, png_header_only
+from face_recognition_service.errors import ServiceError
+from face_recognition_service.testing import (
+    LabelledPhoto,
+    labelled_photos,
+    no_face_image,
+    png_chunk,
+    png_header_only,
+)
 
-__all__ = ["no_face_image", "png_header_only"]
+__all__ = ["no_face_image", "png_chunk", "png_header_only"]
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data"
@@ -77,6 +86,13 @@ def with_exif_orientation(jpeg: bytes, orientation: int, order: str = ">") -> by
     payload = b"Exif\x00\x00" + tiff
     segment = b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload
     return jpeg[:2] + segment + jpeg[2:]
+
+
+def refused(fn: Callable[..., object], *args: object, **kwargs: object) -> dict[str, str | None]:
+    """The error (as the service's JSON gives it) that ``fn(*args, **kwargs)`` raises."""
+    with pytest.raises(ServiceError) as raised:
+        fn(*args, **kwargs)
+    return raised.value.to_dict()
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

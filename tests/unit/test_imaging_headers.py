@@ -12,17 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from face_recognition_service.errors import ServiceError
 from face_recognition_service.imaging import ImageFormat, decode_base64_image, decode_image, probe
-from tests.support.helpers import encode
+from tests.support.helpers import encode, refused
 
 MB = 1 << 20
-
-
-def refused(fn, *args) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
-    with pytest.raises(ServiceError) as raised:
-        fn(*args)
-    return raised.value.to_dict()
 
 
 def picture(width: int, height: int, channels: int = 3) -> np.ndarray:

@@ -13,13 +13,11 @@ from __future__ import annotations
 import base64
 import io
 import struct
-from collections.abc import Callable
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from face_recognition_service.errors import ServiceError
 from face_recognition_service.imaging import (
     ImageFormat,
     ImageInfo,
@@ -28,16 +26,10 @@ from face_recognition_service.imaging import (
     probe,
     reduction,
 )
-from tests.support.helpers import with_exif_orientation
+from tests.support.helpers import png_chunk, png_header_only, refused, with_exif_orientation
 
 MiB = 1 << 20
 ADVICE = "(send it as a baseline 8-bit RGB image, or smaller)."
-
-
-def refused(fn: Callable[..., object], *args: object, **kwargs: object) -> dict[str, str | None]:
-    with pytest.raises(ServiceError) as raised:
-        fn(*args, **kwargs)
-    return raised.value.to_dict()
 
 
 def jpeg(width: int, height: int, **options: object) -> bytes:
@@ -466,15 +458,9 @@ def test_a_truncated_jpeg_is_refused_with_libjpegs_reason() -> None:
 
 def test_a_png_whose_pixels_do_not_inflate_is_refused_as_undecodable() -> None:
     """Every chunk's CRC right (so the chunk check passes), the IDAT not zlib."""
-    import zlib
-
     from face_recognition_service.imaging import decode_image
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", 8, 8, 8, 2, 0, 0, 0)
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"not zlib") + chunk(b"IEND", b"")
+    data = png_header_only(8, 8) + png_chunk(b"IDAT", b"not zlib") + png_chunk(b"IEND", b"")
     assert refused(decode_image, data, 1_000_000) == {
         "error": "The PNG data could not be decoded.",
         "error_code": "INVALID_IMAGE",
@@ -502,12 +488,8 @@ def test_a_header_past_opencvs_own_pixel_guard_is_undecodable() -> None:
 
     from face_recognition_service.imaging import decode_image
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-    header = struct.pack(">IIBBBBB", 40_000, 40_000, 8, 2, 0, 0, 0)
-    idat = chunk(b"IDAT", zlib.compress(bytes(100)))
-    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + idat + chunk(b"IEND", b"")
+    idat = png_chunk(b"IDAT", zlib.compress(bytes(100)))
+    data = png_header_only(40_000, 40_000) + idat + png_chunk(b"IEND", b"")
     assert refused(decode_image, data, 1 << 40, 1 << 40) == {
         "error": "The PNG data could not be decoded.",
         "error_code": "INVALID_IMAGE",
