@@ -59,8 +59,7 @@ SETS: dict[str, dict[str, Any]] = {
         # that decodes images on purpose: the server's inputs and bad-input
         # corpus, large photos, quality, and the memory budget measured
         # against the decoders' real peak (a slow test, so "-m" is dropped).
-        "recheck": {
-            "only_mutate": ["src/face_recognition_service/imaging.py"],
+        "recheck": {  # the same module list
             "tests": [
                 *IMAGING_TESTS,
                 "tests/unit/test_large_photos.py",
@@ -145,7 +144,7 @@ def run(name: str, jobs: int) -> Path:
         again = sorted(m for m, status in results.items() if status in ("survived", "timeout"))
         if again:
             full = worktree(f"{name}-full")
-            configure(full / "pyproject.toml", spec["recheck"])
+            configure(full / "pyproject.toml", {"only_mutate": spec["only_mutate"], **spec["recheck"]})
             subprocess.run(
                 [str(BIN / "mutmut"), "run", "--max-children", str(jobs), *again], cwd=full, check=False
             )
