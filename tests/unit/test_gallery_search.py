@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 
 from face_recognition_service.errors import ErrorCode, ServiceError
+from face_recognition_service.gallery import search
 from face_recognition_service.gallery.format import open_snapshot, write_snapshot
-from face_recognition_service.gallery.search import CANDIDATES, Searcher, binary_index
+from face_recognition_service.gallery.search import (
+    CANDIDATES,
+    Searcher,
+    asymmetric_scores,
+    asymmetric_table,
+    binary_index,
+)
 
 COUNT = 20_000
 
@@ -103,8 +110,6 @@ def test_the_asymmetric_ranking_finds_what_hamming_alone_misses(
     re-scored scaled down to this gallery (1,000,000 / 4,096 / 256 as 20,000 /
     512 / 8). Choosing the re-scored rows by Hamming distance alone misses some
     of the enrolled people; choosing them by the probe's projections finds all."""
-    from face_recognition_service.gallery import search
-
     monkeypatch.setattr(search, "CANDIDATES", 8)
     monkeypatch.setattr(search, "SHORTLIST", 512)
     rng = np.random.default_rng(11)
@@ -128,8 +133,6 @@ def test_the_asymmetric_ranking_finds_what_hamming_alone_misses(
 
 
 def test_asymmetric_scores_sum_the_projections_over_each_rows_set_bits() -> None:
-    from face_recognition_service.gallery.search import asymmetric_scores, asymmetric_table
-
     rng = np.random.default_rng(3)
     codes = rng.integers(0, 256, (300, 64), dtype=np.uint8)
     projections = rng.standard_normal(512).astype(np.float32)
@@ -144,8 +147,6 @@ def test_a_face_enrolled_thousands_of_times_keeps_the_shortlist_bounded(
 ) -> None:
     """3,000 identical rows: all of them lie within the radius (0), more than
     four shortlists; the nearest SHORTLIST are kept and the answer is exact."""
-    from face_recognition_service.gallery import search
-
     monkeypatch.setattr(search, "SHORTLIST", 256)
     rows = gallery.copy()
     copies = np.random.default_rng(5).choice(COUNT, 3000, replace=False)
@@ -162,8 +163,6 @@ def test_a_face_enrolled_thousands_of_times_keeps_the_shortlist_bounded(
 def test_more_results_than_the_shortlist_come_from_the_nearest_codes(
     tmp_path: Path, gallery: np.ndarray, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from face_recognition_service.gallery import search
-
     monkeypatch.setattr(search, "SHORTLIST", 512)
     searcher = Searcher(open_snapshot(snapshot(tmp_path / "g.frg", gallery, *binary_index(gallery))))
     rows, probes = probes_near(gallery, 0.6, n=3)

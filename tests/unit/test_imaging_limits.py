@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import io
 import struct
+import zlib
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -23,8 +25,10 @@ from face_recognition_service.imaging import (
     ImageInfo,
     check_limits,
     decode_base64_image,
+    decode_image,
     probe,
     reduction,
+    upright_size,
 )
 from tests.support.helpers import png_chunk, png_header_only, refused, with_exif_orientation
 
@@ -423,10 +427,6 @@ def test_a_broken_exif_block_leaves_the_photo_upright(tiff: bytes) -> None:
 
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_the_upright_size_is_what_opencv_gives_after_applying_exif(orientation: int) -> None:
-    import cv2
-
-    from face_recognition_service.imaging import upright_size
-
     data = with_exif_orientation(jpeg(48, 30), orientation)
     decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # OpenCV applies EXIF
     assert decoded is not None
@@ -439,8 +439,6 @@ def test_the_upright_size_is_what_opencv_gives_after_applying_exif(orientation: 
 def test_a_jpeg_decodes_as_libjpeg_does_by_default() -> None:
     """Accurate integer DCT and smooth ("fancy") chroma upsampling, as Pillow
     decodes: a 4:2:0 photo's pixels within one level of Pillow's."""
-    from face_recognition_service.imaging import decode_image
-
     data = jpeg(96, 64, subsampling=2, quality=90)
     ours = decode_image(data, 1_000_000).astype(int)
     pillow = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[..., ::-1].astype(int)
@@ -448,8 +446,6 @@ def test_a_jpeg_decodes_as_libjpeg_does_by_default() -> None:
 
 
 def test_a_truncated_jpeg_is_refused_with_libjpegs_reason() -> None:
-    from face_recognition_service.imaging import decode_image
-
     data = jpeg(96, 64)
     answer = refused(decode_image, data[: len(data) // 2], 1_000_000)
     assert answer["error_code"] == "INVALID_IMAGE"
@@ -458,8 +454,6 @@ def test_a_truncated_jpeg_is_refused_with_libjpegs_reason() -> None:
 
 def test_a_png_whose_pixels_do_not_inflate_is_refused_as_undecodable() -> None:
     """Every chunk's CRC right (so the chunk check passes), the IDAT not zlib."""
-    from face_recognition_service.imaging import decode_image
-
     data = png_header_only(8, 8) + png_chunk(b"IDAT", b"not zlib") + png_chunk(b"IEND", b"")
     assert refused(decode_image, data, 1_000_000) == {
         "error": "The PNG data could not be decoded.",
@@ -471,8 +465,6 @@ def test_a_png_whose_pixels_do_not_inflate_is_refused_as_undecodable() -> None:
 def test_a_jpeg_that_fits_only_when_reduced_is_decoded_reduced() -> None:
     """1,600 x 1,200 needs 5.5 MiB at full size, 352 KiB at a quarter: under a
     1 MiB budget it is admitted at reduce 4, and comes out at that size."""
-    from face_recognition_service.imaging import decode_image
-
     data = jpeg(1600, 1200)
     assert decode_image(data, 10_000_000, MiB, reduce=4).shape == (300, 400, 3)
     assert (
@@ -484,10 +476,6 @@ def test_a_header_past_opencvs_own_pixel_guard_is_undecodable() -> None:
     """The second line behind the header check (OPENCV_IO_MAX_IMAGE_PIXELS: 2^27
     in the service, OpenCV's own 2^30 where cv2 was imported first): a PNG whose
     header claims 40,000 x 40,000, let through by limits set high."""
-    import zlib
-
-    from face_recognition_service.imaging import decode_image
-
     idat = png_chunk(b"IDAT", zlib.compress(bytes(100)))
     data = png_header_only(40_000, 40_000) + idat + png_chunk(b"IEND", b"")
     assert refused(decode_image, data, 1 << 40, 1 << 40) == {
