@@ -54,11 +54,6 @@ class Detector:
         self._centers: dict[tuple[int, int, int], np.ndarray] = {}
 
     def detect(self, image: np.ndarray, size: int, threshold: float) -> Detections:
-        canvas, det_scale = self.canvas(image, size)
-        return self.run(canvas, det_scale, threshold)
-
-    def canvas(self, image: np.ndarray, size: int) -> tuple[np.ndarray, float]:
-        """The network's input at ``size`` (the longest side), and its scale to the image."""
         height, width = image.shape[:2]
         scale = size / max(height, width)
         new_w, new_h = max(1, int(width * scale)), max(1, int(height * scale))
@@ -68,48 +63,15 @@ class Detector:
         canvas = np.zeros((pad_h, pad_w, 3), dtype=np.uint8)
         canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h))
         # Scale from the integer size actually used, as InsightFace does.
-        return canvas, new_h / height
-
-    def run(
-        self, canvas: np.ndarray, det_scale: float, threshold: float, origin: tuple[int, int] = (0, 0)
-    ) -> Detections:
-        """The network on ``canvas`` (or on a part of one whose top-left corner
-        is ``origin``), its detections in the image's pixels."""
-        height, width = canvas.shape[:2]
-        blob = cv2.dnn.blobFromImage(canvas, 1.0 / self.std, (width, height), (self.mean,) * 3, swapRB=True)
+        det_scale = new_h / height
+        blob = cv2.dnn.blobFromImage(canvas, 1.0 / self.std, (pad_w, pad_h), (self.mean,) * 3, swapRB=True)
         outputs = self.session.run(self.output_names, {self.input_name: blob})
-        return self._decode(outputs, height, width, det_scale, threshold, origin)
-
-    def detect_window(
-        self, image: np.ndarray, size: int, threshold: float, box: np.ndarray, margin: int
-    ) -> Detections:
-        """What ``detect(image, size)`` finds around ``box`` (image pixels),
-        from the network run on a window of that pass's own input only: the
-        same resize and padding, the window's edges on the coarsest stride's
-        grid (so every anchor sits where it sits in the whole pass) and
-        ``margin`` pixels of that input around the box for context."""
-        canvas, det_scale = self.canvas(image, size)
-        grid = max(self.strides)
-        x1, y1, x2, y2 = (float(v) * det_scale for v in box)
-        left, top = max(0, int((x1 - margin) // grid * grid)), max(0, int((y1 - margin) // grid * grid))
-        right = min(canvas.shape[1], int(-(-(x2 + margin) // grid) * grid))
-        bottom = min(canvas.shape[0], int(-(-(y2 + margin) // grid) * grid))
-        if right <= left or bottom <= top:
-            return self.run(canvas, det_scale, threshold)
-        window = np.ascontiguousarray(canvas[top:bottom, left:right])
-        return self.run(window, det_scale, threshold, (left, top))
+        return self._decode(outputs, pad_h, pad_w, det_scale, threshold)
 
     def _decode(
-        self,
-        outputs: list[np.ndarray],
-        height: int,
-        width: int,
-        det_scale: float,
-        threshold: float,
-        origin: tuple[int, int] = (0, 0),
+        self, outputs: list[np.ndarray], height: int, width: int, det_scale: float, threshold: float
     ) -> Detections:
         n = len(self.strides)
-        offset = np.array(origin, np.float32)
         scores_all, boxes_all, kps_all = [], [], []
         for i, stride in enumerate(self.strides):
             scores, boxes, kps = outputs[i], outputs[i + n], outputs[i + 2 * n]
@@ -118,7 +80,7 @@ class Detector:
             keep = np.flatnonzero(scores.reshape(-1) >= threshold)
             if keep.size == 0:
                 continue
-            centers = self._anchor_centers(height // stride, width // stride, stride)[keep] + offset
+            centers = self._anchor_centers(height // stride, width // stride, stride)[keep]
             dist = boxes[keep] * stride
             boxes_all.append(np.hstack([centers - dist[:, :2], centers + dist[:, 2:]]))
             kps_all.append(kps[keep].reshape(-1, 5, 2) * stride + centers[:, None, :])

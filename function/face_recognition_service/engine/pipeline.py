@@ -20,7 +20,7 @@ from .detector import Detections, Detector
 from .quality import assess
 from .recognizer import Recognizer
 from .runtime import ModelLoadError, create_shared_pool, open_session, providers_for
-from .selection import FaceOptions, FaceSelection, select_faces
+from .selection import FaceOptions, select_faces
 from .types import FaceEmbedding, PreparedFace, Span, no_span
 
 logger = logging.getLogger(__name__)
@@ -31,15 +31,11 @@ logger = logging.getLogger(__name__)
 # px, 60-90 %). A coarse pass never goes below MIN_DETECTION_SIZE.
 DETECTOR_FLOOR_PX = 12
 MIN_DETECTION_SIZE = 160
-# A face found by a coarse pass is detected again on a window of the DET_SIZE
-# pass's own input around it, with this much context (pixels of that input) on
-# each side: its box, score and landmarks then are those of the DET_SIZE pass
-# (17 labelled photos: landmarks within 0.4 px, embeddings at cosine >= 0.996;
-# 96 px moved them 0.9 px, 64 px 7.5 px; bench/detection_window.py).
-WINDOW_MARGIN = 128
-# The window's detection of the face: the one whose box overlaps the coarse
-# pass's box this much (intersection over union).
-SAME_FACE_IOU = 0.5
+# A face smaller than this in a coarse pass's input gets its landmarks measured
+# again on a finer crop (``refine``): at 640 the same face would have had more
+# pixels for its landmarks (bench/detection_scale.py, "landmarks").
+REFINE_BELOW_PX = 48
+
 # Crops per recogniser run. Measured on 2 cores (bench.worst_requests, BENCHMARKS
 # "Worst admitted request"): 256 crops take the same time at 8, 16 or 64 a run
 # (3.3-3.6 s), but ONNX Runtime's activations for 64 add ~456 MB to the peak
@@ -152,51 +148,36 @@ class FaceEngine:
     def detect(
         self, image: np.ndarray, threshold: float | None = None, min_face: int | None = None
     ) -> Detections:
-        """Every face scoring at least ``threshold`` (default: the setting),
-        detected at ``detection_size`` for ``min_face`` (default: the setting);
-        a second, smaller pass when the first finds nothing (frame-filling
-        faces). Faces found by a coarse pass are detected again at DET_SIZE
-        (``at_full_scale``), so they are the faces a DET_SIZE pass finds."""
+        """Every face scoring at least ``threshold`` (default: the setting) and at
+        least ``min_face`` pixels (default: the setting), detected at
+        ``detection_size``; a second, smaller pass when the first finds nothing
+        (frame-filling faces). A face found small in a coarse pass has its
+        landmarks measured again at a finer scale (``refine``)."""
         threshold = self.threshold if threshold is None else threshold
         min_face = self.min_face_size if min_face is None else min_face
         size = self.detection_size(image.shape, min_face)
-        found, coarse = self._pass(image, size, threshold)
-        return self.at_full_scale(image, found, threshold) if coarse else found
-
-    def _pass(self, image: np.ndarray, size: int, threshold: float) -> tuple[Detections, bool]:
-        """The detector at ``size``, or at DET_RETRY_SIZE when that finds
-        nothing; and whether the faces came from a pass coarser than DET_SIZE
-        that is not today's retry."""
         with self.span("detect"):
             found = self.detector.detect(image, size, threshold)
             if len(found) == 0 and self.det_retry_size and self.det_retry_size < size:
-                return self.detector.detect(image, self.det_retry_size, threshold), False
-        return found, size < self.det_size
+                found = self.detector.detect(image, self.det_retry_size, threshold)
+            elif size < self.det_size:
+                found = self._refined(image, found, size)
+        return found
 
-    def at_full_scale(self, image: np.ndarray, found: Detections, threshold: float) -> Detections:
-        """Faces from a coarse pass, each detected again on a window of the
-        DET_SIZE pass's input around it (``Detector.detect_window``): a face's
-        landmarks move with the detector's scale (0.967 median cosine between
-        the embeddings of 320 and 640 passes), in the window they do not. A face
-        the window does not find is one too big for DET_SIZE's anchors: the
-        DET_RETRY_SIZE pass, as when DET_SIZE finds nothing, else the coarse pass."""
-        boxes, scores, landmarks = found.boxes.copy(), found.scores.copy(), found.landmarks.copy()
-        retry: Detections | None = None
-        with self.span("detect_window"):
-            for i in range(len(found)):
-                again = self.detector.detect_window(image, self.det_size, threshold, boxes[i], WINDOW_MARGIN)
-                match = _same_face(again, boxes[i])
-                if match is None and self.det_retry_size and self.det_retry_size < self.det_size:
-                    if retry is None:
-                        retry = self.detector.detect(image, self.det_retry_size, threshold)
-                    again, match = retry, _same_face(retry, boxes[i])
-                if match is not None:
-                    boxes[i], scores[i], landmarks[i] = (
-                        again.boxes[match],
-                        again.scores[match],
-                        again.landmarks[match],
-                    )
-        return Detections(boxes, scores, landmarks)
+    def _refined(self, image: np.ndarray, found: Detections, size: int) -> Detections:
+        """Landmarks of faces smaller than REFINE_BELOW_PX in a coarse pass's input,
+        measured again on a finer crop, so their alignment is as good as at DET_SIZE."""
+        scale = size / max(image.shape[:2])
+        sides = (
+            np.minimum(found.boxes[:, 2] - found.boxes[:, 0], found.boxes[:, 3] - found.boxes[:, 1]) * scale
+        )
+        small = np.flatnonzero(sides < REFINE_BELOW_PX)
+        if small.size == 0:
+            return found
+        landmarks = found.landmarks.copy()
+        for i in small.tolist():
+            landmarks[i] = self.refine(image, found.boxes[i], found.landmarks[i])
+        return Detections(found.boxes, found.scores, landmarks)
 
     def embed_single(self, image: np.ndarray) -> FaceEmbedding:
         """The embedding of the one face in ``image``; refuses zero or several faces."""
@@ -208,15 +189,7 @@ class FaceEngine:
         threshold = options.detection_threshold if options.detection_threshold is not None else self.threshold
         if options.min_face_size is None:
             options = replace(options, min_face_size=self.min_face_size)
-        # Every face of a group photo would need its own window: as dear as one
-        # DET_SIZE pass, which ``all`` takes at once.
-        min_face = 0 if options.selection is FaceSelection.ALL else options.min_face_size
-        found, coarse = self._pass(image, self.detection_size(image.shape, min_face or 0), threshold)
-        chosen, total = select_faces(found, options, threshold)
-        # A single face is counted, and the largest one chosen, from the coarse
-        # pass (a larger face cannot hide from a coarser pass than a smaller
-        # one): only the face kept is detected again at DET_SIZE.
-        return (self.at_full_scale(image, chosen, threshold) if coarse else chosen), total
+        return select_faces(self.detect(image, threshold, options.min_face_size), options, threshold)
 
     def prepare(
         self, image: np.ndarray, options: FaceOptions, *, antialias: bool = False
@@ -309,19 +282,3 @@ class FaceEngine:
         blank = np.full((128, 128, 3), 127, dtype=np.uint8)
         self.detector.detect(blank, 128, self.threshold)
         self.recognizer.embed(np.full((self.recognizer.size, self.recognizer.size, 3), 127, np.uint8))
-
-
-def _same_face(found: Detections, box: np.ndarray) -> int | None:
-    """The index of the face in ``found`` whose box overlaps ``box`` most, if
-    by at least SAME_FACE_IOU."""
-    if len(found) == 0:
-        return None
-    x1 = np.maximum(found.boxes[:, 0], box[0])
-    y1 = np.maximum(found.boxes[:, 1], box[1])
-    x2 = np.minimum(found.boxes[:, 2], box[2])
-    y2 = np.minimum(found.boxes[:, 3], box[3])
-    inter = np.maximum(0.0, x2 - x1) * np.maximum(0.0, y2 - y1)
-    union = found.areas + (box[2] - box[0]) * (box[3] - box[1]) - inter
-    overlap = inter / np.maximum(union, 1e-6)
-    best = int(np.argmax(overlap))
-    return best if overlap[best] >= SAME_FACE_IOU else None
