@@ -156,13 +156,17 @@ class FaceEngine:
         threshold = self.threshold if threshold is None else threshold
         min_face = self.min_face_size if min_face is None else min_face
         size = self.detection_size(image.shape, min_face)
+        found, coarse = self._pass(image, size, threshold)
+        return self._refined(image, found, size) if coarse else found
+
+    def _pass(self, image: np.ndarray, size: int, threshold: float) -> tuple[Detections, bool]:
+        """The detector at ``size``, or at DET_RETRY_SIZE when that finds
+        nothing; and whether the faces are a coarse pass's (``_refined``)."""
         with self.span("detect"):
             found = self.detector.detect(image, size, threshold)
             if len(found) == 0 and self.det_retry_size and self.det_retry_size < size:
-                found = self.detector.detect(image, self.det_retry_size, threshold)
-            elif size < self.det_size:
-                found = self._refined(image, found, size)
-        return found
+                return self.detector.detect(image, self.det_retry_size, threshold), False
+        return found, size < self.det_size
 
     def _refined(self, image: np.ndarray, found: Detections, size: int) -> Detections:
         """Landmarks of faces smaller than REFINE_BELOW_PX in a coarse pass's input,
@@ -189,7 +193,12 @@ class FaceEngine:
         threshold = options.detection_threshold if options.detection_threshold is not None else self.threshold
         if options.min_face_size is None:
             options = replace(options, min_face_size=self.min_face_size)
-        return select_faces(self.detect(image, threshold, options.min_face_size), options, threshold)
+        size = self.detection_size(image.shape, options.min_face_size or 0)
+        found, coarse = self._pass(image, size, threshold)
+        chosen, total = select_faces(found, options, threshold)
+        # Only the faces a request keeps have their landmarks measured again: a
+        # group photo's other small faces cost nothing more under ``largest``.
+        return (self._refined(image, chosen, size) if coarse else chosen), total
 
     def prepare(
         self, image: np.ndarray, options: FaceOptions, *, antialias: bool = False
