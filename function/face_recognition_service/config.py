@@ -140,11 +140,12 @@ class Settings(BaseSettings):
     # (cosine < 0.87 to the same face at full size; bench/detection_scale.py).
     min_face_size: int = Field(default=32, ge=0, le=4096)
     # Detect at the coarsest scale that still finds a face of MIN_FACE_SIZE (at
-    # most DET_SIZE), refining small faces' landmarks on a finer crop. Off by
-    # default: SCRFD's landmarks move with the detector's scale, so embeddings
-    # move too (median cosine 0.977 to the 640 pass, and the lowest same-person
-    # similarity of the labelled photos falls from 0.602 to 0.566; BENCHMARKS.md
-    # "Detection scale").
+    # most DET_SIZE), refining small faces' landmarks on a finer crop: 0.87x the
+    # time on the labelled photos. Off by default: SCRFD's landmarks move with
+    # the detector's scale, so embeddings move too (cosine down to 0.968 to the
+    # 640 pass for faces of 112 px and up; the lowest same-person similarity of
+    # the labelled photos falls from 0.600 to 0.566; BENCHMARKS.md "Detection
+    # scale", bench/coarse_detection.py).
     coarse_detection: bool = False
     # ONNX Runtime intra-op threads; 0 means one per available CPU.
     ort_threads: int = Field(default=0, ge=0)
