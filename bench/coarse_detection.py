@@ -38,7 +38,7 @@ from face_recognition_service.matching import operating_points_for
 from face_recognition_service.provision import provision
 from face_recognition_service.testing import labelled_photos, phone_size_jpeg
 
-from .common import DEFAULT_PHOTOS, ROOT
+from .common import DEFAULT_PHOTOS, ROOT, person_pairs
 
 GROUP_PHOTOS = (
     ("insightface", "data/images/t1.jpg"),
@@ -111,15 +111,7 @@ def separation(vectors: dict[str, tuple[str, np.ndarray]]) -> dict[str, Any]:
     """Over pairs of photos from different originals: the same-person minimum,
     the different-person maximum, and the decisions wrong at ``balanced``."""
     threshold = operating_points_for("buffalo_sc")["balanced"]
-    same: list[float] = []
-    different: list[float] = []
-    names = list(vectors)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            if a.split("@")[0] == b.split("@")[0]:
-                continue
-            (pa, va), (pb, vb) = vectors[a], vectors[b]
-            (same if pa == pb else different).append(float(va @ vb))
+    same, different = person_pairs(vectors)
     decisions = [v >= threshold for v in same] + [v >= threshold for v in different]
     return {
         "pairs": len(decisions),

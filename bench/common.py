@@ -27,6 +27,22 @@ def load_photos(folder: Path) -> list[LabelledPhoto]:
     return labelled_photos(folder, single_face=True)
 
 
+def person_pairs(vectors: dict[str, tuple[str, Any]]) -> tuple[list[float], list[float]]:
+    """Same-person and different-person similarities of ``vectors`` (name ->
+    (person, unit embedding)), over pairs of photos made from different
+    originals (a name's part before "@" names its original)."""
+    same: list[float] = []
+    different: list[float] = []
+    names = list(vectors)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if a.split("@")[0] == b.split("@")[0]:
+                continue
+            (pa, va), (pb, vb) = vectors[a], vectors[b]
+            (same if pa == pb else different).append(float(va @ vb))
+    return same, different
+
+
 def summary(samples_s: list[float]) -> dict[str, float]:
     ms = sorted(s * 1000 for s in samples_s)
     p95 = ms[min(len(ms) - 1, max(0, round(0.95 * len(ms)) - 1))]

@@ -31,7 +31,7 @@ from face_recognition_service.provision import provision
 from face_recognition_service.testing import embed_body, free_port, phone_size_jpeg
 from face_recognition_service.timing import Stages
 
-from .common import DEFAULT_PHOTOS, ROOT, Client, load_photos, our_server, peer_server, summary
+from .common import DEFAULT_PHOTOS, ROOT, Client, load_photos, our_server, peer_server, person_pairs, summary
 
 BIG = str(40 * 1024 * 1024)
 
@@ -52,15 +52,7 @@ def lossless_png(pixels: np.ndarray) -> bytes:
 def separation(vectors: dict[str, tuple[str, np.ndarray]], threshold: float = 0.36) -> dict[str, Any]:
     """Same-person and different-person similarities over pairs of photos made
     from different originals, and the decisions at ``threshold`` that are wrong."""
-    same: list[float] = []
-    different: list[float] = []
-    names = list(vectors)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            if a.split("@")[0] == b.split("@")[0]:
-                continue
-            (pa, va), (pb, vb) = vectors[a], vectors[b]
-            (same if pa == pb else different).append(float(va @ vb))
+    same, different = person_pairs(vectors)
     return {
         "same_min": round(min(same), 4),
         "same_mean": round(float(np.mean(same)), 4),
