@@ -74,17 +74,6 @@ def body_limits(settings: Settings) -> dict[str, BodyLimit]:
     }
 
 
-def _preload(galleries: GalleryCache, name: str) -> None:
-    """GALLERY_URI at start-up (provisioned concurrency pays for it, not the first
-    caller). A gallery that cannot be read is logged; /identify then says why."""
-    try:
-        gallery = galleries.get(name)
-    except ServiceError as exc:
-        logger.warning("GALLERY_URI not loaded: %s (%s)", exc.code.value, exc.detail)
-        return
-    logger.info("gallery loaded: %d embeddings, %s", gallery.snapshot.count, gallery.snapshot.hash)
-
-
 def _authorize(source: Callable[[], str | None], headers: dict[bytes, bytes]) -> None:
     check_api_key(source, headers.get(b"x-api-key", b"").decode("latin-1"))
 
@@ -124,10 +113,13 @@ def create_app(
     observer: RequestObserver | None = None,
     api_key: Callable[[], str | None] | None = None,
     galleries: GalleryCache | None = None,
+    preload_gallery: bool = True,
 ) -> FastAPI:
     """Build the app. ``model`` defaults to loading the configured pack now, so
     a process pays the load once, before its first request. ``api_key`` gives the
-    key callers must send (default: the fixed API_KEY setting, if any)."""
+    key callers must send (default: the fixed API_KEY setting, if any).
+    ``preload_gallery``: load GALLERY_URI now (a server's start-up; a Lambda
+    init that no caller waits for)."""
     # /docs and /redoc with Swagger UI and ReDoc served by the service itself
     # (fastapi-offline ships the assets): they render on hosts without internet.
     app = FastAPIOffline(
@@ -151,8 +143,8 @@ def create_app(
     app.state.api_key = api_key
     # One gallery cache per process (the Lambda function shares it with queue mode).
     app.state.galleries = galleries or GalleryCache(settings.galleries)
-    if settings.gallery_uri:
-        _preload(app.state.galleries, settings.gallery_uri)
+    if settings.gallery_uri and preload_gallery:
+        app.state.galleries.preload(settings.gallery_uri)
     install_error_handlers(app)
     install_openapi(app)
     if settings.cors_enabled:

@@ -96,13 +96,18 @@ def is_http_event(event: Any) -> bool:
 
 
 def warm_up_at_init() -> bool:
-    """Whether the init runs the warm-up requests: only when no caller waits for
-    the init. Lambda names the kind in AWS_LAMBDA_INITIALIZATION_TYPE: an
-    ``on-demand`` init sits on the first caller's path, and there warm-up
-    requests cost more (~40 ms) than they save that caller's invoke (6-9 ms,
-    docs/benchmarks.md#cold-start-and-memory); ``provisioned-concurrency`` and ``snap-start``
-    inits happen ahead of any request, so they warm everything. Outside Lambda
-    (the variable unset) the init warms up, as before."""
+    """Whether the init runs the warm-up requests and loads GALLERY_URI: only
+    when no caller waits for the init. Lambda names the kind in
+    AWS_LAMBDA_INITIALIZATION_TYPE: an ``on-demand`` init sits on the first
+    caller's path, and there warm-up requests cost more (~40 ms) than they save
+    that caller's invoke (6-9 ms, docs/benchmarks.md#cold-start-and-memory).
+    A gallery would make every route's first caller wait for it, and Lambda
+    stops an on-demand init at 10 s and runs it again inside the first invoke
+    (a 1,000,000-face snapshot is 2.1 GB to download): there the first
+    /identify that names it loads it, or an earlier scheduled ping.
+    ``provisioned-concurrency`` and ``snap-start`` inits happen ahead of any
+    request (Lambda gives them minutes), so they do both. Outside Lambda (the
+    variable unset) the init does both, as before."""
     return os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") != "on-demand"
 
 
@@ -128,6 +133,8 @@ class LambdaFunction:
         loaded = time.perf_counter()
         self.observer = PowertoolsObserver()
         self.galleries = GalleryCache(settings.galleries)  # shared by the app and queue mode
+        ahead = warm_up_at_init() if warm is None else warm
+        self._gallery_preloaded = ahead or not settings.gallery_uri
         app = create_app(
             settings,
             self.model,
@@ -136,12 +143,13 @@ class LambdaFunction:
                 settings.api_key_parameter, settings.api_key_secret, settings.api_key_cache_seconds
             ),
             galleries=self.galleries,
+            preload_gallery=ahead,
         )
         self.asgi = Mangum(app, lifespan="off", api_gateway_base_path=settings.api_base_path)
         built = time.perf_counter()
         self._warmed_up = False
         self._queue: Handler | None = None
-        ran_at_init = self.warm_up() if (warm_up_at_init() if warm is None else warm) else 0
+        ran_at_init = self.warm_up() if ahead else 0
         self.init_timings.update(
             app_build_ms=round((built - loaded) * 1000, 1),
             warm_up_ms=round((time.perf_counter() - built) * 1000, 1),
@@ -155,6 +163,14 @@ class LambdaFunction:
             return 0
         self._warmed_up = True
         return warm_up_requests(self.asgi, self.observer)
+
+    def preload_gallery(self) -> bool:
+        """Load GALLERY_URI where the init left it to a later event, once;
+        whether it loaded now."""
+        if self._gallery_preloaded or not self.settings.gallery_uri:
+            return False
+        self._gallery_preloaded = True
+        return self.galleries.preload(self.settings.gallery_uri)
 
     def queue_handler(self) -> Handler:
         if self._queue is None:
@@ -185,9 +201,17 @@ class LambdaFunction:
     def other(self, event: dict[str, Any]) -> dict[str, Any]:
         """A warm-up ping or a scheduled event: answer, do not crash in Mangum. An
         environment whose on-demand init skipped the warm-up requests runs them
-        now, on the ping's time rather than a caller's."""
+        now, on the ping's time rather than a caller's, and loads GALLERY_URI
+        where the init left it."""
         loaded = self.model.engine is not None
-        logger.info("non-HTTP event", extra={"model_loaded": loaded, "warm_up_requests": self.warm_up()})
+        logger.info(
+            "non-HTTP event",
+            extra={
+                "model_loaded": loaded,
+                "warm_up_requests": self.warm_up(),
+                "gallery_loaded": self.preload_gallery(),
+            },
+        )
         metrics.add_metric(name="WarmupEvents", unit=MetricUnit.Count, value=1)
         return {
             "status": "warm" if loaded else "unhealthy",

@@ -10,6 +10,7 @@ lies). The service never writes a gallery; it only caches what it read.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -27,6 +28,8 @@ from ..errors import ErrorCode, ServiceError
 from ..s3_images import parse_s3_uri
 from .format import Snapshot, invalid, open_snapshot, verify_snapshot
 from .search import Searcher
+
+logger = logging.getLogger(__name__)
 
 # Galleries one process keeps open at once (least recently used goes first).
 MAX_OPEN = 4
@@ -85,6 +88,17 @@ class GalleryCache:
             while len(self._open) > MAX_OPEN:
                 self._open.popitem(last=False)[1].snapshot.close()
             return loaded
+
+    def preload(self, name: str) -> bool:
+        """Load ``name`` ahead of any request (GALLERY_URI); a gallery that
+        cannot be read is logged, not raised: /identify then says why."""
+        try:
+            gallery = self.get(name)
+        except ServiceError as exc:
+            logger.warning("GALLERY_URI not loaded: %s (%s)", exc.code.value, exc.detail)
+            return False
+        logger.info("gallery loaded: %d embeddings, %s", gallery.snapshot.count, gallery.snapshot.hash)
+        return True
 
     def _load(self, name: str, cached: Gallery | None) -> Gallery:
         if name.startswith("s3://"):
@@ -148,6 +162,7 @@ class GalleryCache:
         if size > self.max_bytes:
             raise _too_large(size, self.max_mb)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
+        _remove_dead_downloads(self.cache_dir)
         if shutil.disk_usage(self.cache_dir).free < size:
             raise invalid(f"The snapshot ({size} bytes) does not fit the free space of GALLERY_CACHE_DIR.")
         stem = hashlib.sha256(uri.encode()).hexdigest()[:32]
@@ -169,3 +184,20 @@ class GalleryCache:
             missing=ErrorCode.GALLERY_NOT_FOUND,
             forbidden=ErrorCode.GALLERY_FORBIDDEN,
         )
+
+
+def _remove_dead_downloads(folder: Path) -> None:
+    """Partial downloads (``*.<pid>.part``) whose process is gone: one killed
+    mid-download (a Lambda init past its 10 s, an out-of-memory kill) leaves
+    up to a snapshot's size in /tmp, which the next download would need. A
+    download still running in another process of this host is left alone."""
+    for part in folder.glob("*.part"):
+        pid = part.suffixes[-2][1:] if len(part.suffixes) >= 2 else ""
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            part.unlink(missing_ok=True)
+        except (PermissionError, OverflowError):  # alive under another user; or no such pid at all
+            continue

@@ -9,10 +9,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import pytest
 
 from face_recognition_service.config import Settings
 from face_recognition_service.engine import ModelState
+from face_recognition_service.gallery.format import write_snapshot
 from tests.support.helpers import make_settings
 from tests.support.lambda_support import MANIFEST, FakeLambdaContext, check_response, event_env, load_event
 
@@ -109,3 +111,48 @@ def test_warm_up_requests_run_where_no_caller_waits(
         lambda_module.logger.registered_handler.setStream(previous)
     pings = [json.loads(line) for line in log_stream.getvalue().splitlines() if "non-HTTP event" in line]
     assert [p["warm_up_requests"] for p in pings] == ([0, 0] if warmed_at_init else [3, 0])
+
+
+@pytest.mark.parametrize(
+    ("init_type", "loaded_at_init"),
+    [("on-demand", False), ("provisioned-concurrency", True), ("snap-start", True), (None, True)],
+)
+def test_gallery_uri_is_loaded_where_no_caller_waits_for_it(
+    init_type: str | None,
+    loaded_at_init: bool,
+    lambda_module: ModuleType,
+    model_dir: Path,
+    model: ModelState,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An on-demand init would make every route's first caller wait for the
+    gallery (and Lambda stops such an init at 10 s): there the first scheduled
+    ping loads it, once; provisioned and SnapStart inits load it at init."""
+    if init_type is None:
+        monkeypatch.delenv("AWS_LAMBDA_INITIALIZATION_TYPE", raising=False)
+    else:
+        monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", init_type)
+    write_snapshot(
+        tmp_path / "staff.frg",
+        model="m",
+        ids=["a", "b"],
+        vectors=np.eye(2, 512, dtype=np.float32),
+        built_at="t",
+    )
+    settings = make_settings(model_dir, gallery_dir=tmp_path, gallery_uri="staff.frg")
+    function = lambda_module.LambdaFunction(settings, model)
+    handler = function.handler()
+    assert ("staff.frg" in function.galleries._open) is loaded_at_init
+    check_response("embed-face.json", handler(load_event("embed-face.json"), FakeLambdaContext()))
+    assert ("staff.frg" in function.galleries._open) is loaded_at_init  # an embed does not wait for it
+    log_stream = io.StringIO()
+    previous = lambda_module.logger.registered_handler.setStream(log_stream)
+    try:
+        for _ in range(2):
+            handler(load_event("scheduled-warmup.json"), FakeLambdaContext())
+    finally:
+        lambda_module.logger.registered_handler.setStream(previous)
+    pings = [json.loads(line) for line in log_stream.getvalue().splitlines() if "non-HTTP event" in line]
+    assert [p["gallery_loaded"] for p in pings] == ([False, False] if loaded_at_init else [True, False])
+    assert "staff.frg" in function.galleries._open

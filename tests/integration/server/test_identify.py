@@ -6,6 +6,8 @@ cache, and every way a gallery can be refused."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -282,6 +284,39 @@ def test_galleries_from_s3_are_cached_under_the_cache_dir_and_refreshed_by_etag(
             "GALLERY_NOT_FOUND",
         )
     assert len(list(cache.iterdir())) == 1  # the superseded download was removed
+
+
+def test_a_download_a_dead_process_left_is_removed_and_a_live_one_kept(
+    aws_mock: None, tmp_path: Path, enrolled: list[dict[str, Any]], model_dir: Path, model: ModelState
+) -> None:
+    """A process killed mid-download (a Lambda init stopped at 10 s) leaves its
+    part of a snapshot in the cache folder; the next download removes it first,
+    so /tmp's space is there for the new one. Another live process's download
+    is not touched."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="galleries")
+    build(write_jsonl(tmp_path / "a.jsonl", enrolled), tmp_path / "a.frg")
+    s3.put_object(Bucket="galleries", Key="staff.frg", Body=(tmp_path / "a.frg").read_bytes())
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True
+    )
+    dead = cache / f"0123-4567.{int(ended.stdout)}.part"
+    dead.write_bytes(b"\0" * 4096)
+    live = cache / f"0123-4567.{os.getppid()}.part"
+    live.write_bytes(b"\0" * 4096)
+    unrelated = cache / "notes.txt.part"
+    unrelated.write_bytes(b"x")
+    app_settings = make_settings(model_dir, gallery_s3_buckets="galleries", gallery_cache_dir=cache)
+    body = {"gallery": "s3://galleries/staff.frg", "embedding": enrolled[4]["embedding"]}
+    with TestClient(create_app(app_settings, model), raise_server_exceptions=False) as client:
+        answer = client.post(IDENTIFY, json=body).json()
+    assert answer["identity"] == enrolled[4]["id"]
+    assert not dead.exists() and live.exists() and unrelated.exists()
+    assert len(list(cache.glob("*.frg"))) == 1
 
 
 def test_gallery_uri_is_loaded_at_start_up(
