@@ -13,9 +13,8 @@ from face_recognition_service.gallery import search
 from face_recognition_service.gallery.format import open_snapshot, write_snapshot
 from face_recognition_service.gallery.search import (
     CANDIDATES,
+    AsymmetricRanker,
     Searcher,
-    asymmetric_scores,
-    asymmetric_table,
     binary_index,
 )
 
@@ -132,14 +131,20 @@ def test_the_asymmetric_ranking_finds_what_hamming_alone_misses(
     assert missed >= 4  # 2 % of them: the scaled-down case of 93 % recall at 1,000,000
 
 
-def test_asymmetric_scores_sum_the_projections_over_each_rows_set_bits() -> None:
+def test_the_asymmetric_ranking_sums_the_projections_over_each_rows_set_bits() -> None:
     rng = np.random.default_rng(3)
     codes = rng.integers(0, 256, (300, 64), dtype=np.uint8)
     projections = rng.standard_normal(512).astype(np.float32)
     bits = np.unpackbits(codes, axis=1).astype(np.float64)  # bit j of a row is element j of the vector
-    np.testing.assert_allclose(
-        asymmetric_scores(codes, asymmetric_table(projections)), bits @ projections, rtol=0, atol=1e-4
-    )
+    expected = bits @ projections
+    ranker = AsymmetricRanker(512)
+    rows, scores = ranker.best(projections, codes, 40)
+    np.testing.assert_array_equal(rows, np.argsort(-expected, kind="stable")[:40])
+    np.testing.assert_allclose(scores, expected[rows], rtol=0, atol=1e-4)
+    every, _ = ranker.best(projections, codes, 1000)  # more asked for than there are
+    assert sorted(every.tolist()) == list(range(300))
+    none, _ = ranker.best(projections, codes[:0], 5)
+    assert len(none) == 0
 
 
 def test_a_face_enrolled_thousands_of_times_keeps_the_shortlist_bounded(

@@ -84,20 +84,37 @@ def _product(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
 _BYTE_BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)
 
 
-def asymmetric_table(projections: np.ndarray) -> np.ndarray:
-    """For each byte position of a code and each value of that byte, the sum
-    of ``projections`` over its set bits: (bytes x 256), flat."""
-    table: np.ndarray = np.einsum("vb,kb->kv", _BYTE_BITS, projections.reshape(-1, 8)).ravel()
-    return table
+class AsymmetricRanker:
+    """Rows ranked by the probe's projections summed over each row's set bits
+    (its projections against the row's +-1 signs, less a constant).
 
+    That sum is a product quantizer's inner-product lookup (ADC): one
+    sub-quantizer per byte of a code, whose 256 centroids are the byte values'
+    bit patterns, so a code's bytes are already its centroid indexes. faiss's
+    ProductQuantizer does the lookups and keeps the best, in C and without the
+    GIL: ~0.1 ms for a shard's ~2,400 rows where numpy took ~0.45 ms (and held
+    the GIL between its steps while the other shard's thread waited)."""
 
-def asymmetric_scores(codes: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """Per row of ``codes``, the sum of the probe's projections over its set
-    bits (its projections against the row's +-1 signs, less a constant): one
-    lookup per byte in ``asymmetric_table``."""
-    index = np.add(codes, np.arange(codes.shape[1]) * 256, dtype=np.intp)  # one array, not two (~15 %)
-    scores: np.ndarray = np.take(table, index).sum(axis=1)
-    return scores
+    def __init__(self, bits: int) -> None:
+        import faiss
+
+        self.pq = faiss.ProductQuantizer(bits, bits // 8, 8)
+        faiss.copy_array_to_vector(np.tile(_BYTE_BITS, (bits // 8, 1)).ravel(), self.pq.centroids)
+
+    def best(self, projection: np.ndarray, codes: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The indexes into ``codes`` of the ``count`` best rows, and their scores, best first."""
+        import faiss
+
+        count = min(count, len(codes))
+        scores, found = np.empty((1, count), np.float32), np.empty((1, count), np.int64)
+        if count == 0:
+            return found[0], scores[0]
+        heap = faiss.float_minheap_array_t()
+        heap.nh, heap.k, heap.ids, heap.val = 1, count, faiss.swig_ptr(found), faiss.swig_ptr(scores)
+        query = np.ascontiguousarray(projection, np.float32)[None]
+        rows = np.ascontiguousarray(codes)
+        self.pq.search_ip(faiss.swig_ptr(query), 1, faiss.swig_ptr(rows), len(rows), heap, True)
+        return found[0], scores[0]
 
 
 def binary_index(vectors: np.ndarray) -> tuple[bytes, dict[str, Any]]:
@@ -165,6 +182,7 @@ class BinaryIndex:
         # the radius that holds about SHORTLIST rows around it.
         self.sample = np.ascontiguousarray(self.codes[:: max(1, count // SAMPLE)][:SAMPLE])
         self.sample_rank = min(len(self.sample), len(self.sample) * SHORTLIST // count + 1)
+        self.ranker = AsymmetricRanker(bits)
 
     def radii(self, queries: np.ndarray) -> np.ndarray:
         """Per query, the Hamming distance within which about SHORTLIST of the
@@ -186,7 +204,6 @@ class BinaryIndex:
         projections = _product(probes, self.planes)
         queries = np.packbits(projections > 0, axis=1)
         radii = self.radii(queries)
-        tables = [asymmetric_table(projection) for projection in projections]
         total = len(self.codes)
 
         def scan(shard: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray, int]]:
@@ -194,7 +211,7 @@ class BinaryIndex:
             limits, distances, rows = _within(queries, self.codes[start:stop], int(radii.max()) + 1)
             share = (stop - start) / total
             out = []
-            for i, (radius, table) in enumerate(zip(radii, tables, strict=True)):
+            for i, (radius, projection) in enumerate(zip(radii, projections, strict=True)):
                 dist, row = distances[limits[i] : limits[i + 1]], rows[limits[i] : limits[i + 1]] + start
                 inside = dist <= radius
                 dist, row = dist[inside], row[inside]
@@ -202,11 +219,8 @@ class BinaryIndex:
                 if within > 4 * SHORTLIST * share:  # many rows alike (one face enrolled many times)
                     keep = max(1, int(SHORTLIST * share))
                     row = row[np.argpartition(dist, keep - 1)[:keep]]  # the nearest by faiss's distances
-                score = asymmetric_scores(self.codes[row], table)
-                if count < len(row):
-                    best = np.argpartition(score, len(row) - count)[-count:]
-                    row, score = row[best], score[best]
-                out.append((row, score, within))
+                best, score = self.ranker.best(projection, self.codes[row], count)
+                out.append((row[best], score, within))
             return out
 
         found = list(_pool().map(scan, self.shards))
