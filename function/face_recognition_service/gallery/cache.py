@@ -169,7 +169,11 @@ class GalleryCache:
         path = self.cache_dir / f"{stem}-{hashlib.sha256(version[0].encode()).hexdigest()[:16]}.frg"
         if not path.exists():
             partial = path.with_suffix(f".{os.getpid()}.part")
-            self._s3_call(uri, "download_file", Bucket=bucket, Key=key, Filename=str(partial))
+            try:
+                self._s3_call(uri, "download_file", Bucket=bucket, Key=key, Filename=str(partial))
+            except BaseException:
+                partial.unlink(missing_ok=True)  # what a failed download wrote
+                raise
             partial.replace(path)
         for old in self.cache_dir.glob(f"{stem}-*.frg"):
             if old != path:

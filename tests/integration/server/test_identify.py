@@ -19,8 +19,10 @@ from fastapi.testclient import TestClient
 from face_recognition_service.api import create_app
 from face_recognition_service.config import Settings
 from face_recognition_service.engine import FaceEngine, ModelState
+from face_recognition_service.errors import ErrorCode, ServiceError
 from face_recognition_service.gallery.__main__ import main as gallery_cli
 from face_recognition_service.gallery.build import BuildError, build, read_enrolled
+from face_recognition_service.gallery.cache import GalleryCache
 from face_recognition_service.gallery.format import open_snapshot
 from face_recognition_service.matching import (
     TARGET_FPIR,
@@ -317,6 +319,37 @@ def test_a_download_a_dead_process_left_is_removed_and_a_live_one_kept(
     assert answer["identity"] == enrolled[4]["id"]
     assert not dead.exists() and live.exists() and unrelated.exists()
     assert len(list(cache.glob("*.frg"))) == 1
+
+
+def test_a_failed_download_leaves_nothing_behind(
+    aws_mock: None, tmp_path: Path, enrolled: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 failing mid-download (here: after half the object is written) is
+    answered in the service's shape, and the half-written file is removed."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="galleries")
+    build(write_jsonl(tmp_path / "a.jsonl", enrolled), tmp_path / "a.frg")
+    data = (tmp_path / "a.frg").read_bytes()
+    s3.put_object(Bucket="galleries", Key="staff.frg", Body=data)
+    cache_dir = tmp_path / "cache"
+    cache = GalleryCache(
+        make_settings(tmp_path, gallery_s3_buckets="galleries", gallery_cache_dir=cache_dir).galleries
+    )
+    real = cache._s3_call
+
+    def failing(uri: str, method: str, **kwargs: Any) -> Any:
+        if method != "download_file":
+            return real(uri, method, **kwargs)
+        Path(kwargs["Filename"]).write_bytes(data[: len(data) // 2])
+        raise ServiceError(ErrorCode.GALLERY_FORBIDDEN, "The gallery cannot be read.", uri)
+
+    monkeypatch.setattr(cache, "_s3_call", failing)
+    with pytest.raises(ServiceError) as raised:
+        cache.get("s3://galleries/staff.frg")
+    assert raised.value.code is ErrorCode.GALLERY_FORBIDDEN
+    assert list(cache_dir.iterdir()) == []
 
 
 def test_gallery_uri_is_loaded_at_start_up(
