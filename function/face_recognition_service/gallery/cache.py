@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 # Galleries one process keeps open at once (least recently used goes first).
 MAX_OPEN = 4
+LOAD_STRIPES = 16
 
 
 @dataclass
@@ -71,23 +72,42 @@ class GalleryCache:
         self.max_mb = config.max_mb
         self.cache_dir = config.cache_dir
         self._open: OrderedDict[str, Gallery] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the open galleries
+        # One load at a time per gallery: a lock per stripe of names (hash), so
+        # that any number of names a caller may send costs no more locks.
+        self._loading = [threading.Lock() for _ in range(LOAD_STRIPES)]
 
     def get(self, name: str) -> Gallery:
-        """The gallery, loading or refreshing it when due (one load at a time)."""
+        """The gallery, loading or refreshing it when due. One load at a time
+        per gallery; a gallery already open is not held up by another one's
+        load (a 2 GB download takes seconds)."""
+        cached = self._fresh(name)
+        if cached is not None:
+            return cached
+        with self._loading[hash(name) % LOAD_STRIPES]:
+            cached = self._fresh(name)  # loaded by the request that held the lock
+            if cached is not None:
+                return cached
+            with self._lock:
+                cached = self._open.get(name)
+            started = time.monotonic()
+            loaded = self._load(name, cached)
+            loaded.checked_at = started
+            with self._lock:
+                self._open[name] = loaded
+                self._open.move_to_end(name)
+                while len(self._open) > MAX_OPEN:
+                    self._open.popitem(last=False)[1].snapshot.close()
+            return loaded
+
+    def _fresh(self, name: str) -> Gallery | None:
+        """The open gallery if it was checked within GALLERY_REFRESH_SECONDS."""
         with self._lock:
             cached = self._open.get(name)
-            now = time.monotonic()
-            if cached is not None and now - cached.checked_at < self.refresh_seconds:
-                self._open.move_to_end(name)
-                return cached
-            loaded = self._load(name, cached)
-            loaded.checked_at = now
-            self._open[name] = loaded
+            if cached is None or time.monotonic() - cached.checked_at >= self.refresh_seconds:
+                return None
             self._open.move_to_end(name)
-            while len(self._open) > MAX_OPEN:
-                self._open.popitem(last=False)[1].snapshot.close()
-            return loaded
+            return cached
 
     def preload(self, name: str) -> bool:
         """Load ``name`` ahead of any request (GALLERY_URI); a gallery that

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -350,6 +351,48 @@ def test_a_failed_download_leaves_nothing_behind(
         cache.get("s3://galleries/staff.frg")
     assert raised.value.code is ErrorCode.GALLERY_FORBIDDEN
     assert list(cache_dir.iterdir()) == []
+
+
+def test_a_gallery_loading_does_not_hold_up_another_and_loads_once(
+    tmp_path: Path, enrolled: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a server, requests for an open gallery are answered while another
+    gallery loads (a 2 GB download takes seconds); two requests for a gallery
+    that is loading wait for one load."""
+    build(write_jsonl(tmp_path / "a.jsonl", enrolled[:2]), tmp_path / "a.frg")
+    build(write_jsonl(tmp_path / "b.jsonl", enrolled), tmp_path / "b.frg")
+    cache = GalleryCache(make_settings(tmp_path, gallery_dir=tmp_path, gallery_refresh_seconds=600).galleries)
+    assert cache.get("a.frg").snapshot.count == 2
+    real, loads = cache._open_file, []
+    started, release = threading.Event(), threading.Event()
+
+    def slow(path: Path, version: tuple[Any, ...]) -> Any:
+        loads.append(path.name)
+        if path.name == "b.frg":
+            started.set()
+            release.wait(30)
+        return real(path, version)
+
+    monkeypatch.setattr(cache, "_open_file", slow)
+    b_requests = [threading.Thread(target=cache.get, args=("b.frg",)) for _ in range(2)]
+    for thread in b_requests:
+        thread.start()
+    assert started.wait(30)
+    answered = threading.Event()
+
+    def ask_for_a() -> None:
+        cache.get("a.frg")
+        answered.set()
+
+    a_request = threading.Thread(target=ask_for_a)
+    a_request.start()
+    try:
+        assert answered.wait(5)  # while b.frg is still loading
+    finally:
+        release.set()
+        for thread in [*b_requests, a_request]:
+            thread.join(30)
+    assert loads == ["b.frg"] and cache.get("b.frg").snapshot.count == len(enrolled)
 
 
 def test_gallery_uri_is_loaded_at_start_up(
