@@ -147,7 +147,9 @@ class Settings(BaseSettings):
     # the labelled photos falls from 0.600 to 0.566; BENCHMARKS.md "Detection
     # scale", bench/coarse_detection.py).
     coarse_detection: bool = False
-    # ONNX Runtime intra-op threads; 0 means one per available CPU.
+    # ONNX Runtime intra-op threads; 0 means one per CPU the process can keep
+    # busy (available_cpus: within a container's CPU quota or a Lambda
+    # function's share, 1,769 MB a vCPU; one at 2,048 MB).
     ort_threads: int = Field(default=0, ge=0)
 
     # Image processing
@@ -309,18 +311,77 @@ class Settings(BaseSettings):
         # Each request's inference already uses ORT_THREADS cores: more requests
         # in flight than cores / threads only adds contention (measured: the same
         # throughput, and health p99 27 -> 11 ms at 4 clients, BENCHMARKS.md).
-        return self.max_in_flight or max(1, _cpus() // self.threads)
+        return self.max_in_flight or max(1, available_cpus() // self.threads)
 
     @property
     def threads(self) -> int:
-        return self.ort_threads or _cpus()
+        return self.ort_threads or available_cpus()
 
 
-def _cpus() -> int:
+# Lambda gives a function one vCPU's worth of time per 1,769 MB of memory,
+# whatever number of vCPUs it shows (two at 2,048 MB).
+LAMBDA_MB_PER_VCPU = 1769
+
+
+def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup"), proc: Path = Path("/proc/self/cgroup")) -> int:
+    """The CPUs this process can keep busy: those it may run on, within its CPU
+    quota (a container's cgroup; a Lambda function's share of 1,769 MB a
+    vCPU), rounded to the nearest whole CPU, at least one.
+
+    Under a quota, threads beyond it only use the quota up faster and are then
+    stopped for the rest of the period. With a 1.16-CPU quota (a 2,048 MB
+    function), an embed took 61-64 ms on two ONNX Runtime threads and 41-43 ms
+    on one; with 1.5 CPUs, 42 ms on two and 48 on one (BENCHMARKS.md "CPU
+    quota")."""
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = float(len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = float(os.cpu_count() or 1)
+    for quota in (_cgroup_quota(cgroup_root, proc), _lambda_share()):
+        if quota is not None:
+            cpus = min(cpus, quota)
+    return max(1, int(cpus + 0.5))
+
+
+def _lambda_share() -> float | None:
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    return int(memory) / LAMBDA_MB_PER_VCPU if memory.isdigit() and int(memory) > 0 else None
+
+
+def _cgroup_quota(root: Path, proc: Path) -> float | None:
+    """This process's cgroup CPU quota in CPUs (cgroup v2 ``cpu.max``, or v1
+    ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``); None when unlimited or
+    unreadable. Its own cgroup's files first, then the mount's root (inside a
+    container the root is the container's own)."""
+    try:
+        lines = proc.read_text().splitlines()
+    except OSError:
+        lines = []
+    paths: list[tuple[Path, str]] = []
+    for line in lines:
+        _, controllers, group = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
+        group = group.lstrip("/")
+        if controllers == "":  # v2
+            paths.append((root / group / "cpu.max", "v2"))
+        elif "cpu" in controllers.split(","):
+            paths.append((root / controllers / group / "cpu.cfs_quota_us", "v1"))
+    paths += [(root / "cpu.max", "v2"), (root / "cpu" / "cpu.cfs_quota_us", "v1")]
+    for path, version in paths:
+        try:
+            if version == "v2":
+                quota, period = path.read_text().split()[:2]
+            else:
+                quota = path.read_text().strip()
+                period = (path.parent / "cpu.cfs_period_us").read_text().strip()
+        except (OSError, ValueError):
+            continue
+        if quota in ("max", "-1") or not period.isdigit() or int(period) == 0:
+            return None
+        try:
+            return int(quota) / int(period)
+        except ValueError:
+            return None
+    return None
 
 
 class SettingsError(SystemExit):
@@ -399,7 +460,7 @@ SETTING_DOCS: dict[str, tuple[str, str]] = {
         "The smallest face counted, in pixels (shorter side of its box); 0 counts every face.",
     ),
     "coarse_detection": ("Model", "Detect at the coarsest scale that still finds a `MIN_FACE_SIZE` face."),
-    "ort_threads": ("Model", "ONNX Runtime threads; 0: one per available CPU."),
+    "ort_threads": ("Model", "ONNX Runtime threads; 0: one per CPU the process can keep busy (within a CPU quota; Lambda: 1,769 MB a vCPU)."),
     "max_image_size": ("Images", "Bytes of an image after base64 decoding."),
     "max_image_pixels": ("Images", "Width x height, checked from the header."),
     "reduced_decode": ("Images", "Detect and crop large photos at a reduced scale (off: full size)."),
