@@ -460,7 +460,10 @@ SETTING_DOCS: dict[str, tuple[str, str]] = {
         "The smallest face counted, in pixels (shorter side of its box); 0 counts every face.",
     ),
     "coarse_detection": ("Model", "Detect at the coarsest scale that still finds a `MIN_FACE_SIZE` face."),
-    "ort_threads": ("Model", "ONNX Runtime threads; 0: one per CPU the process can keep busy (within a CPU quota; Lambda: 1,769 MB a vCPU)."),
+    "ort_threads": (
+        "Model",
+        "ONNX Runtime threads; 0: one per CPU the process can keep busy (within a CPU quota; Lambda: 1,769 MB a vCPU).",
+    ),
     "max_image_size": ("Images", "Bytes of an image after base64 decoding."),
     "max_image_pixels": ("Images", "Width x height, checked from the header."),
     "reduced_decode": ("Images", "Detect and crop large photos at a reduced scale (off: full size)."),
