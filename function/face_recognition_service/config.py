@@ -333,14 +333,19 @@ def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup"), proc: Path = Path
     function), an embed took 61-64 ms on two ONNX Runtime threads and 41-43 ms
     on one; with 1.5 CPUs, 42 ms on two and 48 on one (BENCHMARKS.md "CPU
     quota")."""
-    try:
-        cpus = float(len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        cpus = float(os.cpu_count() or 1)
+    cpus = float(visible_cpus())
     for quota in (_cgroup_quota(cgroup_root, proc), _lambda_share()):
         if quota is not None:
             cpus = min(cpus, quota)
     return max(1, int(cpus + 0.5))
+
+
+def visible_cpus() -> int:
+    """The CPUs this process may run on (its affinity), quota or not."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def _lambda_share() -> float | None:
