@@ -356,22 +356,8 @@ def _lambda_share() -> float | None:
 def _cgroup_quota(root: Path, proc: Path) -> float | None:
     """This process's cgroup CPU quota in CPUs (cgroup v2 ``cpu.max``, or v1
     ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``); None when unlimited or
-    unreadable. Its own cgroup's files first, then the mount's root (inside a
-    container the root is the container's own)."""
-    try:
-        lines = proc.read_text().splitlines()
-    except OSError:
-        lines = []
-    paths: list[tuple[Path, str]] = []
-    for line in lines:
-        _, controllers, group = line.split(":", 2) if line.count(":") >= 2 else ("", "", "")
-        group = group.lstrip("/")
-        if controllers == "":  # v2
-            paths.append((root / group / "cpu.max", "v2"))
-        elif "cpu" in controllers.split(","):
-            paths.append((root / controllers / group / "cpu.cfs_quota_us", "v1"))
-    paths += [(root / "cpu.max", "v2"), (root / "cpu" / "cpu.cfs_quota_us", "v1")]
-    for path, version in paths:
+    unreadable. The first quota file found decides (``_quota_files``)."""
+    for path, version in _quota_files(root, proc):
         try:
             if version == "v2":
                 quota, period = path.read_text().split()[:2]
@@ -387,6 +373,26 @@ def _cgroup_quota(root: Path, proc: Path) -> float | None:
         except ValueError:
             return None
     return None
+
+
+def _quota_files(root: Path, proc: Path) -> list[tuple[Path, str]]:
+    """Where a quota may be, in order: this process's own cgroup's file (from
+    ``proc``), then the mount's root (inside a container, the container's own)."""
+    try:
+        lines = proc.read_text().splitlines()
+    except OSError:
+        lines = []
+    paths: list[tuple[Path, str]] = []
+    for line in lines:
+        if line.count(":") < 2:
+            continue  # not a cgroup line
+        _, controllers, group = line.split(":", 2)
+        group = group.lstrip("/")
+        if controllers == "":  # v2
+            paths.append((root / group / "cpu.max", "v2"))
+        elif "cpu" in controllers.split(","):
+            paths.append((root / controllers / group / "cpu.cfs_quota_us", "v1"))
+    return [*paths, (root / "cpu.max", "v2"), (root / "cpu" / "cpu.cfs_quota_us", "v1")]
 
 
 class SettingsError(SystemExit):
