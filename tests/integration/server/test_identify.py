@@ -289,6 +289,18 @@ def test_galleries_from_s3_are_cached_under_the_cache_dir_and_refreshed_by_etag(
     assert len(list(cache.iterdir())) == 1  # the superseded download was removed
 
 
+def staff_in_s3(tmp_path: Path, enrolled: list[dict[str, Any]]) -> bytes:
+    """A snapshot of ``enrolled`` at s3://galleries/staff.frg (moto); its bytes."""
+    import boto3
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="galleries")
+    build(write_jsonl(tmp_path / "a.jsonl", enrolled), tmp_path / "a.frg")
+    data = (tmp_path / "a.frg").read_bytes()
+    s3.put_object(Bucket="galleries", Key="staff.frg", Body=data)
+    return data
+
+
 def test_a_download_a_dead_process_left_is_removed_and_a_live_one_kept(
     aws_mock: None, tmp_path: Path, enrolled: list[dict[str, Any]], model_dir: Path, model: ModelState
 ) -> None:
@@ -296,12 +308,7 @@ def test_a_download_a_dead_process_left_is_removed_and_a_live_one_kept(
     part of a snapshot in the cache folder; the next download removes it first,
     so /tmp's space is there for the new one. Another live process's download
     is not touched."""
-    import boto3
-
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="galleries")
-    build(write_jsonl(tmp_path / "a.jsonl", enrolled), tmp_path / "a.frg")
-    s3.put_object(Bucket="galleries", Key="staff.frg", Body=(tmp_path / "a.frg").read_bytes())
+    staff_in_s3(tmp_path, enrolled)
     cache = tmp_path / "cache"
     cache.mkdir()
     ended = subprocess.run(
@@ -327,13 +334,7 @@ def test_a_failed_download_leaves_nothing_behind(
 ) -> None:
     """S3 failing mid-download (here: after half the object is written) is
     answered in the service's shape, and the half-written file is removed."""
-    import boto3
-
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket="galleries")
-    build(write_jsonl(tmp_path / "a.jsonl", enrolled), tmp_path / "a.frg")
-    data = (tmp_path / "a.frg").read_bytes()
-    s3.put_object(Bucket="galleries", Key="staff.frg", Body=data)
+    data = staff_in_s3(tmp_path, enrolled)
     cache_dir = tmp_path / "cache"
     cache = GalleryCache(
         make_settings(tmp_path, gallery_s3_buckets="galleries", gallery_cache_dir=cache_dir).galleries
