@@ -330,9 +330,9 @@ def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup"), proc: Path = Path
 
     Under a quota, threads beyond it only use the quota up faster and are then
     stopped for the rest of the period. With a 1.16-CPU quota (a 2,048 MB
-    function), an embed took 61-64 ms on two ONNX Runtime threads and 41-43 ms
-    on one; with 1.5 CPUs, 42 ms on two and 48 on one (BENCHMARKS.md "CPU
-    quota")."""
+    function) and requests back to back, an embed took 63-73 ms on two ONNX
+    Runtime threads and 45-49 ms on one; with 1.5 CPUs, 40-46 ms on two and
+    45-48 on one (BENCHMARKS.md "CPU quota", bench/cpu_quota.py)."""
     cpus = float(visible_cpus())
     for quota in (_cgroup_quota(cgroup_root, proc), _lambda_share()):
         if quota is not None:
