@@ -6,7 +6,7 @@ exact search.
 
     .venv/bin/python -m bench.gallery_indexes 50000
 
-faiss-cpu is the service's (its binary index); usearch is in the dev extra;
+faiss-cpu is the service's (its PQ index); usearch is in the dev extra;
 hnswlib is not installed by either: `.venv/bin/pip install hnswlib` to run this.
 """
 
@@ -46,45 +46,29 @@ def main() -> None:
 
     report("exact float32", 0.0, lambda p: int(np.argmax(gallery @ p)))
 
-    # The service's codes: 512-bit SimHash scanned exhaustively, the best 256
-    # rows by Hamming distance re-scored exactly (the service now ranks a
-    # shortlist of ~4,096 by the probe's projections first: gallery/search.py,
-    # measured by bench/identify.py); and the same codes through usearch's own
-    # exhaustive Hamming search, the library tried first.
-    from usearch.compiled import MetricKind
-    from usearch.index import search as usearch_exhaustive
+    # The service's index: PQ codes scanned exhaustively (faiss fast scan), the
+    # best CANDIDATES rows re-scored exactly from the snapshot file.
+    import tempfile
+    from pathlib import Path
 
-    from face_recognition_service.gallery.search import CANDIDATES, binary_index, codes_of
+    from face_recognition_service.gallery.format import open_snapshot, write_snapshot
+    from face_recognition_service.gallery.search import CANDIDATES, Searcher, pq_index
 
     started = time.perf_counter()
-    blob, _ = binary_index(gallery)
+    blob, info = pq_index(gallery)
     build_s = time.perf_counter() - started
-    planes = np.frombuffer(blob[: dim * 512 * 4], "<f4").reshape(dim, 512)
-    codes = np.frombuffer(blob[dim * 512 * 4 :], np.uint8).reshape(n, 64)
-    import faiss
-
-    faiss.omp_set_num_threads(1)
-    binary = faiss.IndexBinaryFlat(512)
-    binary.add(codes)
-
-    def rescored(rows: np.ndarray, probe: np.ndarray) -> int:
-        return int(rows[np.argmax(gallery[rows] @ probe)])
-
-    report(
-        f"faiss IndexBinaryFlat, 512-bit codes, {CANDIDATES} re-scored",
-        build_s,
-        lambda p: rescored(binary.search(codes_of(p[None], planes), CANDIDATES)[1][0], p),
-    )
-    report(
-        f"usearch exhaustive Hamming, the same codes, {CANDIDATES} re-scored",
-        build_s,
-        lambda p: rescored(
-            usearch_exhaustive(
-                codes, codes_of(p[None], planes)[0], CANDIDATES, MetricKind.Hamming, exact=True
-            ).keys.astype(np.int64),
-            p,
-        ),
-    )
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "g.frg"
+        ids = [str(i) for i in range(n)]
+        write_snapshot(
+            path, model="m", ids=ids, vectors=gallery, built_at="-", index_blob=blob, index_info=info
+        )
+        searcher = Searcher(open_snapshot(path))
+        report(
+            f"the service's PQ index (faiss fast scan), {CANDIDATES} re-scored",
+            build_s,
+            lambda p: int(searcher.nearest(p[None], 1)[0].rows[0]),
+        )
     from usearch.index import Index
 
     for dtype in ("f16", "i8"):
@@ -98,6 +82,8 @@ def main() -> None:
             time.perf_counter() - started,
             lambda p, index=index: int(index.search(p, 1).keys[0]),  # type: ignore[misc]
         )
+    import faiss
+
     faiss.omp_set_num_threads(2)
     started = time.perf_counter()
     flat = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)

@@ -1,5 +1,7 @@
-"""The binary index proposes the rows exact search would rank first; a damaged
-index is refused; a 0.3.0 snapshot (usearch index) is still searched, exactly."""
+"""The PQ index proposes the rows exact search would rank first; its bytes are
+the layout the format documents; a damaged index is refused; snapshots with
+the indexes of earlier builds (usearch, binary codes) are still searched,
+exactly."""
 
 from __future__ import annotations
 
@@ -11,12 +13,7 @@ import pytest
 from face_recognition_service.errors import ErrorCode, ServiceError
 from face_recognition_service.gallery import search
 from face_recognition_service.gallery.format import open_snapshot, write_snapshot
-from face_recognition_service.gallery.search import (
-    CANDIDATES,
-    AsymmetricRanker,
-    Searcher,
-    binary_index,
-)
+from face_recognition_service.gallery.search import CANDIDATES, PQ_MIN_ROWS, Searcher, pq_index
 
 COUNT = 20_000
 
@@ -29,6 +26,11 @@ def unit(rows: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def gallery() -> np.ndarray:
     return unit(np.random.default_rng(7).standard_normal((COUNT, 512)))
+
+
+@pytest.fixture(scope="module")
+def index(gallery: np.ndarray) -> tuple[bytes, dict[str, object]]:
+    return pq_index(gallery)
 
 
 def probes_near(gallery: np.ndarray, similarity: float, n: int = 100) -> tuple[np.ndarray, np.ndarray]:
@@ -46,34 +48,86 @@ def snapshot(path: Path, gallery: np.ndarray, blob: bytes | None, info: dict[str
     return path
 
 
-def test_binary_index_finds_the_exact_top_five(tmp_path: Path, gallery: np.ndarray) -> None:
-    path = snapshot(tmp_path / "g.frg", gallery, *binary_index(gallery))
-    searcher = Searcher(open_snapshot(path))
+def test_the_pq_index_finds_the_exact_top_five(
+    tmp_path: Path, gallery: np.ndarray, index: tuple[bytes, dict[str, object]]
+) -> None:
+    searcher = Searcher(open_snapshot(snapshot(tmp_path / "g.frg", gallery, *index)))
     assert searcher.index is not None
     for similarity in (0.95, 0.6, 0.45):
         rows, probes = probes_near(gallery, similarity)
-        exact = unit(probes) @ gallery.T
+        exact = probes @ gallery.T
         for probe, row, hits, scores in zip(probes, rows, searcher.nearest(probes, 5), exact, strict=True):
             assert hits.rows[0] == row == scores.argmax()  # the enrolled person's own row first
-            # Past it, strangers (random rows at ~0.0 +- 0.044): codes rank those
-            # only roughly, and no threshold is that low; a stranger in the
-            # answer is never better than exact search's at its rank, and a
-            # close stranger all the same.
+            # Past it, strangers at ~0.0 +- 0.044, whose approximate scores the
+            # codes blur: an answer's similarities are exact, and never better
+            # than exact search's at their rank.
             best = np.sort(scores)[::-1][:5]
             assert np.all(hits.similarities <= best + 1e-6) and np.all(hits.similarities > 0.05)
             np.testing.assert_allclose(hits.similarities, gallery[hits.rows] @ probe, rtol=0, atol=1e-6)
 
 
-def test_more_results_than_candidates_are_all_exact(tmp_path: Path, gallery: np.ndarray) -> None:
-    path = snapshot(tmp_path / "g.frg", gallery, *binary_index(gallery))
-    _, probes = probes_near(gallery, 0.6, n=1)
-    hits = Searcher(open_snapshot(path)).nearest(probes, CANDIDATES + 500)[0]
-    assert len(hits.rows) == CANDIDATES + 500 == len(set(hits.rows.tolist()))
-    assert np.all(np.diff(hits.similarities) <= 0)
+def test_poor_photos_among_face_like_vectors_are_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Face-like vectors (a 164-dimensional subspace: strangers spread as real
+    people do, sd 0.078) and poor photos at cosine 0.45, with the rows re-scored
+    scaled down to this gallery (1,024 of 1,000,000 as 20 of 20,000): exact
+    search's best is among them for every probe."""
+    monkeypatch.setattr(search, "CANDIDATES", 20)
+    rng = np.random.default_rng(11)
+    basis = np.linalg.qr(rng.standard_normal((512, 164)))[0].T
+    faces = unit(rng.standard_normal((COUNT, 164)) @ basis)
+    rows = rng.choice(COUNT, 200, replace=False)
+    noise = rng.standard_normal((200, 164)) @ basis
+    noise -= (noise * faces[rows]).sum(axis=1, keepdims=True) * faces[rows]
+    probes = unit(0.45 * faces[rows] + np.sqrt(1 - 0.45**2) * unit(noise))
+    assert np.array_equal((probes @ faces.T).argmax(axis=1), rows)  # exact search finds each one
+    searcher = Searcher(open_snapshot(snapshot(tmp_path / "f.frg", faces, *pq_index(faces))))
+    found = [hits.rows[0] for hits in searcher.nearest(probes, 1)]
+    assert np.array_equal(found, rows)
 
 
-def test_a_damaged_index_is_invalid_gallery(tmp_path: Path, gallery: np.ndarray) -> None:
-    path = snapshot(tmp_path / "g.frg", gallery, *binary_index(gallery))
+def test_the_index_bytes_are_the_documented_layout(
+    tmp_path: Path, gallery: np.ndarray, index: tuple[bytes, dict[str, object]]
+) -> None:
+    """Read as gallery/format.py describes it (centroids, then 4-bit codes, low
+    half of each byte first) without faiss, the codes rebuild each vector
+    approximately, and rank rows as the service's scan does."""
+    blob, info = index
+    assert info["kind"] == "pq" and info["subquantizers"] == 64 and info["bits"] == 4
+    raw = open_snapshot(snapshot(tmp_path / "g.frg", gallery, *index)).index_bytes
+    assert raw is not None and raw.tobytes() == blob
+    centroids = raw[: 16 * 512 * 4].view("<f4").reshape(64, 16, 8)
+    codes = raw[16 * 512 * 4 :].reshape(COUNT, 32)
+    numbers = np.stack([(codes[:, j // 2] >> (4 * (j % 2))) & 15 for j in range(64)], axis=1)
+    rebuilt = np.concatenate([centroids[j, numbers[:, j]] for j in range(64)], axis=1)
+    # 4 bits for 8 dimensions of random vectors: a coarse copy of each row
+    # (cosine ~0.63), and of no other row (~0).
+    assert np.median((unit(rebuilt) * gallery).sum(axis=1)) > 0.55
+    assert abs(np.median((unit(rebuilt) * np.roll(gallery, 1, axis=0)).sum(axis=1))) < 0.05
+    _, probes = probes_near(gallery, 0.6, n=20)
+    searcher = Searcher(open_snapshot(tmp_path / "g.frg"))
+    assert searcher.index is not None
+    for probe, found in zip(probes, searcher.index.candidates(probes, 50), strict=True):
+        ours = np.argsort(-(rebuilt @ probe), kind="stable")[:50]
+        assert len(set(ours.tolist()) & set(found.tolist())) >= 45  # faiss rounds its lookup table
+
+
+def test_more_results_than_candidates_are_all_exact(
+    tmp_path: Path, gallery: np.ndarray, index: tuple[bytes, dict[str, object]]
+) -> None:
+    searcher = Searcher(open_snapshot(snapshot(tmp_path / "g.frg", gallery, *index)))
+    rows, probes = probes_near(gallery, 0.6, n=3)
+    for row, hits in zip(rows, searcher.nearest(probes, CANDIDATES + 500), strict=True):
+        assert len(hits.rows) == CANDIDATES + 500 == len(set(hits.rows.tolist()))
+        assert hits.rows[0] == row and np.all(np.diff(hits.similarities) <= 0)
+    assert len(searcher.nearest(probes[:1], COUNT + 10)[0].rows) == COUNT  # all there is
+
+
+def test_a_damaged_index_is_invalid_gallery(
+    tmp_path: Path, gallery: np.ndarray, index: tuple[bytes, dict[str, object]]
+) -> None:
+    path = snapshot(tmp_path / "g.frg", gallery, *index)
     data = bytearray(path.read_bytes())
     data[-100] ^= 0xFF  # inside the codes, past the vectors and ids
     path.write_bytes(bytes(data))
@@ -82,11 +136,30 @@ def test_a_damaged_index_is_invalid_gallery(tmp_path: Path, gallery: np.ndarray)
     assert raised.value.code is ErrorCode.INVALID_GALLERY and "index" in (raised.value.detail or "")
 
 
-def test_a_snapshot_with_0_3_0_s_usearch_index_is_searched_exactly(
-    tmp_path: Path, gallery: np.ndarray
+@pytest.mark.parametrize(
+    "info",
+    [
+        {"subquantizers": 7, "bits": 4},  # 512 is not 7 pieces
+        {"subquantizers": 64, "bits": 8},  # a layout this service does not read
+        {"subquantizers": 32, "bits": 4},  # the bytes are 64 pieces' worth
+    ],
+)
+def test_an_index_whose_header_does_not_fit_its_bytes_is_invalid_gallery(
+    tmp_path: Path, gallery: np.ndarray, index: tuple[bytes, dict[str, object]], info: dict[str, object]
+) -> None:
+    blob, good = index
+    path = snapshot(tmp_path / "g.frg", gallery, blob, {**good, **info})
+    with pytest.raises(ServiceError) as raised:
+        Searcher(open_snapshot(path))
+    assert raised.value.code is ErrorCode.INVALID_GALLERY
+
+
+@pytest.mark.parametrize("kind", ["usearch", "binary"])
+def test_a_snapshot_with_an_earlier_builds_index_is_searched_exactly(
+    tmp_path: Path, gallery: np.ndarray, kind: str
 ) -> None:
     small = gallery[:3000]
-    path = snapshot(tmp_path / "old.frg", small, b"\1" * 4096, {"kind": "usearch", "connectivity": 32})
+    path = snapshot(tmp_path / "old.frg", small, b"\1" * 4096, {"kind": kind})
     searcher = Searcher(open_snapshot(path))
     assert searcher.index is None
     rows, probes = probes_near(small, 0.3, n=20)
@@ -101,62 +174,15 @@ def test_an_unknown_index_kind_is_invalid_gallery(tmp_path: Path, gallery: np.nd
     assert raised.value.code is ErrorCode.INVALID_GALLERY
 
 
-def test_the_asymmetric_ranking_finds_what_hamming_alone_misses(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_face_enrolled_thousands_of_times_does_not_crowd_out_the_others(
+    tmp_path: Path, gallery: np.ndarray
 ) -> None:
-    """Face-like vectors (a 164-dimensional subspace: strangers spread as real
-    people do) and poor photos at cosine 0.45, with the shortlist and the rows
-    re-scored scaled down to this gallery (1,000,000 / 4,096 / 256 as 20,000 /
-    512 / 8). Choosing the re-scored rows by Hamming distance alone misses some
-    of the enrolled people; choosing them by the probe's projections finds all."""
-    monkeypatch.setattr(search, "CANDIDATES", 8)
-    monkeypatch.setattr(search, "SHORTLIST", 512)
-    rng = np.random.default_rng(11)
-    basis = np.linalg.qr(rng.standard_normal((512, 164)))[0].T
-    faces = unit(rng.standard_normal((COUNT, 164)) @ basis)
-    rows = rng.choice(COUNT, 200, replace=False)
-    noise = rng.standard_normal((200, 164)) @ basis
-    noise -= (noise * faces[rows]).sum(axis=1, keepdims=True) * faces[rows]
-    probes = unit(0.45 * faces[rows] + np.sqrt(1 - 0.45**2) * unit(noise))
-    assert np.array_equal((probes @ faces.T).argmax(axis=1), rows)  # exact search finds each one
-    searcher = Searcher(open_snapshot(snapshot(tmp_path / "f.frg", faces, *binary_index(faces))))
-    assert searcher.index is not None
-    found = [hits.rows[0] for hits in searcher.nearest(probes, 1)]
-    assert np.array_equal(found, rows)
-    planes, codes = searcher.index.planes, searcher.index.codes
-    missed = 0
-    for row, code in zip(rows, search.codes_of(probes, planes), strict=True):
-        hamming = np.bitwise_count(codes ^ code).sum(axis=1, dtype=np.int64)
-        missed += row not in np.argsort(hamming, kind="stable")[:8]
-    assert missed >= 4  # 2 % of them: the scaled-down case of 93 % recall at 1,000,000
-
-
-def test_the_asymmetric_ranking_sums_the_projections_over_each_rows_set_bits() -> None:
-    rng = np.random.default_rng(3)
-    codes = rng.integers(0, 256, (300, 64), dtype=np.uint8)
-    projections = rng.standard_normal(512).astype(np.float32)
-    bits = np.unpackbits(codes, axis=1).astype(np.float64)  # bit j of a row is element j of the vector
-    expected = bits @ projections
-    ranker = AsymmetricRanker(512)
-    rows, scores = ranker.best(projections, codes, 40)
-    np.testing.assert_array_equal(rows, np.argsort(-expected, kind="stable")[:40])
-    np.testing.assert_allclose(scores, expected[rows], rtol=0, atol=1e-4)
-    every, _ = ranker.best(projections, codes, 1000)  # more asked for than there are
-    assert sorted(every.tolist()) == list(range(300))
-    none, _ = ranker.best(projections, codes[:0], 5)
-    assert len(none) == 0
-
-
-def test_a_face_enrolled_thousands_of_times_keeps_the_shortlist_bounded(
-    tmp_path: Path, gallery: np.ndarray, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """3,000 identical rows: all of them lie within the radius (0), more than
-    four shortlists; the nearest SHORTLIST are kept and the answer is exact."""
-    monkeypatch.setattr(search, "SHORTLIST", 256)
+    """3,000 identical rows fill a probe's candidates with copies of one face;
+    the answer for it is those copies, and every other probe's is exact."""
     rows = gallery.copy()
     copies = np.random.default_rng(5).choice(COUNT, 3000, replace=False)
     rows[copies] = rows[0]
-    searcher = Searcher(open_snapshot(snapshot(tmp_path / "d.frg", rows, *binary_index(rows))))
+    searcher = Searcher(open_snapshot(snapshot(tmp_path / "d.frg", rows, *pq_index(rows))))
     hits = searcher.nearest(rows[:1], 5)[0]
     assert set(hits.rows.tolist()) <= set(copies.tolist()) | {0}
     np.testing.assert_allclose(hits.similarities, 1.0, atol=1e-5)
@@ -165,12 +191,6 @@ def test_a_face_enrolled_thousands_of_times_keeps_the_shortlist_bounded(
         assert hits.similarities[0] == pytest.approx(scores.max(), abs=1e-5)
 
 
-def test_more_results_than_the_shortlist_come_from_the_nearest_codes(
-    tmp_path: Path, gallery: np.ndarray, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(search, "SHORTLIST", 512)
-    searcher = Searcher(open_snapshot(snapshot(tmp_path / "g.frg", gallery, *binary_index(gallery))))
-    rows, probes = probes_near(gallery, 0.6, n=3)
-    for row, hits in zip(rows, searcher.nearest(probes, 3000), strict=True):
-        assert len(hits.rows) == 3000 == len(set(hits.rows.tolist()))
-        assert hits.rows[0] == row and np.all(np.diff(hits.similarities) <= 0)
+def test_too_few_vectors_for_an_index_are_refused(gallery: np.ndarray) -> None:
+    with pytest.raises(ValueError, match="256 vectors"):
+        pq_index(gallery[: PQ_MIN_ROWS - 1])

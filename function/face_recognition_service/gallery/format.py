@@ -6,17 +6,20 @@
     (zero padding to a multiple of 64)
     vectors     count x dim little-endian float32, unit length, row i is ids[i]
     ids         UTF-8 JSON array of count strings
-    index       optional (above 100,000 vectors): a binary index over the same
-                rows, the hyperplanes (dim x bits float32) then each row's
-                sign bits against them (count x bits / 8 bytes; gallery/search.py)
+    index       optional (above 100,000 vectors): a product-quantized index over
+                the same rows (gallery/search.py): the centroids, M pieces x
+                16 x dim / M little-endian float32, then each row's code,
+                M x 4 bits (piece j's centroid number in byte j // 2 of the
+                row's M / 2 bytes, the low four bits first)
 
 Header fields: ``format`` (1), ``model`` (the model tag of every vector),
 ``count``, ``dim``, ``built_at`` (ISO 8601, UTC), ``hash`` (``sha256:`` of the
 model tag, the ids and the vectors: the gallery's content, the same for two
 builds of the same content), and the ``vectors``, ``ids`` and ``index``
 sections' ``offset`` and ``length`` in bytes (``index`` also names its
-``kind``: ``exact`` for none, ``binary`` with its ``bits`` and the ``sha256``
-of its bytes; ``usearch``, written by 0.3.0, is read and searched exactly).
+``kind``: ``exact`` for none, ``pq`` with its ``subquantizers`` (M), ``bits``
+(4) and the ``sha256`` of its bytes; ``usearch``, written by 0.3.0, and
+``binary``, written by development builds after it, are read and searched exactly).
 
 A snapshot is checked before it is searched: magic, header, every section
 inside the file, the sizes agreeing with count and dim, and the hash.
@@ -252,7 +255,7 @@ def verify_snapshot(snapshot: Snapshot) -> None:
     ):
         raise invalid("The snapshot's content does not match its hash (a damaged file).")
     index = header["index"]
-    if index.get("kind") == "binary":
+    if index.get("kind") == "pq":
         digest = _digest_file(hashlib.sha256(), snapshot.path, index["offset"], index["length"])
         if digest != index.get("sha256"):
             raise invalid("The snapshot's index does not match its hash (a damaged file).")
@@ -285,8 +288,8 @@ def _open(path: Path, stream: BinaryIO) -> Snapshot:
 
 def _index_bytes(index: dict[str, Any], mapping: mmap.mmap) -> np.ndarray | None:
     kind = index.get("kind")
-    if kind in ("exact", "usearch"):
-        return None  # usearch: 0.3.0's HNSW index, no longer used (gallery/search.py)
-    if kind != "binary" or not index["length"]:
+    if kind in ("exact", "usearch", "binary"):
+        return None  # indexes of earlier builds, no longer used (gallery/search.py)
+    if kind != "pq" or not index["length"]:
         raise invalid("The snapshot names an index kind this service does not know.")
     return np.frombuffer(mapping, dtype=np.uint8, count=index["length"], offset=index["offset"])
