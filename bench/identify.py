@@ -303,7 +303,7 @@ def class_photo(distractors: int = 100_000, rounds: int = 5) -> dict[str, Any]:
         }
 
 
-def by_image(size: int, rounds: int = 6) -> dict[str, Any]:
+def by_image(size: int, rounds: int = 20) -> dict[str, Any]:
     """Identify by ``image`` (one face) among ``size`` people, against the
     /embed of that photo plus identify by its embedding (the search alone):
     the labelled people enrolled from one photo each, probed with another

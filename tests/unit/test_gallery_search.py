@@ -194,3 +194,25 @@ def test_a_face_enrolled_thousands_of_times_does_not_crowd_out_the_others(
 def test_too_few_vectors_for_an_index_are_refused(gallery: np.ndarray) -> None:
     with pytest.raises(ValueError, match="256 vectors"):
         pq_index(gallery[: PQ_MIN_ROWS - 1])
+
+
+def test_a_search_from_any_thread_runs_faiss_on_that_thread_alone(
+    tmp_path: Path, gallery: np.ndarray, index: tuple[bytes, dict[str, object]]
+) -> None:
+    """OpenMP's thread count is per thread: set where the index was loaded, it
+    would not hold in the server's request threads, whose searches of several
+    faces (a class photo) would then start OpenMP threads that spin beside the
+    next request's ONNX Runtime threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import faiss
+
+    searcher = Searcher(open_snapshot(snapshot(tmp_path / "g.frg", gallery, *index)))
+    _, probes = probes_near(gallery, 0.6, n=4)
+
+    def request() -> int:
+        searcher.nearest(probes, 5)
+        return int(faiss.omp_get_max_threads())
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(request).result() == 1

@@ -111,6 +111,9 @@ class PQIndex:
 
     def candidates(self, probes: np.ndarray, count: int) -> list[np.ndarray]:
         """Per probe, the ``count`` rows with the best approximate inner product."""
+        import faiss
+
+        faiss.omp_set_num_threads(1)  # per thread in OpenMP: this request's thread, not only the loader's
         count = min(count, int(self.index.ntotal))
         _, rows = self.index.search(np.ascontiguousarray(probes, np.float32), count)
         return [found[found >= 0] for found in rows]
