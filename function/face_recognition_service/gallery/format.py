@@ -7,10 +7,11 @@
     vectors     count x dim little-endian float32, unit length, row i is ids[i]
     ids         UTF-8 JSON array of count strings
     index       optional (above 100,000 vectors): a product-quantized index over
-                the same rows (gallery/search.py): the centroids, M pieces x
-                16 x dim / M little-endian float32, then each row's code,
-                M x 4 bits (piece j's centroid number in byte j // 2 of the
-                row's M / 2 bytes, the low four bits first)
+                the same rows (gallery/search.py): a rotation R, dim x dim
+                little-endian float32 (the codes are of R @ row); the
+                centroids, M pieces x 16 x dim / M float32; then each row's
+                code, M x 4 bits (piece j's centroid number in byte j // 2 of
+                the row's M / 2 bytes, the low four bits first)
 
 Header fields: ``format`` (1), ``model`` (the model tag of every vector),
 ``count``, ``dim``, ``built_at`` (ISO 8601, UTC), ``hash`` (``sha256:`` of the
