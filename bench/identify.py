@@ -80,12 +80,12 @@ def probes(
 
 def child_build(size: int, kind: str, path: Path, exact_limit: int | None) -> dict[str, Any]:
     from face_recognition_service.gallery.format import write_snapshot
-    from face_recognition_service.gallery.search import EXACT_LIMIT, pq_index
+    from face_recognition_service.gallery.search import EXACT_LIMIT, index_for
 
     gallery = vectors(size, kind)
     started = time.perf_counter()
     limit = EXACT_LIMIT if exact_limit is None else exact_limit
-    blob, info = pq_index(gallery) if size > limit else (None, None)
+    blob, info = index_for(gallery, limit)
     index_s = time.perf_counter() - started
     ids = [f"person-{i}" for i in range(size)]
     write_snapshot(
@@ -314,7 +314,7 @@ def by_image(size: int, rounds: int = 20) -> dict[str, Any]:
     from face_recognition_service.faces import EmbedOptions, find_faces
     from face_recognition_service.gallery.cache import GalleryCache
     from face_recognition_service.gallery.format import write_snapshot
-    from face_recognition_service.gallery.search import EXACT_LIMIT, pq_index
+    from face_recognition_service.gallery.search import index_for
     from face_recognition_service.provision import provision
     from face_recognition_service.testing import labelled_photos
     from face_recognition_service.usecases.embed import EmbedInput, ImageSource, embed
@@ -338,7 +338,7 @@ def by_image(size: int, rounds: int = 20) -> dict[str, Any]:
         gallery = np.vstack(
             [np.stack(list(enrolled.values())), vectors(size - len(enrolled), "faces", seed=9)]
         )
-        blob, info = pq_index(gallery) if size > EXACT_LIMIT else (None, None)
+        blob, info = index_for(gallery)
         names = list(enrolled) + [f"person-{i}" for i in range(size - len(enrolled))]
         write_snapshot(
             root / "g.frg",

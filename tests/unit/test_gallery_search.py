@@ -13,7 +13,7 @@ import pytest
 from face_recognition_service.errors import ErrorCode, ServiceError
 from face_recognition_service.gallery import search
 from face_recognition_service.gallery.format import open_snapshot, write_snapshot
-from face_recognition_service.gallery.search import CANDIDATES, PQ_MIN_ROWS, Searcher, pq_index
+from face_recognition_service.gallery.search import CANDIDATES, PQ_MIN_ROWS, Searcher, index_for, pq_index
 
 COUNT = 20_000
 
@@ -199,6 +199,15 @@ def test_a_face_enrolled_thousands_of_times_does_not_crowd_out_the_others(
 def test_too_few_vectors_for_an_index_are_refused(gallery: np.ndarray) -> None:
     with pytest.raises(ValueError, match="256 vectors"):
         pq_index(gallery[: PQ_MIN_ROWS - 1])
+
+
+def test_a_snapshot_is_indexed_above_the_exact_limit_and_the_fewest_rows_an_index_learns_from(
+    gallery: np.ndarray,
+) -> None:
+    assert index_for(gallery[: PQ_MIN_ROWS - 1], exact_limit=0) == (None, None)
+    assert index_for(gallery[:1000]) == (None, None)  # under EXACT_LIMIT
+    _, info = index_for(gallery[:1000], exact_limit=999)
+    assert info is not None and info["kind"] == "pq"
 
 
 def test_a_search_from_any_thread_runs_faiss_on_that_thread_alone(

@@ -22,7 +22,7 @@ from ..errors import ServiceError
 from ..matching import EMBEDDING_SIZE, OperatingPoint, decode_embedding, operating_points_for
 from ..usecases.verify import pack_of
 from .format import write_snapshot
-from .search import EXACT_LIMIT, PQ_MIN_ROWS, pq_index
+from .search import EXACT_LIMIT, index_for
 
 # Above this many vectors the hygiene report is off unless asked for: it
 # compares every vector with every other (40,000 in ~15 s on 2 cores).
@@ -175,8 +175,7 @@ def build(
     report = None
     if check_hygiene or (check_hygiene is None and len(vectors) <= HYGIENE_DEFAULT_LIMIT):
         report = hygiene(enrolled.ids, vectors, model)
-    indexed = len(vectors) > exact_limit and len(vectors) >= PQ_MIN_ROWS
-    blob, info = pq_index(vectors) if indexed else (None, None)
+    blob, info = index_for(vectors, exact_limit)
     built_at = datetime.now(UTC).isoformat(timespec="seconds")
     header = write_snapshot(
         output,

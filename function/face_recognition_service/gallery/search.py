@@ -106,6 +106,16 @@ def pq_index(vectors: np.ndarray) -> tuple[bytes, dict[str, Any]]:
     return blob, info
 
 
+def index_for(
+    vectors: np.ndarray, exact_limit: int = EXACT_LIMIT
+) -> tuple[bytes | None, dict[str, Any] | None]:
+    """The index section a snapshot of ``vectors`` carries and its header
+    entry: a PQ index above ``exact_limit`` (and PQ_MIN_ROWS), else none."""
+    if len(vectors) > exact_limit and len(vectors) >= PQ_MIN_ROWS:
+        return pq_index(vectors)
+    return None, None
+
+
 class PQIndex:
     """The snapshot's PQ codes in faiss's fast-scan layout, scanned in one thread."""
 
