@@ -17,6 +17,7 @@ import numpy as np
 from ..errors import ErrorCode, ServiceError
 from ..models import PackError, get_pack, model_tag
 from .detector import Detections, Detector
+from .graph import cpu_graph
 from .quality import assess
 from .recognizer import Recognizer
 from .runtime import ModelLoadError, create_shared_pool, open_session, providers_for
@@ -87,8 +88,11 @@ class FaceEngine:
         det_retry_size: int = 160,
         threshold: float = 0.5,
         span: Span = no_span,
+        rewrite: bool = True,
     ) -> FaceEngine:
-        """Open the pack in ``model_path`` (a folder named after the pack)."""
+        """Open the pack in ``model_path`` (a folder named after the pack).
+        ``rewrite``: on the CPU, run the recogniser's graph with its PReLUs as
+        depthwise convolutions (``graph.cpu_graph``: the same function, faster)."""
         model_name = model_path.name
         try:
             pack = get_pack(model_name)
@@ -110,7 +114,9 @@ class FaceEngine:
         threads = create_shared_pool(threads) or threads
         started = time.perf_counter()
         detector = Detector(open_session(model_path / pack.detector, providers, threads))
-        recognizer = Recognizer(open_session(model_path / pack.recognizer, providers, threads))
+        recognizer_path = model_path / pack.recognizer
+        graph = cpu_graph(recognizer_path) if rewrite and providers[0] == "CPUExecutionProvider" else None
+        recognizer = Recognizer(open_session(recognizer_path, providers, threads, graph))
         logger.info(
             "model loaded",
             extra={

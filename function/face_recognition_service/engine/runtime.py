@@ -72,9 +72,14 @@ def session_options(threads: int) -> ort.SessionOptions:
     return options
 
 
-def open_session(path: Path, providers: list[str], threads: int) -> ort.InferenceSession:
+def open_session(
+    path: Path, providers: list[str], threads: int, graph: Path | bytes | None = None
+) -> ort.InferenceSession:
+    """A session for the model file ``path``; ``graph``: what to load in its
+    place (an equivalent rewritten graph, engine.graph), named by ``path``."""
+    source = str(path) if graph is None else graph if isinstance(graph, bytes) else str(graph)
     try:
-        session = ort.InferenceSession(str(path), session_options(threads), providers=providers)
+        session = ort.InferenceSession(source, session_options(threads), providers=providers)
     except Exception as exc:  # onnxruntime raises several unrelated types
         raise ModelLoadError(f"{path.name} could not be loaded by ONNX Runtime: {exc}") from exc
     # ONNX Runtime falls back to the CPU on its own when a GPU provider fails to

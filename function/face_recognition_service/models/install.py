@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ..engine import Detector, ModelLoadError, Recognizer, open_session
+from ..engine.graph import cpu_graph
 from .catalogue import PackError, get_pack
 from .sources import fetch
 from .tag import model_tag
@@ -22,11 +23,16 @@ EMBEDDING_SIZE = 512
 
 
 def verify(pack_dir: Path) -> dict[str, object]:
-    """Load both files and check their shapes; returns a short description."""
+    """Load both files and check their shapes; returns a short description.
+    The recogniser is loaded as the service runs it on the CPU: its rewritten
+    graph (``engine.graph``), written beside it here if it is not there yet, so
+    an image built with this check carries it."""
     pack = get_pack(pack_dir.name)
+    cpu = ["CPUExecutionProvider"]
+    recognizer_path = pack_dir / pack.recognizer
     try:
-        detector = Detector(open_session(pack_dir / pack.detector, ["CPUExecutionProvider"], 1))
-        recognizer = Recognizer(open_session(pack_dir / pack.recognizer, ["CPUExecutionProvider"], 1))
+        detector = Detector(open_session(pack_dir / pack.detector, cpu, 1))
+        recognizer = Recognizer(open_session(recognizer_path, cpu, 1, cpu_graph(recognizer_path)))
     except ModelLoadError as exc:
         raise PackError(str(exc)) from exc
     size = recognizer.session.get_outputs()[0].shape[-1]

@@ -110,7 +110,11 @@ def test_both_galleries_give_the_same_candidates(app_client: TestClient) -> None
     for photo in ("biden_2.jpg", "kit_harington_2.jpg", "rose_leslie_2.jpg"):
         exact = identify(app_client, image=b64(read(photo))).json()
         approximate = identify(app_client, image=b64(read(photo)), gallery="staff-ann.frg").json()
-        assert approximate["candidates"][0] == exact["candidates"][0]
+        best, exact_best = approximate["candidates"][0], exact["candidates"][0]
+        assert {**best, "similarity": 0} == {**exact_best, "similarity": 0}
+        # Both exact, summed in another order (a matrix product against one
+        # row's dot product): float32 rounding can move the 6th decimal.
+        assert best["similarity"] == pytest.approx(exact_best["similarity"], abs=2e-6)
         assert approximate["identity"] == exact["identity"] is not None
 
 

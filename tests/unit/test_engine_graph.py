@@ -1,0 +1,206 @@
+"""The recogniser's PReLUs rewritten as depthwise convolutions (engine/graph.py):
+the same embeddings on real faces, written once beside the pack, rebuilt in
+memory where the folder is read-only, and never used when it would differ."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from face_recognition_service.engine import FaceEngine, load_model
+from face_recognition_service.engine import graph as graph_module
+from face_recognition_service.engine.graph import cpu_graph, prelu_as_convolutions, rewritten_path
+from face_recognition_service.engine.runtime import session_options
+from face_recognition_service.models import MODEL_PACKS
+from tests.support.helpers import FACES, make_settings
+
+PACK = MODEL_PACKS["buffalo_sc"]
+
+
+def _copy_pack(model_dir: Path, tmp_path: Path) -> Path:
+    pack = tmp_path / "buffalo_sc"
+    pack.mkdir()
+    for name in PACK.files:
+        shutil.copy(model_dir / "buffalo_sc" / name, pack / name)
+    return pack
+
+
+def _image(name: str) -> np.ndarray:
+    image = cv2.imread(str(FACES / name))
+    assert image is not None
+    return image
+
+
+def _run(model: Path | bytes, batch: np.ndarray) -> np.ndarray:
+    source = model if isinstance(model, bytes) else str(model)
+    session = ort.InferenceSession(source, session_options(1), providers=["CPUExecutionProvider"])
+    out: np.ndarray = session.run(None, {session.get_inputs()[0].name: batch})[0]
+    return out
+
+
+def _face_crops(engine: FaceEngine) -> np.ndarray:
+    crops = []
+    for name in ("obama_1.jpg", "biden_1.jpg", "rose_leslie_1.jpg", "kit_harington_1.jpg", "two_people.jpg"):
+        image = _image(name)
+        found = engine.detector.detect(image, 640, 0.5)
+        crops += [engine.recognizer.align(image, landmarks) for landmarks in found.landmarks]
+    blob: np.ndarray = cv2.dnn.blobFromImages(crops, 1 / 127.5, (112, 112), (127.5,) * 3, swapRB=True)
+    return blob
+
+
+def test_rewritten_recogniser_gives_the_same_embeddings_on_real_faces(
+    model_dir: Path, engine: FaceEngine
+) -> None:
+    original = model_dir / "buffalo_sc" / PACK.recognizer
+    model = onnx.load(str(original))
+    assert sum(node.op_type == "PRelu" for node in model.graph.node) == 34
+    assert prelu_as_convolutions(model) == 34
+    assert not [node for node in model.graph.node if node.op_type == "PRelu"]
+    # The replaced slopes are gone (ONNX Runtime would warn about each one).
+    used = {name for node in model.graph.node for name in node.input}
+    assert {init.name for init in model.graph.initializer} <= used
+    batch = _face_crops(engine)
+    assert batch.shape[0] >= 6
+    before, after = _run(original, batch), _run(model.SerializeToString(), batch)
+    assert np.abs(before - after).max() < 1e-4 * np.abs(before).max()
+    cosine = (before * after).sum(1) / np.linalg.norm(before, axis=1) / np.linalg.norm(after, axis=1)
+    assert cosine.min() > 0.99999
+
+
+def test_the_service_runs_the_rewritten_graph_and_embeds_as_before(
+    model_dir: Path, engine: FaceEngine
+) -> None:
+    recogniser = model_dir / "buffalo_sc" / PACK.recognizer
+    # Written beside the pack when it was provisioned (verify loads it).
+    assert rewritten_path(recogniser).is_file()
+    assert engine.recognizer.session._model_path == str(rewritten_path(recogniser))
+    plain = FaceEngine.load(model_dir / "buffalo_sc", threads=1, rewrite=False)
+    assert plain.recognizer.session._model_path == str(recogniser)
+    assert plain.model_tag == engine.model_tag  # the same model: the tag is the original file's
+    image = _image("obama_1.jpg")
+    a, b = engine.embed_single(image).embedding, plain.embed_single(image).embedding
+    assert float(a @ b) > 0.99999
+
+
+def test_the_setting_turns_it_off(model_dir: Path) -> None:
+    state = load_model(make_settings(model_dir, prelu_rewrite=False).engine, warm_up=False)
+    assert state.engine is not None
+    path = state.engine.recognizer.session._model_path
+    assert path is not None and Path(path).name == PACK.recognizer
+
+
+def test_written_once_and_reused(model_dir: Path, tmp_path: Path) -> None:
+    pack = _copy_pack(model_dir, tmp_path)
+    recogniser = pack / PACK.recognizer
+    first = cpu_graph(recogniser)
+    assert first == rewritten_path(recogniser) and isinstance(first, Path)
+    assert first.name.startswith(".w600k_mbf.onnx.") and first.name.endswith(".prelu1.onnx")
+    # Readable by whoever can read the original (an image built as root, run as another user).
+    assert first.stat().st_mode & 0o777 == recogniser.stat().st_mode & 0o777
+    written = first.stat().st_mtime_ns
+    assert cpu_graph(recogniser) == first
+    assert first.stat().st_mtime_ns == written
+    # A changed recogniser file gets its own rewritten graph (the name carries its digest).
+    with recogniser.open("ab") as fh:
+        fh.write(b"\0")
+    assert rewritten_path(recogniser) != first
+
+
+def test_a_graph_without_prelu_is_parsed_once(model_dir: Path, tmp_path: Path) -> None:
+    pack = _copy_pack(model_dir, tmp_path)
+    detector = pack / PACK.detector
+    assert cpu_graph(detector) == detector
+    markers = list(pack.glob(".det_500m.onnx.*.none"))
+    assert len(markers) == 1
+    assert not list(pack.glob(".det_500m.onnx.*.prelu1.onnx"))
+    assert cpu_graph(detector) == detector
+
+
+def test_read_only_model_folder_gets_the_graph_in_memory(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pack = _copy_pack(model_dir, tmp_path)
+
+    def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise PermissionError(30, "Read-only file system")  # as on a Lambda image
+
+    monkeypatch.setattr("tempfile.mkstemp", refuse)
+    recogniser = pack / PACK.recognizer
+    graph = cpu_graph(recogniser)
+    assert isinstance(graph, bytes)
+    assert not rewritten_path(recogniser).exists()
+    engine = FaceEngine.load(pack, threads=1)
+    assert engine.recognizer.session._model_path is None  # loaded from bytes
+    image = _image("biden_1.jpg")
+    reference = FaceEngine.load(model_dir / "buffalo_sc", threads=1, rewrite=False)
+    assert float(engine.embed_single(image).embedding @ reference.embed_single(image).embedding) > 0.99999
+
+
+def test_a_rewrite_that_changes_the_outputs_is_not_used(
+    model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pack = _copy_pack(model_dir, tmp_path)
+    original = graph_module.prelu_as_convolutions
+
+    def wrong(model: onnx.ModelProto) -> int:
+        count = original(model)
+        for init in model.graph.initializer:  # every slope off by a little
+            if init.name.endswith("/prelu_keep"):
+                init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * 0.5, init.name))
+        return count
+
+    monkeypatch.setattr(graph_module, "prelu_as_convolutions", wrong)
+    recogniser = pack / PACK.recognizer
+    assert cpu_graph(recogniser) == recogniser
+    assert not rewritten_path(recogniser).exists()
+
+
+def _tiny(slope: np.ndarray, input_shape: list[int]) -> onnx.ModelProto:
+    """x -> Conv (1x1, 4 -> 4 channels) -> PRelu(slope) -> y."""
+    rng = np.random.default_rng(3)
+    weights = numpy_helper.from_array(rng.normal(size=(4, 4, 1, 1)).astype(np.float32), "w")
+    slope_init = numpy_helper.from_array(slope.astype(np.float32), "slope")
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
+        helper.make_node("PRelu", ["c", "slope"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [weights, slope_init],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize("shape", [(4, 1, 1), (1, 4, 1, 1)])
+def test_per_channel_slopes_of_any_sign_are_rewritten_exactly(shape: tuple[int, ...]) -> None:
+    slope = np.array([-0.8, 0.0, 0.25, 1.5], np.float32).reshape(shape)
+    model = _tiny(slope, [2, 4, 5, 6])
+    x = np.random.default_rng(0).normal(size=(2, 4, 5, 6)).astype(np.float32)
+    before = _run(model.SerializeToString(), x)
+    assert prelu_as_convolutions(model) == 1
+    after = _run(model.SerializeToString(), x)
+    assert np.allclose(before, after, rtol=1e-6, atol=1e-6)
+    assert (before < 0).any() and (before > 0).any()
+
+
+@pytest.mark.parametrize(
+    ("slope", "why"),
+    [
+        (np.array([0.25], np.float32), "one slope for every channel"),
+        (np.full((6,), 0.25, np.float32), "a slope per column (broadcast over the last axis)"),
+    ],
+)
+def test_other_slopes_are_left_alone(slope: np.ndarray, why: str) -> None:
+    model = _tiny(slope, [2, 4, 5, 6])
+    assert prelu_as_convolutions(model) == 0, why
+    assert [node.op_type for node in model.graph.node] == ["Conv", "PRelu"]
