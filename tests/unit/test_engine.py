@@ -196,3 +196,18 @@ def test_labels_cover_the_copied_photos() -> None:
     listed = {p.path.name for p in single_face_photos()}
     assert {"obama_1.jpg", "biden_1.jpg", "rgba_32bit.png"} <= listed
     assert all((FACES / name).is_file() for name in listed)
+
+
+@pytest.mark.parametrize("size", [(480, 640), (640, 512), (37, 61), (640, 640)])
+def test_detector_input_is_exactly_what_blob_from_image_makes(
+    engine: FaceEngine, size: tuple[int, int]
+) -> None:
+    """The detector's own input (a table lookup per plane, padded in place) is
+    bit for bit OpenCV's blobFromImage of the black-padded image."""
+    image = decode_image(read("obama_1.jpg"), 40_000_000)
+    resized = cv2.resize(image, (size[1], size[0]))
+    pad_h, pad_w = -(-size[0] // 32) * 32, -(-size[1] // 32) * 32
+    canvas = np.zeros((pad_h, pad_w, 3), np.uint8)
+    canvas[: size[0], : size[1]] = resized
+    expected = cv2.dnn.blobFromImage(canvas, 1 / 128.0, (pad_w, pad_h), (127.5,) * 3, swapRB=True)
+    assert np.array_equal(engine.detector.blob(resized, pad_h, pad_w), expected)

@@ -34,6 +34,9 @@ class Detector:
 
     nms_threshold = 0.4
     mean, std = 127.5, 128.0
+    # Every 8-bit value as the network sees it, (x - mean) / std: the same
+    # float32 numbers cv2.dnn.blobFromImage computes (both steps are exact).
+    normalised = ((np.arange(256, dtype=np.float32) - np.float32(mean)) / np.float32(std)).astype(np.float32)
 
     def __init__(self, session: ort.InferenceSession) -> None:
         self.session = session
@@ -60,13 +63,27 @@ class Detector:
         # Pad only to the network's stride (32), not to a size x size square:
         # the padding is wasted work and SCRFD is fully convolutional.
         pad_w, pad_h = -(-new_w // 32) * 32, -(-new_h // 32) * 32
-        canvas = np.zeros((pad_h, pad_w, 3), dtype=np.uint8)
-        canvas[:new_h, :new_w] = cv2.resize(image, (new_w, new_h))
         # Scale from the integer size actually used, as InsightFace does.
         det_scale = new_h / height
-        blob = cv2.dnn.blobFromImage(canvas, 1.0 / self.std, (pad_w, pad_h), (self.mean,) * 3, swapRB=True)
+        blob = self.blob(cv2.resize(image, (new_w, new_h)), pad_h, pad_w)
         outputs = self.session.run(self.output_names, {self.input_name: blob})
         return self._decode(outputs, pad_h, pad_w, det_scale, threshold)
+
+    def blob(self, resized: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
+        """The network's input: ``resized`` (BGR) as RGB planes of (x - 127.5) / 128,
+        padded right and below with black's value to (pad_h, pad_w). The same
+        numbers as cv2.dnn.blobFromImage of the black-padded image, in a quarter of
+        its time: one table lookup per plane, written in place."""
+        new_h, new_w = resized.shape[:2]
+        blob = np.empty((1, 3, pad_h, pad_w), np.float32)
+        blob[0, :, new_h:, :] = self.normalised[0]
+        blob[0, :, :new_h, new_w:] = self.normalised[0]
+        for plane, channel in enumerate(reversed(cv2.split(resized))):
+            view = blob[0, plane, :new_h, :new_w]
+            written = cv2.LUT(channel, self.normalised, dst=view)
+            if written is not view:  # OpenCV wrote a new array instead
+                view[...] = written
+        return blob
 
     def _decode(
         self, outputs: list[np.ndarray], height: int, width: int, det_scale: float, threshold: float

@@ -41,10 +41,14 @@ def test_fixed_malloc_thresholds_spare_each_request_its_page_faults(model_dir: P
     # arena count, which leaves its adaptive thresholds in place).
     adaptive = start_server_app(model_dir, image, MALLOC_ARENA_MAX=str(8 * (os.cpu_count() or 1)))
     assert tuned["tuned"] and not adaptive["tuned"]
-    # Measured here: 0-6 faults per 12 MP request with fixed thresholds, ~3,200
-    # (12.5 MB taken from the kernel again, every request) with glibc's adaptive ones.
+    # With fixed thresholds a request's buffers come from the heap the last one
+    # left: 0-6 faults per 12 MP request. Until 12-02 glibc's adaptive
+    # thresholds cost ~3,200 here (12.5 MB taken from the kernel again, every
+    # request); since the detector's input is written in place (Detector.blob)
+    # they settle as well on this path (median 2), so only the bound is checked.
     tuned_faults, adaptive_faults = statistics.median(tuned["faults"]), statistics.median(adaptive["faults"])
-    assert tuned_faults * 20 < adaptive_faults, (tuned_faults, adaptive_faults)
+    assert tuned_faults <= 20, (tuned_faults, adaptive_faults)
+    assert tuned_faults <= adaptive_faults + 10, (tuned_faults, adaptive_faults)
 
 
 def test_fastapi_models_are_built_on_first_use_and_the_document_is_unchanged(
