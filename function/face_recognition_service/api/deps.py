@@ -7,23 +7,28 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from ..config import Settings
 from ..engine import FaceEngine, ModelState
 from ..errors import ErrorCode, ServiceError
 
+# The dependencies are coroutines because they only read app state: FastAPI
+# runs a plain ``def`` dependency in a worker thread, and four such hops a
+# request cost more than the lookups themselves.
 
-def get_settings(request: Request) -> Settings:
+
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_model(request: Request) -> ModelState:
+async def get_model(request: Request) -> ModelState:
     model: ModelState = request.app.state.model
     return model
 
 
-def get_engine(model: Annotated[ModelState, Depends(get_model)]) -> FaceEngine:
+async def get_engine(model: Annotated[ModelState, Depends(get_model)]) -> FaceEngine:
     return model.require()
 
 
@@ -39,10 +44,12 @@ def check_api_key(source: Callable[[], str | None] | None, given: str) -> None:
         )
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     if getattr(request.state, "authorized", False):  # the middleware checked it before the body
         return
-    check_api_key(request.app.state.api_key, request.headers.get("x-api-key", ""))
+    source = request.app.state.api_key
+    if source is not None:  # a key source may read SSM or Secrets Manager: not on the event loop
+        await run_in_threadpool(check_api_key, source, request.headers.get("x-api-key", ""))
 
 
 Protected = [Depends(require_api_key)]
