@@ -63,6 +63,8 @@ def bench_embed(
 
     Floor: decode + detect + align + embed in this process, no HTTP, no JSON, at
     the service's own settings (same thread count, same session options).
+    Old floor: the same with the pack's recogniser graph as it is
+    (PRELU_REWRITE=false), the floor before performance round three.
     Servers: sequential requests over one keep-alive connection each.
     """
     from face_recognition_service.config import Settings
@@ -72,17 +74,20 @@ def bench_embed(
     threads = Settings(_env_file=None).threads  # type: ignore[call-arg]
     engine = FaceEngine.load(model_path, threads=threads)
     engine.warm_up()
+    old_engine = FaceEngine.load(model_path, threads=threads, rewrite=False)
+    old_engine.warm_up()
     bodies = [embed_body(p.data) for p in photos]
     ours, peer = Client(port_ours), Client(port_peer)
     for client in (ours, peer):  # warm connections and caches
         for body in bodies[:3]:
             client.request("POST", "/api/v1/embed", body)
-    samples: dict[str, list[float]] = {"floor": [], "ours": [], "peer": []}
+    samples: dict[str, list[float]] = {"floor": [], "old_floor": [], "ours": [], "peer": []}
     for _ in range(rounds):
-        for photo in photos:
-            start = time.perf_counter()
-            engine.embed_single(decode_image(photo.data, 40_000_000))
-            samples["floor"].append(time.perf_counter() - start)
+        for name, in_process in (("floor", engine), ("old_floor", old_engine)):
+            for photo in photos:
+                start = time.perf_counter()
+                in_process.embed_single(decode_image(photo.data, 40_000_000))
+                samples[name].append(time.perf_counter() - start)
         for name, client in (("ours", ours), ("peer", peer)):
             for body in bodies:
                 start = time.perf_counter()
@@ -94,6 +99,19 @@ def bench_embed(
     out: dict[str, Any] = {name: summary(s) for name, s in samples.items()}
     out["ours_over_peer"] = round(out["ours"]["median_ms"] / out["peer"]["median_ms"], 3)
     out["ours_over_floor"] = round(out["ours"]["median_ms"] / out["floor"]["median_ms"], 3)
+    out["ours_over_old_floor"] = round(out["ours"]["median_ms"] / out["old_floor"]["median_ms"], 3)
+    out["floor_over_old_floor"] = round(out["floor"]["median_ms"] / out["old_floor"]["median_ms"], 3)
+    # The same faces either way: every photo's embedding against the old floor's.
+    out["min_cosine_to_old_floor"] = round(
+        min(
+            float(
+                engine.embed_single(decode_image(p.data, 40_000_000)).embedding
+                @ old_engine.embed_single(decode_image(p.data, 40_000_000)).embedding
+            )
+            for p in photos
+        ),
+        6,
+    )
     return out
 
 
@@ -132,11 +150,23 @@ def _probe(
 
 
 def bench_lambda_in_process(
-    photos_dir: Path, model_dir: Path, model: str, rounds: int, threads: int
+    photos_dir: Path,
+    model_dir: Path,
+    model: str,
+    rounds: int,
+    threads: int,
+    peer: bool = False,
+    cpus: set[int] | None = None,
 ) -> dict[str, Any]:
-    """The Lambda handler in a fresh process, invoked with API Gateway events."""
+    """The Lambda handler in a fresh process, invoked with API Gateway events
+    (``peer``: the peer's app behind Mangum; ``cpus``: the CPUs it may use)."""
     result: dict[str, Any] = _probe(
-        ["warm", "--photos", str(photos_dir), "--rounds", str(rounds)], model_dir, model, threads
+        ["warm-peer" if peer else "warm", "--photos", str(photos_dir), "--rounds", str(rounds)],
+        model_dir,
+        model,
+        threads,
+        {"PEER_MODEL_DIR": str(model_dir / model)} if peer else None,
+        cpus,
     )
     return result
 
@@ -404,13 +434,21 @@ def main(argv: list[str] | None = None) -> int:
         peer.stop()
 
     section("Lambda handler in-process, API Gateway v2 events")
+    # One CPU (about a 1,769 MB function): ours with one ORT thread, as
+    # ORT_THREADS=0 gives there, against the peer's handler on the same CPU.
+    one = {0}
     lam = {
         "threads_all": bench_lambda_in_process(args.photos, model_dir, args.model, args.rounds, 0),
         "threads_1": bench_lambda_in_process(args.photos, model_dir, args.model, args.rounds, 1),
+        "one_cpu": bench_lambda_in_process(args.photos, model_dir, args.model, args.rounds, 1, cpus=one),
+        "peer_one_cpu": bench_lambda_in_process(
+            args.photos, model_dir, args.model, args.rounds, 1, peer=True, cpus=one
+        ),
     }
     lam["ours_over_floor"] = round(
         lam["threads_all"]["median_ms"] / results["embed"]["floor"]["median_ms"], 3
     )
+    lam["one_cpu_ours_over_peer"] = round(lam["one_cpu"]["median_ms"] / lam["peer_one_cpu"]["median_ms"], 3)
     results["lambda"] = lam
     print(json.dumps(lam, indent=1))
 
