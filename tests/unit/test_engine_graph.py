@@ -1,5 +1,6 @@
-"""The recogniser's PReLUs rewritten as depthwise convolutions (engine/graph.py):
-the same embeddings on real faces, written once beside the pack, rebuilt in
+"""The recogniser's graph rewritten for ONNX Runtime's CPU kernels
+(engine/graph.py): PReLUs and grouped convolutions as depthwise convolutions.
+The same embeddings on real faces; written once beside the pack, rebuilt in
 memory where the folder is read-only, and never used when it would differ."""
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from face_recognition_service.engine import FaceEngine, load_model
 from face_recognition_service.engine import graph as graph_module
-from face_recognition_service.engine.graph import cpu_graph, prelu_as_convolutions, rewritten_path
+from face_recognition_service.engine.graph import (
+    cpu_graph,
+    grouped_as_depthwise,
+    prelu_as_convolutions,
+    rewrite,
+    rewritten_path,
+)
 from face_recognition_service.engine.runtime import session_options
 from face_recognition_service.models import MODEL_PACKS
 from tests.support.helpers import FACES, make_settings
@@ -36,6 +43,10 @@ def _image(name: str) -> np.ndarray:
     image = cv2.imread(str(FACES / name))
     assert image is not None
     return image
+
+
+def _attribute(node: onnx.NodeProto, name: str) -> int:
+    return next((int(a.i) for a in node.attribute if a.name == name), 1)
 
 
 def _run(model: Path | bytes, batch: np.ndarray) -> np.ndarray:
@@ -61,8 +72,16 @@ def test_rewritten_recogniser_gives_the_same_embeddings_on_real_faces(
     original = model_dir / "buffalo_sc" / PACK.recognizer
     model = onnx.load(str(original))
     assert sum(node.op_type == "PRelu" for node in model.graph.node) == 34
-    assert prelu_as_convolutions(model) == 34
+    # The stem's grouped 3 x 3 convolution (64 groups of 2), then 35 PReLUs:
+    # the 34 and the copy of the stem's that the grouped one needed.
+    assert rewrite(model) == 1 + 35
     assert not [node for node in model.graph.node if node.op_type == "PRelu"]
+    groups = [_attribute(node, "group") for node in model.graph.node if node.op_type == "Conv"]
+    channels = {i.name: list(i.dims) for i in model.graph.initializer}
+    assert all(
+        g == 1 or channels[node.input[1]][1] == 1
+        for g, node in zip(groups, (n for n in model.graph.node if n.op_type == "Conv"), strict=True)
+    ), "every convolution is plain or depthwise"
     # The replaced slopes are gone (ONNX Runtime would warn about each one).
     used = {name for node in model.graph.node for name in node.input}
     assert {init.name for init in model.graph.initializer} <= used
@@ -90,7 +109,7 @@ def test_the_service_runs_the_rewritten_graph_and_embeds_as_before(
 
 
 def test_the_setting_turns_it_off(model_dir: Path) -> None:
-    state = load_model(make_settings(model_dir, prelu_rewrite=False).engine, warm_up=False)
+    state = load_model(make_settings(model_dir, graph_rewrite=False).engine, warm_up=False)
     assert state.engine is not None
     path = state.engine.recognizer.session._model_path
     assert path is not None and Path(path).name == PACK.recognizer
@@ -101,7 +120,7 @@ def test_written_once_and_reused(model_dir: Path, tmp_path: Path) -> None:
     recogniser = pack / PACK.recognizer
     first = cpu_graph(recogniser)
     assert first == rewritten_path(recogniser) and isinstance(first, Path)
-    assert first.name.startswith(".w600k_mbf.onnx.") and first.name.endswith(".prelu1.onnx")
+    assert first.name.startswith(".w600k_mbf.onnx.") and first.name.endswith(".cpu2.onnx")
     # Readable by whoever can read the original (an image built as root, run as another user).
     assert first.stat().st_mode & 0o777 == recogniser.stat().st_mode & 0o777
     written = first.stat().st_mtime_ns
@@ -119,7 +138,7 @@ def test_a_graph_without_prelu_is_parsed_once(model_dir: Path, tmp_path: Path) -
     assert cpu_graph(detector) == detector
     markers = list(pack.glob(".det_500m.onnx.*.none"))
     assert len(markers) == 1
-    assert not list(pack.glob(".det_500m.onnx.*.prelu1.onnx"))
+    assert not list(pack.glob(".det_500m.onnx.*.cpu2.onnx"))
     assert cpu_graph(detector) == detector
 
 
@@ -204,3 +223,64 @@ def test_other_slopes_are_left_alone(slope: np.ndarray, why: str) -> None:
     model = _tiny(slope, [2, 4, 5, 6])
     assert prelu_as_convolutions(model) == 0, why
     assert [node.op_type for node in model.graph.node] == ["Conv", "PRelu"]
+
+
+def _grouped(k: int, groups: int, prelu: bool, stem_used_twice: bool = False) -> onnx.ModelProto:
+    """x -> Conv (3 -> C, 3x3) [-> PRelu] -> Conv (C -> C, ``groups`` groups of
+    ``k``, 3x3, stride 2) -> y; optionally the stem's output is a second output too."""
+    rng = np.random.default_rng(k)
+    channels = k * groups
+    inits = [
+        numpy_helper.from_array(rng.normal(size=(channels, 3, 3, 3)).astype(np.float32), "w0"),
+        numpy_helper.from_array(rng.normal(size=(channels,)).astype(np.float32), "b0"),
+        numpy_helper.from_array(rng.uniform(-1, 1, size=(channels, 1, 1)).astype(np.float32), "s0"),
+        numpy_helper.from_array(rng.normal(size=(channels, k, 3, 3)).astype(np.float32), "w1"),
+        numpy_helper.from_array(rng.normal(size=(channels,)).astype(np.float32), "b1"),
+    ]
+    stem = "a" if prelu else "c"
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    if prelu:
+        nodes.append(helper.make_node("PRelu", ["c", "s0"], ["a"]))
+    nodes.append(
+        helper.make_node(
+            "Conv",
+            [stem, "w1", "b1"],
+            ["y"],
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            strides=[2, 2],
+            group=groups,
+        )
+    )
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if stem_used_twice:
+        outputs.append(helper.make_tensor_value_info(stem, TensorProto.FLOAT, None))
+    graph = helper.make_graph(
+        nodes,
+        "grouped",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 10])],
+        outputs,
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+
+
+@pytest.mark.parametrize(("k", "groups", "prelu"), [(2, 4, True), (2, 8, False), (3, 5, True), (4, 2, False)])
+def test_grouped_convolutions_become_depthwise_ones_with_the_same_outputs(
+    k: int, groups: int, prelu: bool
+) -> None:
+    model = _grouped(k, groups, prelu)
+    x = np.random.default_rng(1).normal(size=(1, 3, 12, 10)).astype(np.float32)
+    before = _run(model.SerializeToString(), x)
+    assert grouped_as_depthwise(model) == 1
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(convs) == 2 * k  # the stem, k - 1 rotated copies of it, k depthwise
+    assert sum(n.op_type == "PRelu" for n in model.graph.node) == (k if prelu else 0)
+    after = _run(model.SerializeToString(), x)
+    assert np.allclose(before, after, rtol=1e-5, atol=1e-5 * float(np.abs(before).max()))
+
+
+def test_a_grouped_convolution_whose_input_is_used_elsewhere_is_left_alone() -> None:
+    model = _grouped(2, 4, prelu=True, stem_used_twice=True)
+    assert grouped_as_depthwise(model) == 0
+    assert [n.op_type for n in model.graph.node] == ["Conv", "PRelu", "Conv"]

@@ -57,7 +57,7 @@ def load_model(config: ModelConfig, span: Span = no_span, warm_up: bool = True) 
             det_retry_size=config.det_retry_size,
             threshold=config.detection_threshold,
             span=span,
-            rewrite=config.prelu_rewrite,
+            rewrite=config.graph_rewrite,
         )
         engine.min_face_size = config.min_face_size
         engine.coarse_detection = config.coarse_detection

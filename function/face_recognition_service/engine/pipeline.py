@@ -91,8 +91,8 @@ class FaceEngine:
         rewrite: bool = True,
     ) -> FaceEngine:
         """Open the pack in ``model_path`` (a folder named after the pack).
-        ``rewrite``: on the CPU, run the recogniser's graph with its PReLUs as
-        depthwise convolutions (``graph.cpu_graph``: the same function, faster)."""
+        ``rewrite``: on the CPU, run the recogniser's graph rewritten for ONNX
+        Runtime's kernels (``graph.cpu_graph``: the same function, faster)."""
         model_name = model_path.name
         try:
             pack = get_pack(model_name)

@@ -50,7 +50,7 @@ def test_lambda_dockerfile_replays(lambda_image: Replay) -> None:
     assert sorted(p.name for p in pack.glob("[!.]*.onnx")) == ["det_500m.onnx", "w600k_mbf.onnx"]
     # The recogniser's rewritten graph (engine/graph.py) is baked beside it by
     # the image's check, so a read-only task never rebuilds it at start.
-    assert len(list(pack.glob(".w600k_mbf.onnx.*.prelu1.onnx"))) == 1
+    assert len(list(pack.glob(".w600k_mbf.onnx.*.cpu2.onnx"))) == 1
     assert not (lambda_image.root / "tmp/build").exists(), "the build folder is removed"
     assert lambda_image.cmd == ["face_recognition_service.aws_lambda.handler.handler"]
 
