@@ -300,7 +300,7 @@ def prelu_as_convolutions(model: onnx.ModelProto) -> int:
     a constant per channel, shape (C, 1, 1) or (1, C, 1, 1), becomes
     ``y + Conv_{1 - s}(Relu(Conv_{-1}(y)))`` with depthwise 1 x 1 convolutions.
     Returns how many were rewritten (other PReLUs are left as they are)."""
-    from onnx import helper, numpy_helper
+    from onnx import numpy_helper
 
     graph = model.graph
     initializers = {init.name: init for init in graph.initializer}
@@ -323,25 +323,12 @@ def prelu_as_convolutions(model: onnx.ModelProto) -> int:
         )
         graph.initializer.extend([negate, keep])
         negated, negative_part, scaled = f"{out}/prelu_neg", f"{out}/prelu_relu", f"{out}/prelu_scaled"
+        depthwise = {"group": count, "kernel_shape": [1, 1]}
         nodes += [
-            helper.make_node(
-                "Conv",
-                [y, negate.name],
-                [negated],
-                name=f"{out}/prelu_conv_negate",
-                group=count,
-                kernel_shape=[1, 1],
-            ),
-            helper.make_node("Relu", [negated], [negative_part], name=f"{out}/prelu_relu"),
-            helper.make_node(
-                "Conv",
-                [negative_part, keep.name],
-                [scaled],
-                name=f"{out}/prelu_conv_keep",
-                group=count,
-                kernel_shape=[1, 1],
-            ),
-            helper.make_node("Add", [y, scaled], [out], name=f"{out}/prelu_add"),
+            _GraphEditor.node("Conv", [y, negate.name], negated, **depthwise),
+            _GraphEditor.node("Relu", [negated], negative_part),
+            _GraphEditor.node("Conv", [negative_part, keep.name], scaled, **depthwise),
+            _GraphEditor.node("Add", [y, scaled], out),
         ]
         replaced_slopes.add(slope_name)
         rewritten += 1
