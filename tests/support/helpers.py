@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import struct
 import subprocess
 import sys
@@ -117,6 +118,17 @@ def vec(*head: float) -> list[float]:
     return [*head, *[0.0] * (512 - len(head))]
 
 
+def copy_pack(model_dir: Path, folder: Path) -> Path:
+    """The buffalo_sc pack's two files, copied into ``folder``/buffalo_sc."""
+    from face_recognition_service.models import MODEL_PACKS
+
+    pack = folder / "buffalo_sc"
+    pack.mkdir()
+    for name in MODEL_PACKS["buffalo_sc"].files:
+        shutil.copy(model_dir / "buffalo_sc" / name, pack / name)
+    return pack
+
+
 def make_settings(model_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {"model_dir": model_dir, "model_name": "buffalo_sc", "ort_threads": 2}
     values.update(overrides)
@@ -126,7 +138,6 @@ def make_settings(model_dir: Path, **overrides: object) -> Settings:
 def chromium() -> str | None:
     """A Chromium to drive with Playwright (Debian's `chromium`; CHROMIUM names another)."""
     import os
-    import shutil
 
     for name in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
         if name and (path := shutil.which(name)):

@@ -5,7 +5,6 @@ memory where the folder is read-only, and never used when it would differ."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import cv2
@@ -26,17 +25,9 @@ from face_recognition_service.engine.graph import (
 )
 from face_recognition_service.engine.runtime import session_options
 from face_recognition_service.models import MODEL_PACKS
-from tests.support.helpers import FACES, make_settings
+from tests.support.helpers import FACES, copy_pack, make_settings
 
 PACK = MODEL_PACKS["buffalo_sc"]
-
-
-def _copy_pack(model_dir: Path, tmp_path: Path) -> Path:
-    pack = tmp_path / "buffalo_sc"
-    pack.mkdir()
-    for name in PACK.files:
-        shutil.copy(model_dir / "buffalo_sc" / name, pack / name)
-    return pack
 
 
 def _image(name: str) -> np.ndarray:
@@ -116,7 +107,7 @@ def test_the_setting_turns_it_off(model_dir: Path) -> None:
 
 
 def test_written_once_and_reused(model_dir: Path, tmp_path: Path) -> None:
-    pack = _copy_pack(model_dir, tmp_path)
+    pack = copy_pack(model_dir, tmp_path)
     recogniser = pack / PACK.recognizer
     first = cpu_graph(recogniser)
     assert first == rewritten_path(recogniser) and isinstance(first, Path)
@@ -133,7 +124,7 @@ def test_written_once_and_reused(model_dir: Path, tmp_path: Path) -> None:
 
 
 def test_a_graph_without_prelu_is_parsed_once(model_dir: Path, tmp_path: Path) -> None:
-    pack = _copy_pack(model_dir, tmp_path)
+    pack = copy_pack(model_dir, tmp_path)
     detector = pack / PACK.detector
     assert cpu_graph(detector) == detector
     markers = list(pack.glob(".det_500m.onnx.*.none"))
@@ -145,7 +136,7 @@ def test_a_graph_without_prelu_is_parsed_once(model_dir: Path, tmp_path: Path) -
 def test_read_only_model_folder_gets_the_graph_in_memory(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pack = _copy_pack(model_dir, tmp_path)
+    pack = copy_pack(model_dir, tmp_path)
 
     def refuse(*args: object, **kwargs: object) -> tuple[int, str]:
         raise PermissionError(30, "Read-only file system")  # as on a Lambda image
@@ -165,7 +156,7 @@ def test_read_only_model_folder_gets_the_graph_in_memory(
 def test_a_rewrite_that_changes_the_outputs_is_not_used(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pack = _copy_pack(model_dir, tmp_path)
+    pack = copy_pack(model_dir, tmp_path)
     original = graph_module.prelu_as_convolutions
 
     def wrong(model: onnx.ModelProto) -> int:

@@ -12,6 +12,7 @@ import pytest
 
 from face_recognition_service.engine import FaceEngine
 from face_recognition_service.models import MODEL_PACKS, file_digest, model_tag
+from tests.support.helpers import copy_pack
 
 
 def test_tag_is_stable_across_loads(model_dir: Path) -> None:
@@ -47,10 +48,7 @@ def test_digest_cache_is_used_and_refreshed(tmp_path: Path) -> None:
 def test_read_only_model_folder_still_gets_a_tag(
     model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pack = tmp_path / "buffalo_sc"
-    pack.mkdir()
-    for name in MODEL_PACKS["buffalo_sc"].files:
-        shutil.copy(model_dir / "buffalo_sc" / name, pack / name)
+    pack = copy_pack(model_dir, tmp_path)
 
     def refuse(self: Path, *args: object, **kwargs: object) -> int:
         raise PermissionError(f"read-only: {self}")  # as on a Lambda image (root ignores chmod here)

@@ -62,9 +62,10 @@ def rewritten_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{file_digest(path)[:16]}.cpu{REWRITE_VERSION}.onnx")
 
 
-def _unchanged_marker(path: Path) -> Path:
-    """Written when ``path`` has nothing to rewrite, so later starts need not parse it."""
-    return path.with_name(f".{path.name}.{file_digest(path)[:16]}.cpu{REWRITE_VERSION}.none")
+def _unchanged_marker(target: Path) -> Path:
+    """Beside ``target`` (``rewritten_path``), written when the model has nothing
+    to rewrite, so later starts need not parse it."""
+    return target.with_suffix(".none")
 
 
 def cpu_graph(path: Path) -> Path | bytes:
@@ -72,7 +73,8 @@ def cpu_graph(path: Path) -> Path | bytes:
     the rewritten graph's file (written now if missing), the rewritten graph's
     bytes when the folder cannot be written, or ``path`` itself when it has
     nothing to rewrite or cannot be rewritten."""
-    target, marker = rewritten_path(path), _unchanged_marker(path)
+    target = rewritten_path(path)
+    marker = _unchanged_marker(target)
     if target.is_file():
         return target
     if marker.is_file():
@@ -159,6 +161,7 @@ def grouped_as_depthwise(model: onnx.ModelProto) -> int:
         weights, (conv, prelu) = found
         k, channels, out = weights.shape[1], weights.shape[0], node.output[0]
         position = np.arange(channels) % k
+        depthwise = {**editor.attributes(node), "group": channels}
         terms: list[str] = []
         for r in range(k):
             # Channel (j + r) mod k of each group, for channel j of the group.
@@ -170,8 +173,7 @@ def grouped_as_depthwise(model: onnx.ModelProto) -> int:
                 weights[np.arange(channels), (position + r) % k][:, None], f"{out}/dw{r}_w"
             )
             bias = list(node.input[2:3]) if r == 0 else []
-            attributes = {**editor.attributes(node), "group": channels}
-            nodes.append(editor.node("Conv", [source, kernel, *bias], f"{out}/dw{r}", **attributes))
+            nodes.append(editor.node("Conv", [source, kernel, *bias], f"{out}/dw{r}", **depthwise))
             terms.append(f"{out}/dw{r}")
         total = terms[0]
         for i, term in enumerate(terms[1:], 1):
@@ -185,7 +187,7 @@ def grouped_as_depthwise(model: onnx.ModelProto) -> int:
 
 
 class _GraphEditor:
-    """What ``grouped_as_depthwise`` needs to know about a graph and add to it."""
+    """What the rewrites need to know about a graph and add to it."""
 
     def __init__(self, model: onnx.ModelProto) -> None:
         self.graph = model.graph
@@ -300,47 +302,31 @@ def prelu_as_convolutions(model: onnx.ModelProto) -> int:
     a constant per channel, shape (C, 1, 1) or (1, C, 1, 1), becomes
     ``y + Conv_{1 - s}(Relu(Conv_{-1}(y)))`` with depthwise 1 x 1 convolutions.
     Returns how many were rewritten (other PReLUs are left as they are)."""
-    from onnx import numpy_helper
-
-    graph = model.graph
-    initializers = {init.name: init for init in graph.initializer}
+    editor = _GraphEditor(model)
     ranks = _ranks(model)
     nodes: list[onnx.NodeProto] = []
-    replaced_slopes: set[str] = set()
     rewritten = 0
-    for node in graph.node:
-        slope_name = node.input[1] if node.op_type == "PRelu" and len(node.input) == 2 else ""
-        slope = initializers.get(slope_name)
-        channels = _channel_slopes(numpy_helper.to_array(slope)) if slope is not None else None
+    for node in model.graph.node:
+        slope = editor.constant(node.input[1]) if node.op_type == "PRelu" and len(node.input) == 2 else None
+        channels = _channel_slopes(slope) if slope is not None else None
         if channels is None or ranks.get(node.input[0]) != 4:
             nodes.append(node)
             continue
         y, out = node.input[0], node.output[0]
         count = channels.size
-        negate = numpy_helper.from_array(np.full((count, 1, 1, 1), -1.0, np.float32), f"{out}/prelu_negate")
-        keep = numpy_helper.from_array(
-            (1.0 - channels).reshape(count, 1, 1, 1).astype(np.float32), f"{out}/prelu_keep"
-        )
-        graph.initializer.extend([negate, keep])
+        negate = editor.constant_input(np.full((count, 1, 1, 1), -1.0), f"{out}/prelu_negate")
+        keep = editor.constant_input((1.0 - channels).reshape(count, 1, 1, 1), f"{out}/prelu_keep")
         negated, negative_part, scaled = f"{out}/prelu_neg", f"{out}/prelu_relu", f"{out}/prelu_scaled"
         depthwise = {"group": count, "kernel_shape": [1, 1]}
         nodes += [
-            _GraphEditor.node("Conv", [y, negate.name], negated, **depthwise),
-            _GraphEditor.node("Relu", [negated], negative_part),
-            _GraphEditor.node("Conv", [negative_part, keep.name], scaled, **depthwise),
-            _GraphEditor.node("Add", [y, scaled], out),
+            editor.node("Conv", [y, negate], negated, **depthwise),
+            editor.node("Relu", [negated], negative_part),
+            editor.node("Conv", [negative_part, keep], scaled, **depthwise),
+            editor.node("Add", [y, scaled], out),
         ]
-        replaced_slopes.add(slope_name)
         rewritten += 1
     if rewritten:
-        still_used = {name for node in nodes for name in node.input} | {i.name for i in graph.input}
-        kept = [
-            init for init in graph.initializer if init.name not in replaced_slopes or init.name in still_used
-        ]
-        del graph.initializer[:]
-        graph.initializer.extend(kept)
-        del graph.node[:]
-        graph.node.extend(nodes)
+        editor.replace_nodes(nodes)
     return rewritten
 
 
