@@ -64,7 +64,8 @@ def bench_embed(
     Floor: decode + detect + align + embed in this process, no HTTP, no JSON, at
     the service's own settings (same thread count, same session options).
     Old floor: the same with the pack's recogniser graph as it is
-    (GRAPH_REWRITE=false), the floor before performance round three.
+    (GRAPH_REWRITE=false): round three's floor less the rewrites (the
+    detector's in-place input, bit for bit the old one, is in both).
     Servers: sequential requests over one keep-alive connection each.
     """
     from face_recognition_service.config import Settings
