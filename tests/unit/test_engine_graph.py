@@ -1,7 +1,9 @@
-"""The recogniser's graph rewritten for ONNX Runtime's CPU kernels
-(engine/graph.py): PReLUs and grouped convolutions as depthwise convolutions.
-The same embeddings on real faces; written once beside the pack, rebuilt in
-memory where the folder is read-only, and never used when it would differ."""
+"""The networks' graphs rewritten for ONNX Runtime's CPU kernels
+(engine/graph.py): the recogniser's PReLUs and grouped convolutions as
+depthwise convolutions, the detector's sibling head convolutions as one. The
+same embeddings and detections on real faces; written once beside the pack,
+rebuilt in memory where the folder is read-only, and never used when it would
+differ."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from face_recognition_service.engine import FaceEngine, load_model
+from face_recognition_service.engine import Detector, FaceEngine, load_model
 from face_recognition_service.engine import graph as graph_module
 from face_recognition_service.engine.graph import (
     cpu_graph,
@@ -22,6 +24,7 @@ from face_recognition_service.engine.graph import (
     prelu_as_convolutions,
     rewrite,
     rewritten_path,
+    siblings_as_one,
 )
 from face_recognition_service.engine.runtime import session_options
 from face_recognition_service.models import MODEL_PACKS
@@ -84,15 +87,41 @@ def test_rewritten_recogniser_gives_the_same_embeddings_on_real_faces(
     assert cosine.min() > 0.99999
 
 
-def test_the_service_runs_the_rewritten_graph_and_embeds_as_before(
+def test_rewritten_detector_finds_the_same_faces_on_real_photos(model_dir: Path) -> None:
+    original = model_dir / "buffalo_sc" / PACK.detector
+    model = onnx.load(str(original))
+    convolutions = sum(node.op_type == "Conv" for node in model.graph.node)
+    # Each of the three strides' heads: scores, boxes and landmarks in one.
+    assert rewrite(model) == 9
+    assert sum(node.op_type == "Conv" for node in model.graph.node) == convolutions - 6
+    assert sum(node.op_type == "Split" for node in model.graph.node) == 3
+    cpu = ["CPUExecutionProvider"]
+    before = Detector(ort.InferenceSession(str(original), session_options(1), providers=cpu))
+    after = Detector(ort.InferenceSession(model.SerializeToString(), session_options(1), providers=cpu))
+    faces = 0
+    for name in ("obama_1.jpg", "two_people.jpg", "rose_leslie_1.jpg", "alex_lacamoire_1.jpg"):
+        image = _image(name)
+        for size in (640, 320):
+            a, b = before.detect(image, size, 0.3), after.detect(image, size, 0.3)
+            assert len(a) == len(b) > 0
+            for x, y in ((a.boxes, b.boxes), (a.scores, b.scores), (a.landmarks, b.landmarks)):
+                assert np.allclose(x, y, rtol=1e-6, atol=1e-4), name
+            faces += len(a)
+    assert faces >= 10
+
+
+def test_the_service_runs_the_rewritten_graphs_and_embeds_as_before(
     model_dir: Path, engine: FaceEngine
 ) -> None:
     recogniser = model_dir / "buffalo_sc" / PACK.recognizer
-    # Written beside the pack when it was provisioned (verify loads it).
-    assert rewritten_path(recogniser).is_file()
+    detector = model_dir / "buffalo_sc" / PACK.detector
+    # Written beside the pack when it was provisioned (verify loads them).
+    assert rewritten_path(recogniser).is_file() and rewritten_path(detector).is_file()
     assert engine.recognizer.session._model_path == str(rewritten_path(recogniser))
+    assert engine.detector.session._model_path == str(rewritten_path(detector))
     plain = FaceEngine.load(model_dir / "buffalo_sc", threads=1, rewrite=False)
     assert plain.recognizer.session._model_path == str(recogniser)
+    assert plain.detector.session._model_path == str(detector)
     assert plain.model_tag == engine.model_tag  # the same model: the tag is the original file's
     image = _image("obama_1.jpg")
     a, b = engine.embed_single(image).embedding, plain.embed_single(image).embedding
@@ -109,9 +138,14 @@ def test_the_setting_turns_it_off(model_dir: Path) -> None:
 def test_written_once_and_reused(model_dir: Path, tmp_path: Path) -> None:
     pack = copy_pack(model_dir, tmp_path)
     recogniser = pack / PACK.recognizer
+    # What an earlier version of the rewrites, or an earlier file, left.
+    stale = [pack / ".w600k_mbf.onnx.0123456789abcdef.cpu2.onnx", pack / ".w600k_mbf.onnx.0123.cpu2.none"]
+    for path in stale:
+        path.write_bytes(b"")
     first = cpu_graph(recogniser)
     assert first == rewritten_path(recogniser) and isinstance(first, Path)
-    assert first.name.startswith(".w600k_mbf.onnx.") and first.name.endswith(".cpu2.onnx")
+    assert not any(path.exists() for path in stale), "nothing loads them any more"
+    assert first.name.startswith(".w600k_mbf.onnx.") and first.name.endswith(".cpu3.onnx")
     # Readable by whoever can read the original (an image built as root, run as another user).
     assert first.stat().st_mode & 0o777 == recogniser.stat().st_mode & 0o777
     written = first.stat().st_mtime_ns
@@ -123,14 +157,13 @@ def test_written_once_and_reused(model_dir: Path, tmp_path: Path) -> None:
     assert rewritten_path(recogniser) != first
 
 
-def test_a_graph_without_prelu_is_parsed_once(model_dir: Path, tmp_path: Path) -> None:
-    pack = copy_pack(model_dir, tmp_path)
-    detector = pack / PACK.detector
-    assert cpu_graph(detector) == detector
-    markers = list(pack.glob(".det_500m.onnx.*.none"))
-    assert len(markers) == 1
-    assert not list(pack.glob(".det_500m.onnx.*.cpu2.onnx"))
-    assert cpu_graph(detector) == detector
+def test_a_graph_with_nothing_to_rewrite_is_parsed_once(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.onnx"
+    onnx.save(_siblings([16, 16]), str(plain))  # whole blocks: nothing to gain
+    assert cpu_graph(plain) == plain
+    assert len(list(tmp_path.glob(".plain.onnx.*.none"))) == 1
+    assert not list(tmp_path.glob(".plain.onnx.*.cpu3.onnx"))
+    assert cpu_graph(plain) == plain
 
 
 def test_read_only_model_folder_gets_the_graph_in_memory(
@@ -275,3 +308,71 @@ def test_a_grouped_convolution_whose_input_is_used_elsewhere_is_left_alone() -> 
     model = _grouped(2, 4, prelu=True, stem_used_twice=True)
     assert grouped_as_depthwise(model) == 0
     assert [n.op_type for n in model.graph.node] == ["Conv", "PRelu", "Conv"]
+
+
+def _siblings(
+    channels: list[int], *, opset: int = 13, strides: list[list[int]] | None = None, biases: bool = True
+) -> onnx.ModelProto:
+    """x -> Relu -> one 3x3 convolution per entry of ``channels`` (8 input
+    channels), each output a graph output; the i-th with ``strides[i]``."""
+    rng = np.random.default_rng(len(channels))
+    inits, nodes, outputs = [], [helper.make_node("Relu", ["x"], ["r"])], []
+    for i, count in enumerate(channels):
+        inits.append(numpy_helper.from_array(rng.normal(size=(count, 8, 3, 3)).astype(np.float32), f"w{i}"))
+        inputs = ["r", f"w{i}"]
+        if biases and i % 2 == 0:
+            inits.append(numpy_helper.from_array(rng.normal(size=(count,)).astype(np.float32), f"b{i}"))
+            inputs.append(f"b{i}")
+        stride = strides[i] if strides else [1, 1]
+        nodes.append(
+            helper.make_node(
+                "Conv", inputs, [f"y{i}"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=stride
+            )
+        )
+        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None))
+    graph = helper.make_graph(
+        nodes,
+        "siblings",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 10, 12])],
+        outputs,
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _outputs(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
+    session = ort.InferenceSession(
+        model.SerializeToString(), session_options(1), providers=["CPUExecutionProvider"]
+    )
+    out: list[np.ndarray] = session.run(None, {"x": x})
+    return out
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+@pytest.mark.parametrize("biases", [True, False])
+def test_sibling_convolutions_become_one_with_the_same_outputs(opset: int, biases: bool) -> None:
+    model = _siblings([2, 8, 20], opset=opset, biases=biases)
+    x = np.random.default_rng(2).normal(size=(1, 8, 10, 12)).astype(np.float32)
+    before = _outputs(model, x)
+    assert siblings_as_one(model) == 3
+    assert [n.op_type for n in model.graph.node] == ["Relu", "Conv", "Split"]
+    after = _outputs(model, x)
+    assert [a.shape for a in after] == [(1, 2, 10, 12), (1, 8, 10, 12), (1, 20, 10, 12)]
+    for a, b in zip(before, after, strict=True):
+        assert np.allclose(a, b, rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("channels", "strides", "why"),
+    [
+        ([16, 32], None, "whole channel blocks already: stacking saves nothing"),
+        ([2, 8], [[1, 1], [2, 2]], "different strides: not the same operation over the input"),
+        ([4], None, "no sibling"),
+    ],
+)
+def test_other_convolutions_are_left_alone(
+    channels: list[int], strides: list[list[int]] | None, why: str
+) -> None:
+    model = _siblings(channels, strides=strides)
+    assert siblings_as_one(model) == 0, why
+    assert [n.op_type for n in model.graph.node] == ["Relu", *["Conv"] * len(channels)]

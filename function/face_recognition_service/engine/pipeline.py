@@ -91,8 +91,8 @@ class FaceEngine:
         rewrite: bool = True,
     ) -> FaceEngine:
         """Open the pack in ``model_path`` (a folder named after the pack).
-        ``rewrite``: on the CPU, run the recogniser's graph rewritten for ONNX
-        Runtime's kernels (``graph.cpu_graph``: the same function, faster)."""
+        ``rewrite``: on the CPU, run both networks' graphs rewritten for ONNX
+        Runtime's kernels (``graph.cpu_graph``: the same functions, faster)."""
         model_name = model_path.name
         try:
             pack = get_pack(model_name)
@@ -113,9 +113,11 @@ class FaceEngine:
         providers = providers_for(device)
         threads = create_shared_pool(threads) or threads
         started = time.perf_counter()
-        detector = Detector(open_session(model_path / pack.detector, providers, threads))
-        recognizer_path = model_path / pack.recognizer
-        graph = cpu_graph(recognizer_path) if rewrite and providers[0] == "CPUExecutionProvider" else None
+        rewrite = rewrite and providers[0] == "CPUExecutionProvider"
+        detector_path, recognizer_path = model_path / pack.detector, model_path / pack.recognizer
+        detector_graph = cpu_graph(detector_path) if rewrite else None
+        detector = Detector(open_session(detector_path, providers, threads, detector_graph))
+        graph = cpu_graph(recognizer_path) if rewrite else None
         recognizer = Recognizer(open_session(recognizer_path, providers, threads, graph))
         logger.info(
             "model loaded",

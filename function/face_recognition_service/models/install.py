@@ -24,14 +24,14 @@ EMBEDDING_SIZE = 512
 
 def verify(pack_dir: Path) -> dict[str, object]:
     """Load both files and check their shapes; returns a short description.
-    The recogniser is loaded as the service runs it on the CPU: its rewritten
-    graph (``engine.graph``), written beside it here if it is not there yet, so
-    an image built with this check carries it."""
+    Both are loaded as the service runs them on the CPU: their rewritten graphs
+    (``engine.graph``), written beside them here if they are not there yet, so
+    an image built with this check carries them."""
     pack = get_pack(pack_dir.name)
     cpu = ["CPUExecutionProvider"]
-    recognizer_path = pack_dir / pack.recognizer
+    detector_path, recognizer_path = pack_dir / pack.detector, pack_dir / pack.recognizer
     try:
-        detector = Detector(open_session(pack_dir / pack.detector, cpu, 1))
+        detector = Detector(open_session(detector_path, cpu, 1, cpu_graph(detector_path)))
         recognizer = Recognizer(open_session(recognizer_path, cpu, 1, cpu_graph(recognizer_path)))
     except ModelLoadError as exc:
         raise PackError(str(exc)) from exc

@@ -48,9 +48,10 @@ def test_lambda_dockerfile_replays(lambda_image: Replay) -> None:
     assert {"routes", "schemas", "docs"} <= compiled
     pack = lambda_image.root / "opt/models/buffalo_sc"
     assert sorted(p.name for p in pack.glob("[!.]*.onnx")) == ["det_500m.onnx", "w600k_mbf.onnx"]
-    # The recogniser's rewritten graph (engine/graph.py) is baked beside it by
-    # the image's check, so a read-only task never rebuilds it at start.
-    assert len(list(pack.glob(".w600k_mbf.onnx.*.cpu2.onnx"))) == 1
+    # Both networks' rewritten graphs (engine/graph.py) are baked beside them by
+    # the image's check, so a read-only task never rebuilds them at start.
+    assert len(list(pack.glob(".w600k_mbf.onnx.*.cpu3.onnx"))) == 1
+    assert len(list(pack.glob(".det_500m.onnx.*.cpu3.onnx"))) == 1
     assert not (lambda_image.root / "tmp/build").exists(), "the build folder is removed"
     assert lambda_image.cmd == ["face_recognition_service.aws_lambda.handler.handler"]
 
