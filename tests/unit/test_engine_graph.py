@@ -160,7 +160,10 @@ def test_written_once_and_reused(model_dir: Path, tmp_path: Path) -> None:
 def test_a_graph_with_nothing_to_rewrite_is_parsed_once(tmp_path: Path) -> None:
     plain = tmp_path / "plain.onnx"
     onnx.save(_siblings([16, 16]), str(plain))  # whole blocks: nothing to gain
+    earlier = tmp_path / ".plain.onnx.0123456789abcdef.cpu2.none"
+    earlier.write_bytes(b"")
     assert cpu_graph(plain) == plain
+    assert not earlier.exists()
     assert len(list(tmp_path.glob(".plain.onnx.*.none"))) == 1
     assert not list(tmp_path.glob(".plain.onnx.*.cpu3.onnx"))
     assert cpu_graph(plain) == plain

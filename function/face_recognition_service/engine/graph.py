@@ -105,6 +105,7 @@ def cpu_graph(path: Path) -> Path | bytes:
     if rewritten == 0:
         with contextlib.suppress(OSError):
             marker.touch()
+            _remove_stale(path, marker)
         return path
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -132,11 +133,11 @@ def cpu_graph(path: Path) -> Path | bytes:
     return target
 
 
-def _remove_stale(path: Path, target: Path) -> None:
+def _remove_stale(path: Path, kept: Path) -> None:
     """Earlier rewrites of ``path`` (another REWRITE_VERSION or another file's
-    digest) and their markers: nothing loads them any more."""
+    digest) and their markers, all but ``kept``: nothing loads them any more."""
     for stale in path.parent.glob(f".{path.name}.*.cpu*"):
-        if stale != target and stale.suffix in (".onnx", ".none"):
+        if stale != kept and stale.suffix in (".onnx", ".none"):
             with contextlib.suppress(OSError):
                 stale.unlink()
 
