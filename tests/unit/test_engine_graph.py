@@ -217,14 +217,26 @@ def _tiny(slope: np.ndarray, input_shape: list[int]) -> onnx.ModelProto:
         helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[1, 1]),
         helper.make_node("PRelu", ["c", "slope"], ["y"]),
     ]
+    return _model("tiny", nodes, input_shape, ["y"], [weights, slope_init])
+
+
+def _model(
+    name: str,
+    nodes: list[onnx.NodeProto],
+    input_shape: list[int],
+    outputs: list[str],
+    initializers: list[onnx.TensorProto],
+    opset: int = 13,
+) -> onnx.ModelProto:
+    """A model of ``nodes`` with one float input ``x`` and float ``outputs``."""
     graph = helper.make_graph(
         nodes,
-        "tiny",
+        name,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, input_shape)],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [weights, slope_init],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, None) for output in outputs],
+        initializers,
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
 
 
 @pytest.mark.parametrize("shape", [(4, 1, 1), (1, 4, 1, 1)])
@@ -279,17 +291,7 @@ def _grouped(k: int, groups: int, prelu: bool, stem_used_twice: bool = False) ->
             group=groups,
         )
     )
-    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
-    if stem_used_twice:
-        outputs.append(helper.make_tensor_value_info(stem, TensorProto.FLOAT, None))
-    graph = helper.make_graph(
-        nodes,
-        "grouped",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 12, 10])],
-        outputs,
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return _model("grouped", nodes, [1, 3, 12, 10], ["y", stem] if stem_used_twice else ["y"], inits)
 
 
 @pytest.mark.parametrize(("k", "groups", "prelu"), [(2, 4, True), (2, 8, False), (3, 5, True), (4, 2, False)])
@@ -332,15 +334,8 @@ def _siblings(
                 "Conv", inputs, [f"y{i}"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=stride
             )
         )
-        outputs.append(helper.make_tensor_value_info(f"y{i}", TensorProto.FLOAT, None))
-    graph = helper.make_graph(
-        nodes,
-        "siblings",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 10, 12])],
-        outputs,
-        inits,
-    )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        outputs.append(f"y{i}")
+    return _model("siblings", nodes, [1, 8, 10, 12], outputs, inits, opset)
 
 
 def _outputs(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:

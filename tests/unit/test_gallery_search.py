@@ -72,7 +72,10 @@ def test_poor_photos_among_face_like_vectors_are_found(
     """Face-like vectors (a 164-dimensional subspace: strangers spread as real
     people do, sd 0.078) and poor photos at cosine 0.45, with the rows re-scored
     scaled down to this gallery (256 of 1,000,000 as 5 of 20,000): exact
-    search's best is among them for every probe."""
+    search's best is among them for 99 % of probes, and among twice as many for
+    every probe. (The k-means that learns the codes sums floats in another
+    order on each CPU: on the Xeons every probe was found at 5, on an AMD EPYC
+    all but one of 200.)"""
     monkeypatch.setattr(search, "CANDIDATES", 5)
     rng = np.random.default_rng(11)
     basis = np.linalg.qr(rng.standard_normal((512, 164)))[0].T
@@ -83,8 +86,10 @@ def test_poor_photos_among_face_like_vectors_are_found(
     probes = unit(0.45 * faces[rows] + np.sqrt(1 - 0.45**2) * unit(noise))
     assert np.array_equal((probes @ faces.T).argmax(axis=1), rows)  # exact search finds each one
     searcher = Searcher(open_snapshot(snapshot(tmp_path / "f.frg", faces, *pq_index(faces))))
-    found = [hits.rows[0] for hits in searcher.nearest(probes, 1)]
-    assert np.array_equal(found, rows)
+    found = np.array([hits.rows[0] for hits in searcher.nearest(probes, 1)])
+    assert (found != rows).sum() <= 2
+    monkeypatch.setattr(search, "CANDIDATES", 10)
+    assert np.array_equal([hits.rows[0] for hits in searcher.nearest(probes, 1)], rows)
 
 
 def test_the_index_bytes_are_the_documented_layout(

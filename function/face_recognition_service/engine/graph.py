@@ -58,10 +58,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..models.tag import file_digest
-from .runtime import session_options
+from .runtime import open_session, session_options
 
 if TYPE_CHECKING:  # onnx is imported only when a graph has to be rewritten
     import onnx
+    import onnxruntime as ort
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,15 @@ def _remove_stale(path: Path, kept: Path) -> None:
         if stale != kept and stale.suffix in (".onnx", ".none"):
             with contextlib.suppress(OSError):
                 stale.unlink()
+
+
+def open_rewritten(
+    path: Path, providers: list[str], threads: int, rewrite: bool = True
+) -> ort.InferenceSession:
+    """A session for the model at ``path``, on the CPU its rewritten graph
+    (``cpu_graph``) unless ``rewrite`` is off; other providers get the file as it is."""
+    cpu = providers[0] == "CPUExecutionProvider"
+    return open_session(path, providers, threads, cpu_graph(path) if rewrite and cpu else None)
 
 
 def same_outputs(original: Path, rewritten: bytes) -> bool:

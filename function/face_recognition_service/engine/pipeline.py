@@ -17,10 +17,10 @@ import numpy as np
 from ..errors import ErrorCode, ServiceError
 from ..models import PackError, get_pack, model_tag
 from .detector import Detections, Detector
-from .graph import cpu_graph
+from .graph import open_rewritten
 from .quality import assess
 from .recognizer import Recognizer
-from .runtime import ModelLoadError, create_shared_pool, open_session, providers_for
+from .runtime import ModelLoadError, create_shared_pool, providers_for
 from .selection import FaceOptions, select_faces
 from .types import FaceEmbedding, PreparedFace, Span, no_span
 
@@ -113,12 +113,8 @@ class FaceEngine:
         providers = providers_for(device)
         threads = create_shared_pool(threads) or threads
         started = time.perf_counter()
-        rewrite = rewrite and providers[0] == "CPUExecutionProvider"
-        detector_path, recognizer_path = model_path / pack.detector, model_path / pack.recognizer
-        detector_graph = cpu_graph(detector_path) if rewrite else None
-        detector = Detector(open_session(detector_path, providers, threads, detector_graph))
-        graph = cpu_graph(recognizer_path) if rewrite else None
-        recognizer = Recognizer(open_session(recognizer_path, providers, threads, graph))
+        detector = Detector(open_rewritten(model_path / pack.detector, providers, threads, rewrite))
+        recognizer = Recognizer(open_rewritten(model_path / pack.recognizer, providers, threads, rewrite))
         logger.info(
             "model loaded",
             extra={

@@ -13,8 +13,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..engine import Detector, ModelLoadError, Recognizer, open_session
-from ..engine.graph import cpu_graph
+from ..engine import Detector, ModelLoadError, Recognizer
+from ..engine.graph import open_rewritten
 from .catalogue import PackError, get_pack
 from .sources import fetch
 from .tag import model_tag
@@ -29,10 +29,9 @@ def verify(pack_dir: Path) -> dict[str, object]:
     an image built with this check carries them."""
     pack = get_pack(pack_dir.name)
     cpu = ["CPUExecutionProvider"]
-    detector_path, recognizer_path = pack_dir / pack.detector, pack_dir / pack.recognizer
     try:
-        detector = Detector(open_session(detector_path, cpu, 1, cpu_graph(detector_path)))
-        recognizer = Recognizer(open_session(recognizer_path, cpu, 1, cpu_graph(recognizer_path)))
+        detector = Detector(open_rewritten(pack_dir / pack.detector, cpu, 1))
+        recognizer = Recognizer(open_rewritten(pack_dir / pack.recognizer, cpu, 1))
     except ModelLoadError as exc:
         raise PackError(str(exc)) from exc
     size = recognizer.session.get_outputs()[0].shape[-1]
