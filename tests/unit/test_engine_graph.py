@@ -43,11 +43,19 @@ def _attribute(node: onnx.NodeProto, name: str) -> int:
     return next((int(a.i) for a in node.attribute if a.name == name), 1)
 
 
-def _run(model: Path | bytes, batch: np.ndarray) -> np.ndarray:
+def _session(model: Path | bytes) -> ort.InferenceSession:
     source = model if isinstance(model, bytes) else str(model)
-    session = ort.InferenceSession(source, session_options(1), providers=["CPUExecutionProvider"])
-    out: np.ndarray = session.run(None, {session.get_inputs()[0].name: batch})[0]
+    return ort.InferenceSession(source, session_options(1), providers=["CPUExecutionProvider"])
+
+
+def _outputs(model: Path | bytes, batch: np.ndarray) -> list[np.ndarray]:
+    session = _session(model)
+    out: list[np.ndarray] = session.run(None, {session.get_inputs()[0].name: batch})
     return out
+
+
+def _run(model: Path | bytes, batch: np.ndarray) -> np.ndarray:
+    return _outputs(model, batch)[0]
 
 
 def _face_crops(engine: FaceEngine) -> np.ndarray:
@@ -95,9 +103,7 @@ def test_rewritten_detector_finds_the_same_faces_on_real_photos(model_dir: Path)
     assert rewrite(model) == 9
     assert sum(node.op_type == "Conv" for node in model.graph.node) == convolutions - 6
     assert sum(node.op_type == "Split" for node in model.graph.node) == 3
-    cpu = ["CPUExecutionProvider"]
-    before = Detector(ort.InferenceSession(str(original), session_options(1), providers=cpu))
-    after = Detector(ort.InferenceSession(model.SerializeToString(), session_options(1), providers=cpu))
+    before, after = Detector(_session(original)), Detector(_session(model.SerializeToString()))
     faces = 0
     for name in ("obama_1.jpg", "two_people.jpg", "rose_leslie_1.jpg", "alex_lacamoire_1.jpg"):
         image = _image(name)
@@ -338,23 +344,15 @@ def _siblings(
     return _model("siblings", nodes, [1, 8, 10, 12], outputs, inits, opset)
 
 
-def _outputs(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
-    session = ort.InferenceSession(
-        model.SerializeToString(), session_options(1), providers=["CPUExecutionProvider"]
-    )
-    out: list[np.ndarray] = session.run(None, {"x": x})
-    return out
-
-
 @pytest.mark.parametrize("opset", [11, 13])
 @pytest.mark.parametrize("biases", [True, False])
 def test_sibling_convolutions_become_one_with_the_same_outputs(opset: int, biases: bool) -> None:
     model = _siblings([2, 8, 20], opset=opset, biases=biases)
     x = np.random.default_rng(2).normal(size=(1, 8, 10, 12)).astype(np.float32)
-    before = _outputs(model, x)
+    before = _outputs(model.SerializeToString(), x)
     assert siblings_as_one(model) == 3
     assert [n.op_type for n in model.graph.node] == ["Relu", "Conv", "Split"]
-    after = _outputs(model, x)
+    after = _outputs(model.SerializeToString(), x)
     assert [a.shape for a in after] == [(1, 2, 10, 12), (1, 8, 10, 12), (1, 20, 10, 12)]
     for a, b in zip(before, after, strict=True):
         assert np.allclose(a, b, rtol=1e-6, atol=1e-5)

@@ -375,11 +375,7 @@ class _GraphEditor:
                 return None
             prelu, name = node, node.input[0]
             node = self.producers.get(name)
-        if node is None or node.op_type != "Conv" or self.uses.get(name) != 1:
-            return None
-        if int(self.attributes(node).get("group", 1)) != 1 or self.constant(node.input[1]) is None:
-            return None
-        if len(node.input) > 2 and self.constant(node.input[2]) is None:
+        if node is None or self.uses.get(name) != 1 or not self.plain_convolution(node):
             return None
         return node, prelu
 
@@ -393,9 +389,7 @@ class _GraphEditor:
     ) -> str:
         """Append to ``nodes`` a copy of ``conv`` (and ``prelu``) whose output
         channels come in ``order``; returns the copy's output."""
-        weights = self.constant(conv.input[1])
-        assert weights is not None
-        inputs = [conv.input[0], self.constant_input(weights[order], f"{name}_w")]
+        inputs = [conv.input[0], self.constant_input(self.weights(conv)[order], f"{name}_w")]
         bias = self.constant(conv.input[2]) if len(conv.input) > 2 else None
         if bias is not None:
             inputs.append(self.constant_input(bias[order], f"{name}_b"))
