@@ -42,8 +42,9 @@ A rewritten graph is written once beside the original (hidden, its name
 carrying the original's SHA-256 and REWRITE_VERSION), at provisioning or image
 build time, or at the first start, each time only after its outputs are
 checked against the original's; a read-only folder gets it rebuilt in memory
-at each start instead (~0.2 s, mostly importing ``onnx``). The model tag
-stays the original file's: the embeddings are the same model's.
+at each start instead (both networks: 0.37-0.43 s on the AMD EPYC of
+BENCHMARKS "Round three, second lever", importing ``onnx`` included). The
+model tag stays the original file's: the embeddings are the same model's.
 """
 
 from __future__ import annotations
