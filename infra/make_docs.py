@@ -30,7 +30,7 @@ ERROR_MEANINGS = {
     "UNSUPPORTED_FORMAT": "A container the service recognises but does not decode (GIF, TIFF, HEIC, PDF...).",
     "MODEL_NOT_LOADED": "The model pack is missing or broken; health says why.",
     "INVALID_EMBEDDING": "A vector or embedding request is not valid (length, NaN, zero, an invalid field).",
-    "PROCESSING_ERROR": "An unexpected failure, logged with the request id (or S3 unreachable: retry).",
+    "PROCESSING_ERROR": "An unexpected failure (a bug), logged with the request id.",
     "LOW_QUALITY": "The face is below the `min_quality` asked for; the detail names the reasons.",
     "MODEL_MISMATCH": "Embeddings (or a gallery) of different models: re-enrol with the current model.",
     "UNAUTHORIZED": "An API key is configured and `x-api-key` is missing or wrong.",
@@ -44,9 +44,12 @@ ERROR_MEANINGS = {
     "SERVICE_BUSY": "Every worker is busy and the queue is full: retry after `Retry-After` seconds.",
     "TOO_MANY_FACES": "A batch's earlier photos used up the faces one request may embed.",
     "RESPONSE_TOO_LARGE": "Under Lambda, an answer over 6 MB: ask for base64 embeddings or fewer faces.",
-    "GALLERY_NOT_FOUND": "The gallery snapshot (or its bucket) does not exist.",
+    "GALLERY_NOT_FOUND": "The gallery snapshot (or its bucket) does not exist, or was removed.",
     "GALLERY_FORBIDDEN": "A gallery bucket or name the operator does not allow, or the role may not read it.",
-    "INVALID_GALLERY": "The snapshot is damaged, truncated, not a snapshot, or over `GALLERY_MAX_MB`.",
+    "INVALID_GALLERY": "The snapshot is damaged, truncated, malformed, not a regular file, or over `GALLERY_MAX_MB`.",
+    "STORAGE_UNAVAILABLE": "S3 (no credentials, unreachable, throttled) or `GALLERY_CACHE_DIR` failed: retry "
+    "after `Retry-After` seconds.",
+    "STORAGE_FULL": "`GALLERY_CACHE_DIR` has no room for the snapshot's copy: its operator frees space.",
 }
 
 

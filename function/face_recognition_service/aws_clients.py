@@ -21,9 +21,10 @@ def client(service: str) -> Any:
     return factory(service)
 
 
-def s3_read(call: Callable[[], T], *, uri: str, what: str, missing: ErrorCode, forbidden: ErrorCode) -> T:
+def s3_read(call: Callable[[], T], *, what: str, missing: ErrorCode, forbidden: ErrorCode) -> T:
     """``call()``, with S3's refusals as ``missing`` (no such key), ``forbidden``
-    (the role may not read it) or PROCESSING_ERROR (anything else: retryable)."""
+    (the role may not read it) or STORAGE_UNAVAILABLE (anything else: no
+    credentials, unreachable, throttled, S3's own 5xx; worth a retry)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -31,15 +32,23 @@ def s3_read(call: Callable[[], T], *, uri: str, what: str, missing: ErrorCode, f
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("404", "NoSuchKey", "NotFound"):
-            raise ServiceError(missing, f"The {what} object does not exist.", uri) from None
+            raise ServiceError(
+                missing, f"The {what} object does not exist.", "No object has that key."
+            ) from None
         if code == "NoSuchBucket":  # a bucket the operator allows but nobody created: an answer, not a retry
-            raise ServiceError(missing, f"The {what}'s bucket does not exist.", uri) from None
+            raise ServiceError(
+                missing, f"The {what}'s bucket does not exist.", "S3 has no such bucket."
+            ) from None
         if code in ("403", "AccessDenied"):
-            raise ServiceError(forbidden, "The service's role may not read this object.", uri) from None
+            raise ServiceError(
+                forbidden,
+                "The service's role may not read this object.",
+                "S3 refused the read (AccessDenied).",
+            ) from None
         raise _unreadable(what, code) from None
     except BotoCoreError as exc:
         raise _unreadable(what, type(exc).__name__) from None
 
 
 def _unreadable(what: str, detail: str) -> ServiceError:
-    return ServiceError(ErrorCode.PROCESSING_ERROR, f"The {what} could not be read from S3.", detail)
+    return ServiceError(ErrorCode.STORAGE_UNAVAILABLE, f"The {what} could not be read from S3.", detail)

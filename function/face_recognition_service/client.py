@@ -236,6 +236,18 @@ class InvalidGallery(FaceServiceError):
     code = "INVALID_GALLERY"
 
 
+class StorageUnavailable(FaceServiceError):
+    """S3 or the service's gallery cache failed (503: retried like SERVICE_BUSY)."""
+
+    code = "STORAGE_UNAVAILABLE"
+
+
+class StorageFull(FaceServiceError):
+    """The service's gallery cache folder is full (507: for its operator)."""
+
+    code = "STORAGE_FULL"
+
+
 class Unreachable(FaceServiceError):
     """No answer after the retries: the connection failed or timed out each time."""
 

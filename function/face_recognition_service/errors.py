@@ -51,6 +51,11 @@ class ErrorCode(StrEnum):
     GALLERY_NOT_FOUND = "GALLERY_NOT_FOUND"
     GALLERY_FORBIDDEN = "GALLERY_FORBIDDEN"
     INVALID_GALLERY = "INVALID_GALLERY"
+    # The storage behind the service failed: S3 unreachable, throttled or without
+    # credentials, GALLERY_CACHE_DIR not writable (worth a retry, with backoff),
+    # or GALLERY_CACHE_DIR full (the operator frees space or points it elsewhere).
+    STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+    STORAGE_FULL = "STORAGE_FULL"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -86,6 +91,9 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.GALLERY_FORBIDDEN: 403,
     # The snapshot, not the request, is at fault: the caller rebuilds it.
     ErrorCode.INVALID_GALLERY: 422,
+    # Not the caller's fault and not a bug: 503 (Retry-After) and 507 Insufficient Storage.
+    ErrorCode.STORAGE_UNAVAILABLE: 503,
+    ErrorCode.STORAGE_FULL: 507,
 }
 
 

@@ -22,9 +22,9 @@ METRICS = "/metrics"
 DOCS_PAGES = ("/docs", "/redoc", "/openapi.json")
 
 
-# Every photo route can answer these: the image, its faces, its source, the
-# model, and the checks before the body (key, media type, admission); under
-# Lambda an answer over 6 MB is RESPONSE_TOO_LARGE.
+# Every photo route can answer these: the image, its faces, its source (S3
+# failing is STORAGE_UNAVAILABLE), the model, and the checks before the body
+# (key, media type, admission); under Lambda an answer over 6 MB is RESPONSE_TOO_LARGE.
 _PHOTO = (
     ErrorCode.INVALID_IMAGE,
     ErrorCode.NO_FACE_DETECTED,
@@ -38,6 +38,7 @@ _PHOTO = (
     ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     ErrorCode.IMAGE_SOURCE_FORBIDDEN,
     ErrorCode.IMAGE_NOT_FOUND,
+    ErrorCode.STORAGE_UNAVAILABLE,
     ErrorCode.SERVICE_BUSY,
     ErrorCode.RESPONSE_TOO_LARGE,
 )
@@ -79,7 +80,13 @@ ROUTES = (
     Route(
         IDENTIFY,
         heavy=True,
-        errors=(*_PROBE, ErrorCode.GALLERY_NOT_FOUND, ErrorCode.GALLERY_FORBIDDEN, ErrorCode.INVALID_GALLERY),
+        errors=(
+            *_PROBE,
+            ErrorCode.GALLERY_NOT_FOUND,
+            ErrorCode.GALLERY_FORBIDDEN,
+            ErrorCode.INVALID_GALLERY,
+            ErrorCode.STORAGE_FULL,
+        ),
     ),
 )
 BY_PATH = {r.path: r for r in ROUTES}

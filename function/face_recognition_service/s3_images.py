@@ -46,11 +46,10 @@ def fetch_image(uri: str, allowed_buckets: list[str], max_bytes: int) -> bytes:
 
     data = s3_read(
         read,
-        uri=uri,
         what="image",
         missing=ErrorCode.IMAGE_NOT_FOUND,
         forbidden=ErrorCode.IMAGE_SOURCE_FORBIDDEN,
     )
     if len(data) > max_bytes:
-        raise image_too_large(uri)
+        raise image_too_large(f"The object is over the maximum image size ({max_bytes} bytes).")
     return data

@@ -194,7 +194,7 @@ def test_a_binary_secret_lets_nobody_in(
 def test_an_s3_read_failure_returns_the_message_to_the_queue(
     aws_mock: None, model_dir: Path, model: ModelState
 ) -> None:
-    """S3 answers 503 SlowDown for the photo: PROCESSING_ERROR, which is transient,
+    """S3 answers 503 SlowDown for the photo: STORAGE_UNAVAILABLE, which is transient,
     so the message goes back to the queue and no result is written."""
     from face_recognition_service import aws_clients
 

@@ -97,7 +97,7 @@ def test_a_bucket_not_named_is_refused_before_any_read(s3: Any) -> None:
 def test_a_missing_object_is_not_found(s3: Any) -> None:
     error = refusal("s3://photos/missing.jpg", ["photos"], 10**6)
     assert error.code is ErrorCode.IMAGE_NOT_FOUND and error.status == 404
-    assert (error.message, error.detail) == ("The image object does not exist.", "s3://photos/missing.jpg")
+    assert (error.message, error.detail) == ("The image object does not exist.", "No object has that key.")
 
 
 def _stubbed(*answers: tuple[str, dict[str, Any] | None, str | None]) -> Stubber:
@@ -119,7 +119,7 @@ def test_every_way_s3_says_not_found_is_not_found(aws_credentials: None, code: s
     """head_object says 404; get_object says NoSuchKey (an object deleted between the two)."""
     with _stubbed(("head_object", {"ContentLength": 10}, None), ("get_object", None, code)):
         error = refusal("s3://photos/u1.jpg", ["photos"], 100)
-    assert error.code is ErrorCode.IMAGE_NOT_FOUND and error.detail == "s3://photos/u1.jpg"
+    assert error.code is ErrorCode.IMAGE_NOT_FOUND and error.detail == "No object has that key."
 
 
 @pytest.mark.parametrize("code", ["403", "AccessDenied"])
@@ -129,14 +129,14 @@ def test_access_denied_is_forbidden(aws_credentials: None, code: str) -> None:
     assert error.code is ErrorCode.IMAGE_SOURCE_FORBIDDEN
     assert (error.message, error.detail) == (
         "The service's role may not read this object.",
-        "s3://photos/u1.jpg",
+        "S3 refused the read (AccessDenied).",
     )
 
 
-def test_another_s3_error_is_a_processing_error_naming_the_code(aws_credentials: None) -> None:
+def test_another_s3_error_is_storage_unavailable_naming_the_code(aws_credentials: None) -> None:
     with _stubbed(("head_object", None, "SlowDown")):
         error = refusal("s3://photos/u1.jpg", ["photos"], 100)
-    assert error.code is ErrorCode.PROCESSING_ERROR and error.status == 500
+    assert error.code is ErrorCode.STORAGE_UNAVAILABLE and error.status == 503
     assert (error.message, error.detail) == ("The image could not be read from S3.", "SlowDown")
 
 
@@ -149,13 +149,16 @@ def test_an_object_larger_than_its_head_said_is_refused(aws_credentials: None) -
     body = StreamingBody(io.BytesIO(b"x" * 101), 101)
     with _stubbed(("head_object", {"ContentLength": 10}, None), ("get_object", {"Body": body}, None)):
         error = refusal("s3://photos/u1.jpg", ["photos"], 100)
-    assert error.code is ErrorCode.IMAGE_TOO_LARGE and error.detail == "s3://photos/u1.jpg"
+    assert (
+        error.code is ErrorCode.IMAGE_TOO_LARGE
+        and error.detail == "The object is over the maximum image size (100 bytes)."
+    )
     body = StreamingBody(io.BytesIO(b"x" * 100), 100)
     with _stubbed(("head_object", {"ContentLength": 10}, None), ("get_object", {"Body": body}, None)):
         assert fetch_image("s3://photos/u1.jpg", ["photos"], 100) == b"x" * 100
 
 
-def test_s3_out_of_reach_is_a_processing_error_naming_the_failure(aws_credentials: None) -> None:
+def test_s3_out_of_reach_is_storage_unavailable_naming_the_failure(aws_credentials: None) -> None:
     """No S3 to talk to (a closed port on this machine): botocore's own error,
     named, never a traceback; transient, so queue mode retries it."""
     from botocore.config import Config
@@ -174,7 +177,7 @@ def test_s3_out_of_reach_is_a_processing_error_naming_the_failure(aws_credential
         error = refusal("s3://photos/u1.jpg", ["photos"], 100)
     finally:
         aws_clients.client = original
-    assert error.code is ErrorCode.PROCESSING_ERROR
+    assert error.code is ErrorCode.STORAGE_UNAVAILABLE
     assert (error.message, error.detail) == (
         "The image could not be read from S3.",
         "EndpointConnectionError",
@@ -208,10 +211,10 @@ def test_a_head_without_a_length_is_read_and_checked_by_its_bytes(aws_credential
         assert fetch_image("s3://photos/u1.jpg", ["photos"], 100) == b"y" * 50
 
 
-def test_an_s3_error_without_a_code_is_a_processing_error_with_no_code(aws_credentials: None) -> None:
+def test_an_s3_error_without_a_code_is_storage_unavailable_with_no_code(aws_credentials: None) -> None:
     with _stubbed(("head_object", None, "")):
         error = refusal("s3://photos/u1.jpg", ["photos"], 100)
-    assert error.code is ErrorCode.PROCESSING_ERROR and error.detail == ""
+    assert error.code is ErrorCode.STORAGE_UNAVAILABLE and error.detail == ""
 
 
 def test_a_key_with_a_hash_reads_its_own_object(s3: Any) -> None:

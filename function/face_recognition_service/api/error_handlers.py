@@ -11,6 +11,8 @@ from .bodies import describe_errors
 from .responses import ORJSONResponse
 
 _HTTP_CODE = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED, 413: ErrorCode.PAYLOAD_TOO_LARGE}
+# How long a caller waits before retrying a failure of the storage behind the service.
+STORAGE_RETRY_AFTER_SECONDS = 5
 
 
 def error_response(
@@ -25,6 +27,8 @@ def error_response(
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> ORJSONResponse:
+        if exc.code is ErrorCode.STORAGE_UNAVAILABLE:
+            return error_response(request, exc, headers={"Retry-After": str(STORAGE_RETRY_AFTER_SECONDS)})
         return error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
