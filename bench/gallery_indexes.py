@@ -61,7 +61,13 @@ def main() -> None:
         path = Path(folder) / "g.frg"
         ids = [str(i) for i in range(n)]
         write_snapshot(
-            path, model="m", ids=ids, vectors=gallery, built_at="-", index_blob=blob, index_info=info
+            path,
+            model="buffalo_sc/w600k_mbf@00000000",
+            ids=ids,
+            vectors=gallery,
+            built_at="-",
+            index_blob=blob,
+            index_info=info,
         )
         searcher = Searcher(open_snapshot(path))
         report(

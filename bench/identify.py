@@ -125,7 +125,7 @@ def child_search(path: Path) -> dict[str, Any]:
     settings = Settings(_env_file=None, gallery_dir=path.parent, model_name="buffalo_sc")  # type: ignore[call-arg]
     cache = GalleryCache(settings.galleries)
     started = time.perf_counter()
-    gallery = cache.get(path.name)
+    gallery = cache.get(path.name).gallery
     ready_s = time.perf_counter() - started
     no_model = ModelState(engine=None, error="not needed: probes are embeddings")
     out: dict[str, Any] = {"ready_s": round(ready_s, 3), "index": gallery.snapshot.header["index"]["kind"]}

@@ -25,23 +25,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
+from tests.support.galleries import grid_jpeg
 
 from face_recognition_service.provision import provision
 from face_recognition_service.testing import data_uri
 
 from .common import peak_of_one_request
-
-FACES = Path(__file__).resolve().parents[1] / "tests" / "data" / "faces"
-
-
-def grid_jpeg(side: int = 11) -> bytes:
-    tile = cv2.imread(str(FACES / "obama_small.jpg"))
-    assert tile is not None
-    ok, encoded = cv2.imencode(".jpg", np.tile(tile, (side, side, 1)))
-    assert ok
-    return encoded.tobytes()
 
 
 def short_int_references(count: int, probe_key: str, refs_key: str) -> bytes:

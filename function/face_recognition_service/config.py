@@ -73,6 +73,7 @@ class GalleryConfig:
     max_mb: int
     cache_dir: Path
     preload: str | None
+    cache_mb: int = 1024
 
 
 @dataclass(frozen=True)
@@ -208,8 +209,14 @@ class Settings(BaseSettings):
     gallery_refresh_seconds: int = Field(default=60, ge=0)
     gallery_max_mb: int = Field(default=4096, ge=1)
     gallery_uri: str | None = None
-    # Where snapshots read from S3 are kept while cached (Lambda: /tmp).
+    # Where the service keeps its own copy of each open snapshot (downloaded from
+    # S3, or copied from GALLERY_DIR, so that a file rewritten in place is never
+    # searched): files without a name, freed when the snapshot closes (Lambda: /tmp).
     gallery_cache_dir: Path = Path("/tmp/face-galleries")
+    # The memory open snapshots may take together (least recently used closes
+    # first; the newest always stays). Default: half of the process's memory
+    # (the Lambda function's, a container's limit, or the machine's), 256 at least.
+    gallery_cache_mb: int | None = Field(default=None, ge=16)
 
     # CORS
     cors_enabled: bool = True
@@ -297,6 +304,7 @@ class Settings(BaseSettings):
             self.gallery_max_mb,
             self.gallery_cache_dir,
             self.gallery_uri,
+            self.gallery_cache_mb or max(256, memory_mb() // 2),
         )
 
     @property
@@ -347,6 +355,24 @@ def available_cpus(cgroup_root: Path = Path("/sys/fs/cgroup"), proc: Path = Path
         if quota is not None:
             cpus = min(cpus, quota)
     return max(1, int(cpus + 0.5))
+
+
+def memory_mb(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """The memory this process may use, in MiB: the Lambda function's, else its
+    container's cgroup limit (v2 ``memory.max``, v1 ``memory.limit_in_bytes``),
+    else the machine's."""
+    memory = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "")
+    if memory.isdigit() and int(memory) > 0:
+        return int(memory)
+    machine = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for name in ("memory.max", "memory/memory.limit_in_bytes"):
+        try:
+            limit = (cgroup_root / name).read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            return min(int(limit), machine) // 2**20
+    return machine // 2**20
 
 
 def visible_cpus() -> int:
@@ -517,7 +543,14 @@ SETTING_DOCS: dict[str, tuple[str, str]] = {
         "Galleries",
         "A snapshot loaded at start-up (a file name in `GALLERY_DIR` or an `s3://` URI).",
     ),
-    "gallery_cache_dir": ("Galleries", "Where snapshots read from S3 are kept while cached."),
+    "gallery_cache_dir": (
+        "Galleries",
+        "Where the service keeps its own copy of each open snapshot (unnamed files, freed when it closes).",
+    ),
+    "gallery_cache_mb": (
+        "Galleries",
+        "Memory open snapshots may take together (default: half the process's memory, at least 256).",
+    ),
     "cors_enabled": ("Server", "CORS headers from the app (the Lambda template leaves CORS to API Gateway)."),
     "cors_origins": ("Server", "Allowed origins: a JSON list or a comma list."),
 }

@@ -3,6 +3,8 @@ synthetic strangers, JSON Lines input for the builder."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,26 @@ def embedding_of(engine: FaceEngine, settings: Settings, name: str) -> np.ndarra
     return faces[0].embedding
 
 
+def enrolled_rows(engine: FaceEngine, settings: Settings) -> list[dict[str, Any]]:
+    """The builder's input lines for ENROLLED: one real embedding each."""
+    return [
+        {"id": person, "embedding": embedding_of(engine, settings, photo).tolist(), "model": engine.model_tag}
+        for person, photo in ENROLLED.items()
+    ]
+
+
+def grid_jpeg(side: int = 11) -> bytes:
+    """``side`` x ``side`` copies of one small portrait: a class photo of
+    side² faces (121 by default, over the 100 one request embeds)."""
+    import cv2
+
+    tile = cv2.imread(str(Path(__file__).resolve().parents[1] / "data" / "faces" / "obama_small.jpg"))
+    assert tile is not None
+    ok, encoded = cv2.imencode(".jpg", np.tile(tile, (side, side, 1)))
+    assert ok
+    return encoded.tobytes()
+
+
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     path.write_bytes(b"\n".join(orjson.dumps(r, option=orjson.OPT_SERIALIZE_NUMPY) for r in rows) + b"\n")
     return path
@@ -45,3 +67,15 @@ def distractors(count: int, tag: str, seed: int = 7) -> list[dict[str, Any]]:
         {"id": f"synthetic-{i}", "embedding": encode_embedding(v), "model": tag}
         for i, v in enumerate(vectors)
     ]
+
+
+def newer_answer(ask: Callable[[], Any], old_hash: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The first answer from a version other than ``old_hash``: a replaced
+    snapshot is loaded in the background while the old version answers.
+    Every answer until then must come from the old version whole."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body: dict[str, Any] = ask().json()
+        if body["gallery"]["hash"] != old_hash or time.monotonic() > deadline:
+            return body
+        time.sleep(0.02)

@@ -16,6 +16,7 @@ from face_recognition_service.gallery.format import open_snapshot, write_snapsho
 from face_recognition_service.gallery.search import CANDIDATES, PQ_MIN_ROWS, Searcher, index_for, pq_index
 
 COUNT = 20_000
+TAG = "buffalo_sc/w600k_mbf@00000000"
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
@@ -44,7 +45,7 @@ def probes_near(gallery: np.ndarray, similarity: float, n: int = 100) -> tuple[n
 
 def snapshot(path: Path, gallery: np.ndarray, blob: bytes | None, info: dict[str, object] | None) -> Path:
     ids = [f"p{i}" for i in range(len(gallery))]
-    write_snapshot(path, model="m", ids=ids, vectors=gallery, built_at="t", index_blob=blob, index_info=info)
+    write_snapshot(path, model=TAG, ids=ids, vectors=gallery, built_at="t", index_blob=blob, index_info=info)
     return path
 
 
@@ -202,7 +203,7 @@ def test_a_face_enrolled_thousands_of_times_does_not_crowd_out_the_others(
 
 
 def test_too_few_vectors_for_an_index_are_refused(gallery: np.ndarray) -> None:
-    with pytest.raises(ValueError, match="256 vectors"):
+    with pytest.raises(ValueError, match=f"{PQ_MIN_ROWS} vectors"):
         pq_index(gallery[: PQ_MIN_ROWS - 1])
 
 
@@ -210,9 +211,29 @@ def test_a_snapshot_is_indexed_above_the_exact_limit_and_the_fewest_rows_an_inde
     gallery: np.ndarray,
 ) -> None:
     assert index_for(gallery[: PQ_MIN_ROWS - 1], exact_limit=0) == (None, None)
-    assert index_for(gallery[:1000]) == (None, None)  # under EXACT_LIMIT
-    _, info = index_for(gallery[:1000], exact_limit=999)
+    assert index_for(gallery[:PQ_MIN_ROWS]) == (None, None)  # under EXACT_LIMIT
+    _, info = index_for(gallery[:PQ_MIN_ROWS], exact_limit=PQ_MIN_ROWS - 1)
     assert info is not None and info["kind"] == "pq"
+
+
+def test_the_builder_never_aborts_on_few_rows(tmp_path: Path) -> None:
+    """faiss's OPQ training aborts the process (double free) on fewer rows
+    than dimensions: a build with any limit and 256-511 rows is exact, in a
+    child process so that an abort fails this test instead of the suite."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np\n"
+        "from face_recognition_service.gallery.search import index_for\n"
+        "for n in (256, 300, 511):\n"
+        "    v = np.random.default_rng(n).standard_normal((n, 512)).astype('f4')\n"
+        "    v /= np.linalg.norm(v, axis=1, keepdims=True)\n"
+        "    print(n, index_for(v, exact_limit=0)[1])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["256", "None", "300", "None", "511", "None"]
 
 
 def test_a_search_from_any_thread_runs_faiss_on_that_thread_alone(

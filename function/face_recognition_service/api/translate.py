@@ -11,7 +11,11 @@ from .schemas import IdentifyRequest, ProbeRequest, ReferenceEmbedding, VerifyRe
 
 
 def references(items: list[ReferenceEmbedding]) -> list[Reference]:
-    return [Reference(r.id, decode_embedding(r.embedding, f"reference {r.id!r}"), r.model) for r in items]
+    # Named by position, never by id: an error's detail does not echo what was sent.
+    return [
+        Reference(r.id, decode_embedding(r.embedding, f"reference at position {at}"), r.model)
+        for at, r in enumerate(items)
+    ]
 
 
 def probe(body: ProbeRequest, image: ImageSource | None = None) -> Probe:

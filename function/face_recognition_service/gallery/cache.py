@@ -1,14 +1,27 @@
-"""Snapshots cached per warm process: read once, memory-mapped, checked for a
-newer version at most every GALLERY_REFRESH_SECONDS.
+"""Snapshots cached per warm process: read once into a private copy, checked,
+memory-mapped; checked for a newer version at most every GALLERY_REFRESH_SECONDS.
 
 A gallery is named by ``s3://bucket/key`` (only buckets in GALLERY_S3_BUCKETS;
-the object is downloaded to GALLERY_CACHE_DIR, the one thing the service
-writes, then mapped) or by a plain file name in GALLERY_DIR (mapped where it
-lies). The service never writes a gallery; it only caches what it read.
+the object is downloaded) or by a plain file name in GALLERY_DIR (a regular
+file directly inside it; copied). Either way the service searches only its own
+copy, a file in GALLERY_CACHE_DIR without a name (``format.private_copy``):
+whatever the caller does to the file it named — rewrite it in place, truncate
+it, replace it with a damaged one — every answer comes from one whole version
+that passed every check, and that answer's ``gallery.hash`` names it.
+
+Versions: the first load of a gallery is made by the request that asks for it
+(one load at a time per gallery). Afterwards, a newer version is loaded in the
+background while the last good one goes on answering, so a reload never holds
+up a request. A newer version that fails its checks is remembered for the
+refresh period (not read again on every request) and the last good version
+answers meanwhile, marked ``stale``. A gallery whose file was removed is closed.
+
+Open galleries share GALLERY_CACHE_MB of memory: least recently used first out.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -19,21 +32,36 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .. import aws_clients
 from ..aws_clients import s3_read
 from ..config import GalleryConfig
 from ..errors import ErrorCode, ServiceError
 from ..s3_images import parse_s3_uri
-from .format import Snapshot, invalid, open_snapshot, verify_snapshot
+from .format import (
+    Snapshot,
+    invalid,
+    open_regular,
+    open_snapshot,
+    private_copy,
+    storage_error,
+    storage_full,
+    verify_snapshot,
+)
 from .search import Searcher
 
 logger = logging.getLogger(__name__)
 
-# Galleries one process keeps open at once (least recently used goes first).
-MAX_OPEN = 4
 LOAD_STRIPES = 16
+# Names remembered at most (open galleries and remembered failures together).
+MAX_ENTRIES = 256
+# Python's cost of one id in memory beside its row (the str, the list's slot and
+# the set of persons), for the cache's memory account (BENCHMARKS "Gallery memory").
+ID_BYTES = 120
+# A refresh that fails with these closes the gallery instead of keeping it:
+# the caller removed it, or it may no longer be read.
+GONE = frozenset({ErrorCode.GALLERY_NOT_FOUND, ErrorCode.GALLERY_FORBIDDEN})
 
 
 @dataclass
@@ -42,21 +70,49 @@ class Gallery:
 
     snapshot: Snapshot
     searcher: Searcher
-    persons: int
+    person_ids: frozenset[str]
     version: tuple[Any, ...]
-    checked_at: float
 
     @property
     def model(self) -> str:
         return self.snapshot.model
+
+    @property
+    def persons(self) -> int:
+        return len(self.person_ids)
+
+    @property
+    def resident_bytes(self) -> int:
+        """What it holds in memory: the mapped vectors an exact search reads
+        (a PQ search reads its few rows with pread), the index, the ids."""
+        index = self.snapshot.index_bytes
+        held = self.snapshot.vectors.nbytes if index is None else index.nbytes
+        return held + self.snapshot.count * ID_BYTES
+
+
+@dataclass(frozen=True)
+class Served:
+    """The version a request is answered from; ``stale`` says why a newer one
+    was not taken (its error's detail), or None when this is the newest."""
+
+    gallery: Gallery
+    stale: str | None = None
+
+
+@dataclass
+class _Entry:
+    gallery: Gallery | None  # the last good version
+    checked_at: float
+    failure: ServiceError | None = None  # why the newest version was refused
+    refreshing: bool = False
 
 
 def _forbidden(message: str, detail: str) -> ServiceError:
     return ServiceError(ErrorCode.GALLERY_FORBIDDEN, message, detail)
 
 
-def _not_found(name: str) -> ServiceError:
-    return ServiceError(ErrorCode.GALLERY_NOT_FOUND, "The gallery snapshot does not exist.", name)
+def _not_found(where: str) -> ServiceError:
+    return ServiceError(ErrorCode.GALLERY_NOT_FOUND, "The gallery snapshot does not exist.", where)
 
 
 def _too_large(size: int, limit_mb: int) -> ServiceError:
@@ -71,49 +127,120 @@ class GalleryCache:
         self.max_bytes = config.max_mb * 2**20
         self.max_mb = config.max_mb
         self.cache_dir = config.cache_dir
-        self._open: OrderedDict[str, Gallery] = OrderedDict()
-        self._lock = threading.Lock()  # the open galleries
+        self.budget_bytes = config.cache_mb * 2**20
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._lock = threading.Lock()  # the entries
         # One load at a time per gallery: a lock per stripe of names (hash), so
         # that any number of names a caller may send costs no more locks.
         self._loading = [threading.Lock() for _ in range(LOAD_STRIPES)]
 
-    def get(self, name: str) -> Gallery:
-        """The gallery, loading or refreshing it when due. One load at a time
-        per gallery; a gallery already open is not held up by another one's
-        load (a 2 GB download takes seconds)."""
-        cached = self._fresh(name)
-        if cached is not None:
-            return cached
-        with self._loading[hash(name) % LOAD_STRIPES]:
-            cached = self._fresh(name)  # loaded by the request that held the lock
-            if cached is not None:
-                return cached
-            with self._lock:
-                cached = self._open.get(name)
-            started = time.monotonic()
-            loaded = self._load(name, cached)
-            loaded.checked_at = started
-            with self._lock:
-                self._open[name] = loaded
-                self._open.move_to_end(name)
-                while len(self._open) > MAX_OPEN:
-                    self._open.popitem(last=False)[1].snapshot.close()
-            return loaded
-
-    def _fresh(self, name: str) -> Gallery | None:
-        """The open gallery if it was checked within GALLERY_REFRESH_SECONDS."""
+    @property
+    def _open(self) -> dict[str, Gallery]:
+        """The open galleries by name (for tests and the memory account)."""
         with self._lock:
-            cached = self._open.get(name)
-            if cached is None or time.monotonic() - cached.checked_at >= self.refresh_seconds:
+            return {n: e.gallery for n, e in self._entries.items() if e.gallery is not None}
+
+    def get(self, name: str) -> Served:
+        """The version to answer from. A gallery already open answers at once
+        (a due refresh starts in the background); the first load is made here,
+        one at a time per gallery, and never holds up another gallery."""
+        served = self._cached(name)
+        if served is not None:
+            return served
+        with self._loading[hash(name) % LOAD_STRIPES]:
+            served = self._cached(name)  # loaded by the request that held the lock
+            if served is not None:
+                return served
+            started = time.monotonic()
+            try:
+                gallery = self._load(name, None)
+            except ServiceError as exc:
+                if exc.code not in GONE:  # a read that failed: not repeated within the refresh period
+                    self._store(name, _Entry(None, started, exc))
+                raise
+            self._store(name, _Entry(gallery, started))
+            return Served(gallery)
+
+    def _cached(self, name: str) -> Served | None:
+        """The open version (starting a due refresh), or the remembered failure
+        (raised) within its refresh period; None when a load is needed."""
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None:
                 return None
-            self._open.move_to_end(name)
-            return cached
+            due = time.monotonic() - entry.checked_at >= self.refresh_seconds
+            if entry.gallery is None:
+                if due or entry.failure is None:
+                    return None
+                raise entry.failure
+            self._entries.move_to_end(name)
+            if due and not entry.refreshing:
+                entry.refreshing = True
+                threading.Thread(
+                    target=self._refresh, args=(name, entry), name="gallery-refresh", daemon=True
+                ).start()
+            return Served(entry.gallery, None if entry.failure is None else entry.failure.detail)
+
+    def _refresh(self, name: str, entry: _Entry) -> None:
+        """Load a newer version if there is one; keep the last good one if it fails."""
+        started = time.monotonic()
+        try:
+            with self._loading[hash(name) % LOAD_STRIPES]:
+                gallery = self._load(name, entry.gallery)
+        except ServiceError as exc:
+            logger.warning("gallery refresh failed: %s (%s)", exc.code.value, exc.detail)
+            with self._lock:
+                entry.checked_at, entry.refreshing = started, False
+                if exc.code in GONE:
+                    self._drop(name, entry)
+                else:
+                    entry.failure = exc
+            return
+        except Exception:  # a bug: logged, the last good version stays
+            logger.exception("gallery refresh failed")
+            with self._lock:
+                entry.checked_at, entry.refreshing = started, False
+            return
+        with self._lock:
+            old, entry.gallery = entry.gallery, gallery
+            entry.checked_at, entry.failure, entry.refreshing = started, None, False
+            if old is not None and old is not gallery:
+                old.snapshot.close()  # requests still answering from it keep it alive
+            self._evict(name)
+
+    def _store(self, name: str, entry: _Entry) -> None:
+        with self._lock:
+            previous = self._entries.pop(name, None)
+            if previous is not None and previous.gallery not in (None, entry.gallery):
+                previous.gallery.snapshot.close()  # type: ignore[union-attr]
+            self._entries[name] = entry
+            self._evict(name)
+
+    def _drop(self, name: str, entry: _Entry) -> None:
+        if self._entries.get(name) is entry:
+            del self._entries[name]
+        if entry.gallery is not None:
+            entry.gallery.snapshot.close()
+
+    def _evict(self, keep: str) -> None:
+        """Least recently used out until the open galleries fit GALLERY_CACHE_MB
+        (``keep``, the one just used, always stays) and MAX_ENTRIES names."""
+        held = sum(e.gallery.resident_bytes for e in self._entries.values() if e.gallery is not None)
+        for name in list(self._entries):
+            if held <= self.budget_bytes and len(self._entries) <= MAX_ENTRIES:
+                break
+            if name == keep:
+                continue
+            entry = self._entries[name]
+            if entry.gallery is not None:
+                held -= entry.gallery.resident_bytes
+            self._drop(name, entry)
 
     def preload(self, name: str) -> bool:
         """Load ``name`` ahead of any request (GALLERY_URI); a gallery that
         cannot be read is logged, not raised: /identify then says why."""
         try:
-            gallery = self.get(name)
+            gallery = self.get(name).gallery
         except ServiceError as exc:
             logger.warning("GALLERY_URI not loaded: %s (%s)", exc.code.value, exc.detail)
             return False
@@ -125,22 +252,34 @@ class GalleryCache:
             return self._from_s3(name, cached)
         return self._from_folder(name, cached)
 
-    def _open_file(self, path: Path, version: tuple[Any, ...]) -> Gallery:
-        """Open, and check the hashes on a thread while the search is built:
-        hashing 2 GB is most of a load at 1,000,000 and leaves the GIL. A
-        damaged file is refused (INVALID_GALLERY) before anything is searched."""
-        snapshot = open_snapshot(path, verify=False)
+    def _open_file(self, stream: BinaryIO, name: str, version: tuple[Any, ...]) -> Gallery:
+        """Open the private copy, and check it on a thread while the search is
+        built: hashing 2 GB is most of a load at 1,000,000 and leaves the GIL.
+        A damaged file is refused (INVALID_GALLERY) before anything is searched."""
+        snapshot = open_snapshot(stream, verify=False, name=name)
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="gallery-verify") as pool:
                 checked = pool.submit(verify_snapshot, snapshot)
                 try:
-                    gallery = Gallery(snapshot, Searcher(snapshot), len(set(snapshot.ids)), version, 0.0)
+                    searcher = _searcher(snapshot)
+                    gallery = Gallery(snapshot, searcher, frozenset(snapshot.ids), version)
                 finally:
                     checked.result()  # its INVALID_GALLERY first: a damaged index can fail the build too
         except BaseException:
             snapshot.close()
             raise
         return gallery
+
+    def _room_for(self, size: int) -> None:
+        try:
+            self.cache_dir.mkdir(parents=True, exist_ok=True)
+            free = shutil.disk_usage(self.cache_dir).free
+        except OSError as exc:
+            raise storage_error(exc, "making room") from None
+        if free < size:
+            raise storage_full(
+                f"The snapshot ({size} bytes) does not fit the free space of GALLERY_CACHE_DIR."
+            )
 
     def _from_folder(self, name: str, cached: Gallery | None) -> Gallery:
         if self.directory is None:
@@ -152,17 +291,25 @@ class GalleryCache:
             raise _forbidden("The gallery name is not allowed.", "Name a file directly inside GALLERY_DIR.")
         path = self.directory / name
         try:
-            info = path.stat()
+            stream, info = open_regular(path)
         except (FileNotFoundError, NotADirectoryError):
-            raise _not_found(name) from None
-        except OSError:
-            raise _forbidden("The gallery cannot be read.", name) from None
-        version = (info.st_ino, info.st_size, info.st_mtime_ns)
-        if cached is not None and cached.version == version:
-            return cached
-        if info.st_size > self.max_bytes:
-            raise _too_large(info.st_size, self.max_mb)
-        return self._open_file(path, version)
+            raise _not_found("No file of that name in GALLERY_DIR.") from None
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise _forbidden(
+                    "The gallery cannot be read.", "The file in GALLERY_DIR cannot be opened."
+                ) from None
+            raise _not_found("No file of that name in GALLERY_DIR.") from None
+        with stream:
+            # ctime too: a rewrite that puts back the size and the modification time is still seen.
+            version = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+            if cached is not None and cached.version == version:
+                return cached
+            if info.st_size > self.max_bytes:
+                raise _too_large(info.st_size, self.max_mb)
+            self._room_for(info.st_size)
+            copy = private_copy(stream, info.st_size, self.cache_dir)
+        return self._open_file(copy, name, version)
 
     def _from_s3(self, uri: str, cached: Gallery | None) -> Gallery:
         try:
@@ -181,43 +328,48 @@ class GalleryCache:
         size = version[1]
         if size > self.max_bytes:
             raise _too_large(size, self.max_mb)
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._room_for(size)
         _remove_dead_downloads(self.cache_dir)
-        if shutil.disk_usage(self.cache_dir).free < size:
-            raise invalid(f"The snapshot ({size} bytes) does not fit the free space of GALLERY_CACHE_DIR.")
         stem = hashlib.sha256(uri.encode()).hexdigest()[:32]
-        path = self.cache_dir / f"{stem}-{hashlib.sha256(version[0].encode()).hexdigest()[:16]}.frg"
-        if not path.exists():
-            partial = path.with_suffix(f".{os.getpid()}.part")
-            try:
-                self._s3_call(uri, "download_file", Bucket=bucket, Key=key, Filename=str(partial))
-            except BaseException:
-                partial.unlink(missing_ok=True)  # what a failed download wrote
-                raise
-            partial.replace(path)
-        for old in self.cache_dir.glob(f"{stem}-*.frg"):
-            if old != path:
-                old.unlink(missing_ok=True)  # the mapping of an open one stays valid
-        return self._open_file(path, version)
+        partial = self.cache_dir / f"{stem}.{os.getpid()}.{threading.get_ident()}.part"
+        try:
+            self._s3_call(uri, "download_file", Bucket=bucket, Key=key, Filename=str(partial))
+            stream = partial.open("rb", buffering=0)
+        except OSError as exc:  # S3's own failures are ServiceErrors already (s3_read)
+            raise storage_error(exc, "downloading the snapshot") from None
+        finally:
+            partial.unlink(missing_ok=True)  # open: its space is freed when it closes; else what failed wrote
+        return self._open_file(stream, uri.rsplit("/", 1)[-1], version)
 
     def _s3_call(self, uri: str, method: str, **kwargs: Any) -> Any:
         return s3_read(
             lambda: getattr(aws_clients.client("s3"), method)(**kwargs),
-            uri=uri,
             what="gallery snapshot",
             missing=ErrorCode.GALLERY_NOT_FOUND,
             forbidden=ErrorCode.GALLERY_FORBIDDEN,
         )
 
 
+def _searcher(snapshot: Snapshot) -> Searcher:
+    """The search over a snapshot whose header passed; an index that cannot be
+    built from its bytes is the snapshot's fault (INVALID_GALLERY), never a 500."""
+    try:
+        return Searcher(snapshot)
+    except ServiceError:
+        raise
+    except Exception as exc:  # faiss's own refusal of a malformed index
+        logger.warning("gallery index refused: %s", type(exc).__name__)
+        raise invalid("The snapshot's index cannot be read.") from None
+
+
 def _remove_dead_downloads(folder: Path) -> None:
-    """Partial downloads (``*.<pid>.part``) whose process is gone: one killed
-    mid-download (a Lambda init past its 10 s, an out-of-memory kill) leaves
-    up to a snapshot's size in /tmp, which the next download would need. A
-    download still running in another process of this host is left alone."""
+    """Partial downloads (``*.<pid>.<thread>.part``) whose process is gone: one
+    killed mid-download (a Lambda init past its 10 s, an out-of-memory kill)
+    leaves up to a snapshot's size in /tmp, which the next download would need.
+    A download still running in another process of this host is left alone."""
     for part in folder.glob("*.part"):
-        pid = part.suffixes[-2][1:] if len(part.suffixes) >= 2 else ""
-        if not pid.isdigit() or int(pid) == os.getpid():
+        pid = next((s[1:] for s in part.suffixes[:-1] if s[1:].isdigit()), "")
+        if not pid or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)

@@ -50,9 +50,12 @@ CANDIDATES = 256
 TRAINING_SAMPLE = 32_768
 ROTATION_ITERATIONS = 20
 TRAINING_SEED = 20261201
-# Fewer vectors are searched exactly whatever the builder's limit: k-means
-# learns 16 centroids a piece from too few points, and a scan of them is instant.
-PQ_MIN_ROWS = 256
+# Fewer vectors are searched exactly whatever the builder's limit: faiss's OPQ
+# training aborts the process (a double free) with fewer rows than dimensions
+# (measured: 256-511 rows of 512-d crash, 512 and more do not), k-means learns
+# poorly from few points, and an exact scan of them is instant. Twice the
+# dimension, for a margin.
+PQ_MIN_ROWS = 1_024
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def pq_index(vectors: np.ndarray) -> tuple[bytes, dict[str, Any]]:
     import faiss
 
     count, dim = vectors.shape
-    if count < PQ_MIN_ROWS or dim % SUBQUANTIZERS:
+    if count < max(PQ_MIN_ROWS, 2 * dim) or dim % SUBQUANTIZERS:
         raise ValueError(f"a PQ index needs {PQ_MIN_ROWS} vectors of a multiple of {SUBQUANTIZERS} values")
     faiss.omp_set_num_threads(visible_cpus())  # a search on this thread set it to 1
     sample_rows = np.random.default_rng(TRAINING_SEED).choice(
@@ -111,7 +114,7 @@ def index_for(
 ) -> tuple[bytes | None, dict[str, Any] | None]:
     """The index section a snapshot of ``vectors`` carries and its header
     entry: a PQ index above ``exact_limit`` (and PQ_MIN_ROWS), else none."""
-    if len(vectors) > exact_limit and len(vectors) >= PQ_MIN_ROWS:
+    if len(vectors) > exact_limit and len(vectors) >= max(PQ_MIN_ROWS, 2 * vectors.shape[1]):
         return pq_index(vectors)
     return None, None
 
@@ -125,12 +128,21 @@ class PQIndex:
         dim, count = snapshot.vectors.shape[1], snapshot.count
         info, blob = snapshot.header["index"], snapshot.index_bytes
         pieces, bits = info.get("subquantizers"), info.get("bits")
-        if not isinstance(pieces, int) or pieces < 1 or dim % pieces or bits != CENTROID_BITS:
+        # Only the layout the builder writes: faiss aborts or fails on others (1, 2, 512 pieces).
+        if (
+            type(pieces) is not int
+            or pieces != SUBQUANTIZERS
+            or type(bits) is not int
+            or bits != CENTROID_BITS
+        ):
             raise invalid("The snapshot's PQ index has a layout this service does not read.")
         rotation_bytes, centroid_bytes = dim * dim * 4, (1 << bits) * dim * 4
         codes_at = rotation_bytes + centroid_bytes
         if blob is None or len(blob) != codes_at + count * (pieces * bits // 8):
             raise invalid("The snapshot's PQ index does not cover its vectors.")
+        tables = blob[:codes_at].view("<f4")
+        if not np.isfinite(tables).all():
+            raise invalid("The snapshot's PQ index holds NaN or infinite values.")
         # A probe is turned as the rows were: probe @ R.T (R, dim x dim).
         self.turn = blob[:rotation_bytes].view("<f4").reshape(dim, dim).T.copy()
         flat = faiss.IndexPQ(dim, pieces, bits, faiss.METRIC_INNER_PRODUCT)
@@ -161,9 +173,12 @@ class Searcher:
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         self.index: PQIndex | None = None
+        # The rows one search reads at least: an indexed search re-scores CANDIDATES.
+        self.fewest_rows = 0
         kind = snapshot.header["index"].get("kind")
         if kind == "pq":
             self.index = PQIndex(snapshot)
+            self.fewest_rows = CANDIDATES
         elif kind in ("usearch", "binary"):
             # Built by 0.3.0 (an HNSW graph, which missed too many) or by an
             # unreleased build (binary codes, twice the bytes to scan): searched

@@ -135,7 +135,7 @@ def test_gallery_uri_is_loaded_where_no_caller_waits_for_it(
         monkeypatch.setenv("AWS_LAMBDA_INITIALIZATION_TYPE", init_type)
     write_snapshot(
         tmp_path / "staff.frg",
-        model="m",
+        model="buffalo_sc/w600k_mbf@00000000",
         ids=["a", "b"],
         vectors=np.eye(2, 512, dtype=np.float32),
         built_at="t",

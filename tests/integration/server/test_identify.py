@@ -33,7 +33,14 @@ from face_recognition_service.matching import (
     identification_threshold,
     operating_points_for,
 )
-from tests.support.galleries import ENROLLED, distractors, embedding_of, write_jsonl
+from tests.support.galleries import (
+    ENROLLED,
+    distractors,
+    embedding_of,
+    enrolled_rows,
+    newer_answer,
+    write_jsonl,
+)
 from tests.support.helpers import assert_error, b64, make_settings, read
 
 IDENTIFY = "/api/v1/identify"
@@ -44,10 +51,7 @@ SIZES = {"staff.frg": DISTRACTORS + len(ENROLLED), "staff-ann.frg": ANN_DISTRACT
 
 @pytest.fixture(scope="module")
 def enrolled(engine: FaceEngine, settings: Settings) -> list[dict[str, Any]]:
-    return [
-        {"id": person, "embedding": embedding_of(engine, settings, photo).tolist(), "model": engine.model_tag}
-        for person, photo in ENROLLED.items()
-    ]
+    return enrolled_rows(engine, settings)
 
 
 @pytest.fixture(scope="module")
@@ -258,10 +262,14 @@ def test_a_rebuilt_snapshot_is_seen_and_nothing_is_written(
         before = client.post(IDENTIFY, json={"gallery": "g.frg", "embedding": probe}).json()
         assert before["identity"] is None and before["gallery"]["size"] == 2
         build(write_jsonl(tmp_path / "b.jsonl", enrolled), folder / "g.frg")
-        after = client.post(IDENTIFY, json={"gallery": "g.frg", "embedding": probe}).json()
-        assert after["identity"] == "kit_harington" and after["gallery"]["hash"] != before["gallery"]["hash"]
+        after = newer_answer(
+            lambda: client.post(IDENTIFY, json={"gallery": "g.frg", "embedding": probe}),
+            before["gallery"]["hash"],
+        )
+        assert after["identity"] == "kit_harington" and after["gallery"]["stale"] is False
     assert sorted(p.name for p in folder.iterdir()) == ["g.frg"]
-    assert not (tmp_path / "cache").exists()  # only S3 galleries are cached on disk
+    # The service's own copies have no name: nothing is left in either folder.
+    assert list((tmp_path / "cache").iterdir()) == []
 
 
 def test_galleries_from_s3_are_cached_under_the_cache_dir_and_refreshed_by_etag(
@@ -283,14 +291,14 @@ def test_galleries_from_s3_are_cached_under_the_cache_dir_and_refreshed_by_etag(
         first = client.post(IDENTIFY, json=body).json()
         assert first["gallery"]["size"] == 3 and first["identity"] is None
         s3.put_object(Bucket="galleries", Key="staff/latest.frg", Body=(tmp_path / "b.frg").read_bytes())
-        second = client.post(IDENTIFY, json=body).json()
+        second = newer_answer(lambda: client.post(IDENTIFY, json=body), first["gallery"]["hash"])
         assert second["gallery"]["size"] == 5 and second["identity"] == "lin_manuel_miranda"
         assert_error(
             client.post(IDENTIFY, json={**body, "gallery": "s3://galleries/nope.frg"}),
             404,
             "GALLERY_NOT_FOUND",
         )
-    assert len(list(cache.iterdir())) == 1  # the superseded download was removed
+    assert list(cache.iterdir()) == []  # downloads have no name once open: freed as they close
 
 
 def staff_in_s3(tmp_path: Path, enrolled: list[dict[str, Any]]) -> bytes:
@@ -330,7 +338,7 @@ def test_a_download_a_dead_process_left_is_removed_and_a_live_one_kept(
         answer = client.post(IDENTIFY, json=body).json()
     assert answer["identity"] == enrolled[4]["id"]
     assert not dead.exists() and live.exists() and unrelated.exists()
-    assert len(list(cache.glob("*.frg"))) == 1
+    assert sorted(p.name for p in cache.iterdir()) == sorted([live.name, unrelated.name])
 
 
 def test_a_failed_download_leaves_nothing_behind(
@@ -367,16 +375,16 @@ def test_a_gallery_loading_does_not_hold_up_another_and_loads_once(
     build(write_jsonl(tmp_path / "a.jsonl", enrolled[:2]), tmp_path / "a.frg")
     build(write_jsonl(tmp_path / "b.jsonl", enrolled), tmp_path / "b.frg")
     cache = GalleryCache(make_settings(tmp_path, gallery_dir=tmp_path, gallery_refresh_seconds=600).galleries)
-    assert cache.get("a.frg").snapshot.count == 2
+    assert cache.get("a.frg").gallery.snapshot.count == 2
     real, loads = cache._open_file, []
     started, release = threading.Event(), threading.Event()
 
-    def slow(path: Path, version: tuple[Any, ...]) -> Any:
-        loads.append(path.name)
-        if path.name == "b.frg":
+    def slow(stream: Any, name: str, version: tuple[Any, ...]) -> Any:
+        loads.append(name)
+        if name == "b.frg":
             started.set()
             release.wait(30)
-        return real(path, version)
+        return real(stream, name, version)
 
     monkeypatch.setattr(cache, "_open_file", slow)
     b_requests = [threading.Thread(target=cache.get, args=("b.frg",)) for _ in range(2)]
@@ -397,7 +405,7 @@ def test_a_gallery_loading_does_not_hold_up_another_and_loads_once(
         release.set()
         for thread in [*b_requests, a_request]:
             thread.join(30)
-    assert loads == ["b.frg"] and cache.get("b.frg").snapshot.count == len(enrolled)
+    assert loads == ["b.frg"] and cache.get("b.frg").gallery.snapshot.count == len(enrolled)
 
 
 def test_gallery_uri_is_loaded_at_start_up(
