@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from .. import aws_clients
 from ..api.bodies import describe_errors
+from ..api.compare_parser import Refused, load_plain
 from ..api.schemas import (
     MAX_ID_LENGTH,
     FaceRequestOptions,
@@ -50,7 +51,15 @@ from ..usecases.identify import identify
 from .observability import logger, metrics
 
 # Errors worth another try: the message goes back to the queue.
-TRANSIENT = frozenset({ErrorCode.MODEL_NOT_LOADED, ErrorCode.PROCESSING_ERROR, ErrorCode.SERVICE_BUSY})
+TRANSIENT = frozenset(
+    {
+        ErrorCode.MODEL_NOT_LOADED,
+        ErrorCode.PROCESSING_ERROR,
+        ErrorCode.SERVICE_BUSY,
+        ErrorCode.STORAGE_UNAVAILABLE,
+        ErrorCode.STORAGE_FULL,
+    }
+)
 
 
 class QueueMessage(FaceRequestOptions, OneImage):
@@ -59,6 +68,10 @@ class QueueMessage(FaceRequestOptions, OneImage):
 
 class QueueIdentifyMessage(IdentifyRequest):
     id: ReferenceId
+
+
+# S3's longest key, in bytes: a result key is the prefix, the percent-encoded id and ".json".
+MAX_S3_KEY_BYTES = 1024
 
 
 def _id_of(body: str) -> tuple[str, ErrorCode] | None:
@@ -74,17 +87,35 @@ def _id_of(body: str) -> tuple[str, ErrorCode] | None:
     return ref_id, ErrorCode.INVALID_EMBEDDING if "gallery" in raw else ErrorCode.INVALID_IMAGE
 
 
+class RefusedMessage(Exception):
+    """A body the request parser refuses before validation (a key repeated in
+    one object, JSON nested past a request's depth): an answer, like a field
+    that fails validation."""
+
+
 def _read(body: str) -> QueueMessage | QueueIdentifyMessage:
     """The message as an embed or (naming a gallery) an identify request. The
-    body is parsed once (a message may carry megabytes of base64), then
-    validated as the HTTP routes validate theirs (``api.bodies``)."""
+    body is parsed once (a message may carry megabytes of base64) by the HTTP
+    routes' own parser (``load_plain``: a repeated key is refused there too),
+    then validated as they validate theirs (``api.bodies``)."""
     try:
-        raw = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return QueueMessage.model_validate_json(body)  # raises pydantic's own account of it
+        raw = load_plain(body.encode())
+    except Refused as exc:
+        raise RefusedMessage(str(exc)) from None
     if isinstance(raw, dict) and "gallery" in raw:
         return QueueIdentifyMessage.model_validate(raw)
     return QueueMessage.model_validate(raw)
+
+
+def result_key(results_s3_uri: str, ref_id: str) -> tuple[str, str]:
+    """(bucket, key) of a message's result. The id percent-encoded into one path
+    segment: distinct ids never share a key ('g1' and 'g1.json?x', or '#', or
+    'a/b' against 'a' and 'b'). An id whose key would pass S3's 1,024 bytes
+    cannot be answered there (UndeliverableError)."""
+    bucket, key = parse_s3_uri(f"{results_s3_uri.rstrip('/')}/{quote(ref_id, safe='')}.json")
+    if len(key.encode()) > MAX_S3_KEY_BYTES:
+        raise UndeliverableError(f"the id makes a result key of {len(key.encode())} bytes (S3 allows 1,024)")
+    return bucket, key
 
 
 class UndeliverableError(RuntimeError):
@@ -94,11 +125,7 @@ class UndeliverableError(RuntimeError):
 def deliver(result: dict[str, Any], settings: Settings) -> None:
     body = orjson.dumps(result, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     if settings.results_s3_uri:
-        # The id percent-encoded into one path segment: distinct ids never share a
-        # key ('g1' and 'g1.json?x', or '#', or 'a/b' against 'a' and 'b').
-        bucket, key = parse_s3_uri(
-            f"{settings.results_s3_uri.rstrip('/')}/{quote(result['id'], safe='')}.json"
-        )
+        bucket, key = result_key(settings.results_s3_uri, result["id"])
         aws_clients.client("s3").put_object(
             Bucket=bucket, Key=key, Body=body.encode(), ContentType="application/json"
         )
@@ -108,17 +135,20 @@ def deliver(result: dict[str, Any], settings: Settings) -> None:
         raise UndeliverableError("neither RESULTS_S3_URI nor RESULTS_QUEUE_URL is set")
 
 
-def _answer_invalid(record: SQSRecord, exc: ValidationError, settings: Settings) -> None:
+def _answer_invalid(record: SQSRecord, exc: ValidationError | RefusedMessage, settings: Settings) -> None:
     """A message that is not a valid request: its error is delivered when it has
-    an id to answer to (a missing image, ``max_faces`` 0: never retried); without
-    one it is poison (back to the queue, then to the dead-letter queue)."""
+    an id to answer to (a missing image, ``max_faces`` 0, a repeated key: never
+    retried); without one it is poison (back to the queue, then to the
+    dead-letter queue)."""
     answerable = _id_of(record.body)
     if answerable is None:
         metrics.add_metric(name="QueuePoisonMessages", unit=MetricUnit.Count, value=1)
-        raise UndeliverableError(f"unreadable message ({exc.error_count()} errors)") from None
-    invalid = invalid_request(
-        answerable[1], describe_errors(exc.errors(include_url=False, include_input=False))
-    )
+        raise UndeliverableError("unreadable message (no usable id)") from None
+    if isinstance(exc, RefusedMessage):
+        detail = str(exc)
+    else:
+        detail = describe_errors(exc.errors(include_url=False, include_input=False))
+    invalid = invalid_request(answerable[1], detail)
     deliver({"id": answerable[0], "message_id": record.message_id, **invalid.to_dict()}, settings)
 
 
@@ -154,7 +184,7 @@ def build_queue_handler(
         try:
             try:
                 message = _read(record.body)
-            except ValidationError as exc:
+            except (ValidationError, RefusedMessage) as exc:
                 _answer_invalid(record, exc, settings)
                 return
             result = {

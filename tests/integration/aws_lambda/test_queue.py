@@ -139,7 +139,7 @@ def test_results_are_json_objects_and_each_message_is_logged_and_counted(
         for line in lines
         if line.get("message") == "queue message returned"
     }
-    assert returned == {"m3": "unreadable message (1 errors)"}
+    assert returned == {"m3": "unreadable message (no usable id)"}
 
 
 def _logged(run: Any) -> tuple[Any, list[dict[str, Any]]]:
@@ -258,4 +258,4 @@ def test_identify_messages(aws: Any, model_dir: Path, model: ModelState, tmp_pat
     assert result("door-2")["identity"] == "obama"
     assert result("door-3")["error_code"] == "GALLERY_NOT_FOUND"
     assert result("door-4")["error_code"] == "INVALID_EMBEDDING"
-    assert len(list((tmp_path / "cache").iterdir())) == 1
+    assert list((tmp_path / "cache").iterdir()) == []  # the service's copy has no name
