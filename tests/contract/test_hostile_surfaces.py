@@ -197,9 +197,10 @@ def test_vectors_are_read_as_arrays_not_python_floats() -> None:
 @pytest.mark.parametrize(
     ("raw", "reason"),
     [
-        (b'{"embedding": [1.0, "x"], "references": []}', "numbers only"),
-        (b'{"embedding": [1.0, [2.0]], "references": []}', "numbers only"),
-        (b'{"embedding": [1.0, true], "references": []}', "numbers only"),
+        (b'{"embedding": [1.0, "x"' + b", 0" * 510 + b'], "references": []}', "numbers only"),
+        (b'{"embedding": [1.0, [2.0]' + b", 0" * 510 + b'], "references": []}', "numbers only"),
+        (b'{"embedding": [1.0, true' + b", 0" * 510 + b'], "references": []}', "numbers only"),
+        (b'{"embedding": [1.0, 2.0], "references": []}', "holds 512 numbers (got 2)"),
         (b'{"a": 1, "a": 2}', "appears twice"),
         (b"[[[[[[[[[[[[1]]]]]]]]]]]]", "nested deeper"),
         (b'{"embedding": [1e400]}', "not valid JSON"),

@@ -93,6 +93,13 @@ class Refused(ValueError):
 # vectors are ids, tags and options: 10,000 references need ~20,000.
 _MAX_DEPTH = 8
 _MAX_SCALARS = 100_000
+# Values (one comma each, at most) a request may hold: the largest holds the
+# probe and MAX_REFERENCES embeddings of 512 and _MAX_SCALARS other values
+# (5.2 million); the rest leaves room for commas inside ids. A body with more
+# is refused before it is parsed: simdjson's document takes 16 bytes a value
+# (44.7 MB of "0," were 22 million values and a 945 MB peak; 8 million: 375 MB,
+# BENCHMARKS "Reliability IV").
+_MAX_VALUES = 8_000_000
 
 
 def load_plain(body: bytes) -> object:
@@ -104,6 +111,10 @@ def load_plain(body: bytes) -> object:
     fast path would read the first value and pydantic the last), nesting deeper
     than a request has, an array that starts with a number but holds something
     else, and more than _MAX_SCALARS other values."""
+    if len(body) > _MAX_VALUES and body.count(b",") > _MAX_VALUES:
+        raise Refused(
+            f"the request holds more than {_MAX_VALUES} values; no request of this service has as many"
+        )
     with _parser_lock:
         try:
             doc = _parse(body)
@@ -154,6 +165,10 @@ class _Walker:
         if isinstance(value, simdjson.Array):
             self.arrays += 1
             if len(value) and _is_number(value[0]):
+                if len(value) != EMBEDDING_SIZE:  # before 8 bytes a value are copied out
+                    raise Refused(
+                        f"{_where(loc)}: an embedding holds {EMBEDDING_SIZE} numbers (got {len(value)})"
+                    )
                 try:
                     vector = np.frombuffer(value.as_buffer(of_type="d"), dtype=np.float64)
                 except (TypeError, ValueError):
@@ -255,7 +270,9 @@ def compare_request_arrays(body: CompareRequest) -> CompareArrays:
     """Arrays from a request pydantic validated (float lists or base64, mixed)."""
     refs = body.reference_embeddings
     query = decode_embedding(body.query_embedding, "query embedding")
-    matrix = stack_references(query, [decode_embedding(r.embedding, f"reference {r.id!r}") for r in refs])
+    matrix = stack_references(
+        query, [decode_embedding(r.embedding, f"reference at position {at}") for at, r in enumerate(refs)]
+    )
     return CompareArrays(
         query,
         [r.id for r in refs],
