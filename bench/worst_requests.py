@@ -13,7 +13,10 @@ each on a fresh server (buffalo_sc, defaults), peak RSS (VmHWM) read after it:
   gallery (exact search) with 10,000 inline references of short integers and
   10,000 exclude_ids;
 - identify_100_faces_100k: the 121-face grid with face_selection all against
-  the same gallery (100 faces searched and assigned).
+  the same gallery (100 faces searched and assigned);
+- verify_4096d_44mb / verify_4096d_8m_values: references of 4,096 short
+  integers, 44.7 MB (22 million values: refused before parsing) and 16 MB
+  (8 million values, just under the limit: refused at the first array), both 422.
 
     .venv/bin/python -m bench.worst_requests
 """
@@ -34,8 +37,8 @@ from face_recognition_service.testing import data_uri
 from .common import peak_of_one_request
 
 
-def short_int_references(count: int, probe_key: str, refs_key: str) -> bytes:
-    one = b'{"id":"u","embedding":[' + b",".join([b"0"] * 511 + [b"1"]) + b"]}"
+def short_int_references(count: int, probe_key: str, refs_key: str, size: int = 512) -> bytes:
+    one = b'{"id":"u","embedding":[' + b",".join([b"0"] * (size - 1) + [b"1"]) + b"]}"
     probe = b"[" + b",".join([b"1"] * 512) + b"]"
     return (
         b'{"'
@@ -95,6 +98,13 @@ def main() -> int:
         "/api/v1/identify",
         references[:-1] + b',"gallery":"staff.frg","exclude_ids":' + excluded + b"}",
     )
+    refused = {
+        "verify_4096d_44mb": ("/api/v1/verify", short_int_references(5_450, "embedding", "references", 4096)),
+        "verify_4096d_8m_values": (
+            "/api/v1/verify",
+            short_int_references(1_950, "embedding", "references", 4096),
+        ),
+    }
     cases["identify_100_faces_100k"] = (
         "/api/v1/identify",
         json.dumps({"image": grid, "face_selection": "all", "gallery": "staff.frg"}).encode(),
@@ -105,8 +115,9 @@ def main() -> int:
         galleries = Path(tmp) / "galleries"
         galleries.mkdir()
         write_gallery(galleries / "staff.frg", 100_000)
-        for name, (path, body) in cases.items():
-            peak = peak_of_one_request(Path(tmp), path, body, GALLERY_DIR=str(galleries))
+        for name, (path, body) in {**cases, **refused}.items():
+            expect = 422 if name in refused else 200
+            peak = peak_of_one_request(Path(tmp), path, body, expect, GALLERY_DIR=str(galleries))
             out[name] = {"body_mb": round(len(body) / 1e6, 1), **peak}
             print(name, out[name], file=sys.stderr, flush=True)
     print(json.dumps(out, indent=1))

@@ -119,10 +119,11 @@ class IdentifyResult(TypedDict, total=False):
         dict[str, Any]
     ]  # with face_selection all: {"bbox", "candidates", "identity", "similarity", "match"}
     face_count: int
+    faces_left_out: int
     threshold: float
     operating_point: str
     expected_fpir: float
-    gallery: dict[str, Any]
+    gallery: dict[str, Any]  # {"size", "persons", "hash", "model", "stale"} (+ "stale_detail")
     model: str | None
     detection_score: float
     quality: dict[str, Any]

@@ -450,6 +450,7 @@ def test_five_galleries_stay_open_and_the_budget_is_a_setting(
         (folder / f"g{i}.frg").write_bytes((versions / "pq-a.frg").read_bytes())
     copies: list[int] = []
     real = gallery_format.private_copy
+
     def counted(*args: Any) -> Any:
         copies.append(1)
         return real(*args)

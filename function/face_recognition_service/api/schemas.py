@@ -390,8 +390,17 @@ class IdentifyRequest(ProbeRequest):
 class GalleryInfo(Schema):
     size: int = Field(description="Embeddings in the snapshot.")
     persons: int = Field(description="Distinct ids in the snapshot.")
-    hash: str = Field(description="The snapshot's content hash (`gallery inspect` prints it).")
+    hash: str = Field(
+        description="The content hash of the version that answered (`gallery inspect` prints it): every id and "
+        "similarity in the answer comes from it."
+    )
     model: str
+    stale: bool = Field(
+        description="True when a newer file was refused (damaged, half written) and the last good version answered."
+    )
+    stale_detail: str | None = Field(
+        default=None, description="Why the newer file was refused, when `stale`."
+    )
 
 
 class IdentifiedFace(Schema):
@@ -412,6 +421,10 @@ class IdentifyResponse(Schema):
     ambiguous: bool | None = None
     faces: list[IdentifiedFace] | None = Field(default=None, description="With face_selection `all`.")
     face_count: int | None = None
+    faces_left_out: int | None = Field(
+        default=None,
+        description="Faces found but not searched (selection `all`): beyond `max_faces` or below `min_quality`.",
+    )
     threshold: float
     operating_point: str
     expected_fpir: float = Field(

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 # Above this many vectors a snapshot is built with a PQ index.
 EXACT_LIMIT = 100_000
+# Probes scored against every row in one matrix product, in an exact search.
+EXACT_PROBES_AT_ONCE = 16
 # 64 pieces of 8 dimensions, 16 centroids each: 32 bytes a 512-d vector.
 SUBQUANTIZERS = 64
 CENTROID_BITS = 4
@@ -190,7 +192,13 @@ class Searcher:
         vectors = self.snapshot.vectors
         count = min(count, len(vectors))
         if self.index is None:
-            return [_top(row, np.arange(len(row)), count) for row in probes @ vectors.T]
+            # A few probes at a time: 100 faces against 100,000 rows would be a
+            # 40 MB score matrix at once, 6.4 MB in steps of 16.
+            return [
+                _top(row, np.arange(len(row)), count)
+                for start in range(0, len(probes), EXACT_PROBES_AT_ONCE)
+                for row in probes[start : start + EXACT_PROBES_AT_ONCE] @ vectors.T
+            ]
         found = self.index.candidates(probes, max(CANDIDATES, count))
         out = []
         for probe, rows in zip(probes, found, strict=True):
