@@ -312,3 +312,26 @@ def test_a_refusal_still_counts_the_faces_it_found(
         )
     records = [r for r in caplog.records if r.getMessage() == "request" and getattr(r, "route", "") == EMBED]
     assert [getattr(r, "faces", None) for r in records][-1] == 2
+
+
+def test_a_processing_error_in_queue_mode_returns_the_message_to_the_queue(
+    aws_mock: None, model_dir: Path, model: ModelState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PROCESSING_ERROR is a fault of the service (a bug, logged), not of the
+    message: it is worth another try, so the message goes back to the queue."""
+    from face_recognition_service.aws_lambda import queue
+    from face_recognition_service.errors import ErrorCode, ServiceError
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="results")
+
+    def failing(*_: object, **__: object) -> None:
+        raise ServiceError(ErrorCode.PROCESSING_ERROR, "The request could not be processed.")
+
+    monkeypatch.setattr(queue, "embed", failing)
+    settings = make_settings(model_dir, results_s3_uri="s3://results/out")
+    handler = build_handler(settings, model, warm=False)
+    body = {"id": "u1", "image": "aGVsbG8="}
+    response = handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())  # type: ignore[arg-type]
+    assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m1"]
+    assert "Contents" not in s3.list_objects_v2(Bucket="results")

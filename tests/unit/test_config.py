@@ -216,3 +216,17 @@ def test_a_process_in_a_real_cgroup_with_a_lambda_sized_quota_gets_one_cpu() -> 
         assert done.stdout.strip() == "1"
     finally:
         group.rmdir()
+
+
+@pytest.mark.parametrize(
+    ("memory", "budget_mb"), [("10240", 192), ("3008", 192), ("1536", 192), ("1024", 128), ("128", 16)]
+)
+def test_the_decode_budget_is_an_eighth_of_a_lambda_function_s_memory_at_most_192_mib(
+    monkeypatch: pytest.MonkeyPatch, memory: str, budget_mb: int
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.decode_budget_bytes == budget_mb * 2**20
+    assert settings.images.decode_budget_bytes == budget_mb * 2**20
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    assert Settings(_env_file=None).decode_budget_bytes == 192 * 2**20  # type: ignore[call-arg]

@@ -372,3 +372,24 @@ def test_other_convolutions_are_left_alone(
     model = _siblings(channels, strides=strides)
     assert siblings_as_one(model) == 0, why
     assert [n.op_type for n in model.graph.node] == ["Relu", *["Conv"] * len(channels)]
+
+
+@pytest.mark.parametrize(
+    ("providers", "rewritten"),
+    [
+        (["CPUExecutionProvider"], True),
+        (["CUDAExecutionProvider", "CPUExecutionProvider"], False),
+        (["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], False),
+    ],
+)
+def test_only_a_cpu_session_gets_the_cpu_rewritten_graph(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, providers: list[str], rewritten: bool
+) -> None:
+    """The rewrite is tuned for ONNX Runtime's CPU kernels: a CUDA session,
+    whose list ends with the CPU as its fallback, opens the file as it is.
+    (The session opening is stubbed at its boundary: no GPU here.)"""
+    opened: list[object] = []
+    monkeypatch.setattr(graph_module, "cpu_graph", lambda path: b"rewritten graph")
+    monkeypatch.setattr(graph_module, "open_session", lambda path, prov, threads, graph: opened.append(graph))
+    graph_module.open_rewritten(tmp_path / "model.onnx", providers, 1)
+    assert opened == [b"rewritten graph" if rewritten else None]

@@ -11,6 +11,7 @@ import pytest
 from face_recognition_service.errors import ErrorCode, ServiceError
 from face_recognition_service.matching import (
     DistanceMetric,
+    as_unit_vectors,
     best_per_id,
     decode_embedding,
     encode_embedding,
@@ -214,3 +215,14 @@ def test_a_threshold_of_minus_one_accepts_every_stranger() -> None:
 
     assert expected_fpir(-1.0, 1) == 1.0 == expected_fpir(-1.0, 1_000_000)
     assert 0.0 < expected_fpir(0.5, 1) < expected_fpir(0.5, 1_000_000) < 1.0
+
+
+def test_a_zero_vector_among_several_references_is_refused_not_dropped() -> None:
+    """Only one zero row among good ones: the whole batch is refused, naming it."""
+    good = np.random.default_rng(3).normal(size=(3, 512))
+    refs = np.vstack([good[:2], np.zeros((1, 512)), good[2:]])
+    with pytest.raises(ServiceError) as err:
+        as_unit_vectors(refs, "reference embeddings")
+    assert err.value.message == "The reference embeddings contains a zero vector, which has no direction."
+    with pytest.raises(ServiceError):
+        rank(good[0], refs, DistanceMetric.COSINE)

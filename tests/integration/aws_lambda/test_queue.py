@@ -259,3 +259,27 @@ def test_identify_messages(aws: Any, model_dir: Path, model: ModelState, tmp_pat
     assert result("door-3")["error_code"] == "GALLERY_NOT_FOUND"
     assert result("door-4")["error_code"] == "INVALID_EMBEDDING"
     assert list((tmp_path / "cache").iterdir()) == []  # the service's copy has no name
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "", "image": "aGVsbG8="},
+        {"id": "x" * 257, "image": "aGVsbG8="},
+        {"id": 7, "image": "aGVsbG8="},
+        {"image": "aGVsbG8="},
+        ["not", "an", "object"],
+        "{this is not json",
+    ],
+    ids=["empty-id", "id-too-long", "id-not-a-string", "no-id", "not-an-object", "not-json"],
+)
+def test_a_message_without_a_usable_id_is_poison(
+    aws: Any, model_dir: Path, model: ModelState, body: Any
+) -> None:
+    """Nothing to answer to: it goes back to the queue (then to the dead-letter
+    queue) and no result is written."""
+    settings = make_settings(model_dir, results_s3_uri="s3://results/out")
+    handler = build_handler(settings, model, warm=False)
+    response = handler({"Records": [sqs_record(body, "m1")]}, FakeLambdaContext())  # type: ignore[arg-type]
+    assert [i["itemIdentifier"] for i in response["batchItemFailures"]] == ["m1"]
+    assert "Contents" not in aws.list_objects_v2(Bucket="results")
