@@ -83,6 +83,13 @@ def service(model_dir: Path, model: ModelState, **overrides: Any) -> Iterator[Te
         yield client
 
 
+def _folder(tmp_path: Path) -> Path:
+    """An empty GALLERY_DIR for one test."""
+    folder = tmp_path / "g"
+    folder.mkdir()
+    return folder
+
+
 def ask(client: TestClient, gallery: str, **body: Any) -> Any:
     return client.post(IDENTIFY, json={"gallery": gallery, **body})
 
@@ -200,8 +207,7 @@ def test_a_damaged_replacement_keeps_the_last_good_version_and_is_read_once(
     model: ModelState,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    folder = tmp_path / "g"
-    folder.mkdir()
+    folder = _folder(tmp_path)
     good = (versions / "pq-a.frg").read_bytes()
     (folder / "staff.frg").write_bytes(good)
     (folder / "other.frg").write_bytes((versions / "exact-a.frg").read_bytes())
@@ -237,8 +243,7 @@ def test_a_damaged_replacement_keeps_the_last_good_version_and_is_read_once(
 def test_a_removed_gallery_is_closed_not_served_stale(
     versions: Path, obama: str, tmp_path: Path, model_dir: Path, model: ModelState
 ) -> None:
-    folder = tmp_path / "g"
-    folder.mkdir()
+    folder = _folder(tmp_path)
     (folder / "staff.frg").write_bytes((versions / "exact-a.frg").read_bytes())
     with service(model_dir, model, gallery_dir=folder) as client:
         assert ask(client, "staff.frg", embedding=obama).status_code == 200
@@ -318,8 +323,7 @@ def _malformed(folder: Path, versions: Path, tag: str) -> dict[str, Path]:
 def test_malformed_snapshots_are_invalid_gallery(
     versions: Path, tmp_path: Path, tag: str, obama: str, model_dir: Path, model: ModelState
 ) -> None:
-    folder = tmp_path / "g"
-    folder.mkdir()
+    folder = _folder(tmp_path)
     cases = _malformed(folder, versions, tag)
     with service(model_dir, model, gallery_dir=folder) as client:
         for what, path in cases.items():
@@ -338,8 +342,7 @@ def test_malformed_snapshots_in_queue_messages_are_answered_not_retried(
 ) -> None:
     from moto import mock_aws
 
-    folder = tmp_path / "g"
-    folder.mkdir()
+    folder = _folder(tmp_path)
     cases = _malformed(folder, versions, tag)
     with mock_aws():
         s3 = boto3.client("s3")
@@ -364,8 +367,7 @@ def test_malformed_snapshots_in_queue_messages_are_answered_not_retried(
 def test_a_fifo_is_refused_at_once_and_a_symlink_is_not_followed(
     versions: Path, tmp_path: Path, obama: str, model_dir: Path, model: ModelState
 ) -> None:
-    folder = tmp_path / "g"
-    folder.mkdir()
+    folder = _folder(tmp_path)
     os.mkfifo(folder / "afifo.frg")
     (folder / "etc-link.frg").symlink_to("/etc/passwd")
     (folder / "good-link.frg").symlink_to(versions / "exact-a.frg")
@@ -444,8 +446,7 @@ def test_five_galleries_stay_open_and_the_budget_is_a_setting(
     model: ModelState,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    folder = tmp_path / "g"
-    folder.mkdir()
+    folder = _folder(tmp_path)
     for i in range(5):
         (folder / f"g{i}.frg").write_bytes((versions / "pq-a.frg").read_bytes())
     copies: list[int] = []
