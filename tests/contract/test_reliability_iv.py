@@ -37,6 +37,7 @@ from tests.support.galleries import (
     embedding_of,
     enrolled_rows,
     grid_jpeg,
+    quick_index,
     write_jsonl,
 )
 from tests.support.helpers import assert_error, b64, make_settings, run_child
@@ -72,7 +73,8 @@ def versions(tmp_path_factory: pytest.TempPathFactory, enrolled: list[dict[str, 
     ):
         for order, lines in (("a", rows), ("b", rows[::-1])):
             source = write_jsonl(folder / f"{kind}-{order}.jsonl", lines)
-            build(source, folder / f"{kind}-{order}.frg", exact_limit=limit, check_hygiene=False)
+            with quick_index():
+                build(source, folder / f"{kind}-{order}.frg", exact_limit=limit, check_hygiene=False)
     return folder
 
 
@@ -97,6 +99,7 @@ def ask(client: TestClient, gallery: str, **body: Any) -> Any:
 # Findings 1 and 2: a snapshot rewritten in place while it is open.
 
 
+@pytest.mark.slow  # a child process
 @pytest.mark.parametrize("kind", ["exact", "pq"])
 def test_a_snapshot_rewritten_in_place_never_crashes_or_mixes_two_versions(
     versions: Path, obama: str, tmp_path: Path, kind: str
@@ -138,7 +141,8 @@ def few_people(tmp_path_factory: pytest.TempPathFactory, tag: str) -> Path:
     for i, row in enumerate(rows):
         row["id"] = f"person-{i % 10}"
     source = write_jsonl(folder / "few.jsonl", rows)
-    build(source, folder / "few-pq.frg", exact_limit=1_000, check_hygiene=False)
+    with quick_index():
+        build(source, folder / "few-pq.frg", exact_limit=1_000, check_hygiene=False)
     build(source, folder / "few-exact.frg", check_hygiene=False)
     (folder / "probe.json").write_bytes(orjson.dumps(rows[0]))
     return folder

@@ -4,7 +4,8 @@ synthetic strangers, JSON Lines input for the builder."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,17 @@ def newer_answer(ask: Callable[[], Any], old_hash: str, timeout: float = 30.0) -
         if body["gallery"]["hash"] != old_hash or time.monotonic() > deadline:
             return body
         time.sleep(0.02)
+
+
+@contextmanager
+def quick_index() -> Iterator[None]:
+    """PQ indexes built meanwhile learn their rotation in 2 iterations, not 20
+    (1.2 s, not 9 s, at 1,100 rows): for tests of what an index is (its
+    layout, exact re-scoring, refusals), not of how well it finds rows."""
+    import pytest
+
+    from face_recognition_service.gallery import search
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(search, "ROTATION_ITERATIONS", 2)
+        yield

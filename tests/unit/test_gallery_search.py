@@ -216,6 +216,7 @@ def test_a_snapshot_is_indexed_above_the_exact_limit_and_the_fewest_rows_an_inde
     assert info is not None and info["kind"] == "pq"
 
 
+@pytest.mark.slow  # a child process
 def test_the_builder_never_aborts_on_few_rows(tmp_path: Path) -> None:
     """faiss's OPQ training aborts the process (double free) on fewer rows
     than dimensions: a build with any limit and 256-511 rows is exact, in a
