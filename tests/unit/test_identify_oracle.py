@@ -22,7 +22,7 @@ from face_recognition_service.gallery.cache import GalleryCache
 from face_recognition_service.matching import AMBIGUITY_MARGIN, encode_embedding
 from face_recognition_service.usecases.identify import IdentifyInput, identify
 from face_recognition_service.usecases.verify import Probe, Reference
-from tests.support.galleries import quick_index, write_jsonl
+from tests.support.galleries import write_jsonl
 from tests.support.helpers import make_settings
 
 TAG = "buffalo_sc/w600k_mbf@00000000"
@@ -153,8 +153,7 @@ def pq_gallery(tmp_path_factory: pytest.TempPathFactory) -> tuple[GalleryCache, 
     rng = np.random.default_rng(11)
     rows = [(f"p{i % 400}", rng.normal(size=512)) for i in range(1_100)]  # 400 people, 2-3 templates
     folder = tmp_path_factory.mktemp("oracle-pq")
-    with quick_index():
-        _build(folder, rows, exact_limit=1_000)
+    _build(folder, rows, exact_limit=1_000)  # the real rotation: this test is about what the index finds
     cache = GalleryCache(make_settings(folder, gallery_dir=folder, gallery_refresh_seconds=600).galleries)
     assert cache.get("g.frg").gallery.searcher.index is not None
     return cache, rows
