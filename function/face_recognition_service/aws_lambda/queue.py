@@ -87,21 +87,12 @@ def _id_of(body: str) -> tuple[str, ErrorCode] | None:
     return ref_id, ErrorCode.INVALID_EMBEDDING if "gallery" in raw else ErrorCode.INVALID_IMAGE
 
 
-class RefusedMessage(Exception):
-    """A body the request parser refuses before validation (a key repeated in
-    one object, JSON nested past a request's depth): an answer, like a field
-    that fails validation."""
-
-
 def _read(body: str) -> QueueMessage | QueueIdentifyMessage:
     """The message as an embed or (naming a gallery) an identify request. The
     body is parsed once (a message may carry megabytes of base64) by the HTTP
-    routes' own parser (``load_plain``: a repeated key is refused there too),
+    routes' own parser (``load_plain``: a repeated key is Refused there too),
     then validated as they validate theirs (``api.bodies``)."""
-    try:
-        raw = load_plain(body.encode())
-    except Refused as exc:
-        raise RefusedMessage(str(exc)) from None
+    raw = load_plain(body.encode())
     if isinstance(raw, dict) and "gallery" in raw:
         return QueueIdentifyMessage.model_validate(raw)
     return QueueMessage.model_validate(raw)
@@ -135,7 +126,7 @@ def deliver(result: dict[str, Any], settings: Settings) -> None:
         raise UndeliverableError("neither RESULTS_S3_URI nor RESULTS_QUEUE_URL is set")
 
 
-def _answer_invalid(record: SQSRecord, exc: ValidationError | RefusedMessage, settings: Settings) -> None:
+def _answer_invalid(record: SQSRecord, exc: ValidationError | Refused, settings: Settings) -> None:
     """A message that is not a valid request: its error is delivered when it has
     an id to answer to (a missing image, ``max_faces`` 0, a repeated key: never
     retried); without one it is poison (back to the queue, then to the
@@ -144,7 +135,7 @@ def _answer_invalid(record: SQSRecord, exc: ValidationError | RefusedMessage, se
     if answerable is None:
         metrics.add_metric(name="QueuePoisonMessages", unit=MetricUnit.Count, value=1)
         raise UndeliverableError("unreadable message (no usable id)") from None
-    if isinstance(exc, RefusedMessage):
+    if isinstance(exc, Refused):
         detail = str(exc)
     else:
         detail = describe_errors(exc.errors(include_url=False, include_input=False))
@@ -184,7 +175,7 @@ def build_queue_handler(
         try:
             try:
                 message = _read(record.body)
-            except (ValidationError, RefusedMessage) as exc:
+            except (ValidationError, Refused) as exc:
                 _answer_invalid(record, exc, settings)
                 return
             result = {

@@ -57,7 +57,8 @@ LOAD_STRIPES = 16
 # Names remembered at most (open galleries and remembered failures together).
 MAX_ENTRIES = 256
 # Python's cost of one id in memory beside its row (the str, the list's slot and
-# the set of persons), for the cache's memory account (BENCHMARKS "Gallery memory").
+# the set of persons), for the cache's memory account: measured with
+# tracemalloc, 103 bytes for ids like "person-123456", 125 for 34 characters.
 ID_BYTES = 120
 # A refresh that fails with these closes the gallery instead of keeping it:
 # the caller removed it, or it may no longer be read.
@@ -211,8 +212,9 @@ class GalleryCache:
     def _store(self, name: str, entry: _Entry) -> None:
         with self._lock:
             previous = self._entries.pop(name, None)
-            if previous is not None and previous.gallery not in (None, entry.gallery):
-                previous.gallery.snapshot.close()  # type: ignore[union-attr]
+            old = None if previous is None else previous.gallery
+            if old is not None and old is not entry.gallery:
+                old.snapshot.close()
             self._entries[name] = entry
             self._evict(name)
 
@@ -292,14 +294,12 @@ class GalleryCache:
         path = self.directory / name
         try:
             stream, info = open_regular(path)
-        except (FileNotFoundError, NotADirectoryError):
-            raise _not_found("No file of that name in GALLERY_DIR.") from None
-        except OSError as exc:
-            if exc.errno != errno.ENAMETOOLONG:
-                raise _forbidden(
-                    "The gallery cannot be read.", "The file in GALLERY_DIR cannot be opened."
-                ) from None
-            raise _not_found("No file of that name in GALLERY_DIR.") from None
+        except OSError as exc:  # a name too long for the filesystem cannot be there either
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ENAMETOOLONG):
+                raise _not_found("No file of that name in GALLERY_DIR.") from None
+            raise _forbidden(
+                "The gallery cannot be read.", "The file in GALLERY_DIR cannot be opened."
+            ) from None
         with stream:
             # ctime too: a rewrite that puts back the size and the modification time is still seen.
             version = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)

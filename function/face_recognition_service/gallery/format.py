@@ -282,10 +282,6 @@ class Snapshot:
     def hash(self) -> str:
         return str(self.header["hash"])
 
-    @property
-    def file_bytes(self) -> int:
-        return len(self._mapping)
-
     def close(self) -> None:
         # Views of the mapping may still be alive in a request that is finishing:
         # the mapping then closes when the last of them goes.
@@ -422,11 +418,10 @@ def private_copy(source: BinaryIO, size: int, folder: Path) -> BinaryIO:
     try:
         _copy_into(source.fileno(), copy.fileno(), size)
         copy.seek(0)
-    except OSError as exc:
+    except BaseException as exc:
         copy.close()
-        raise storage_error(exc, "copying the snapshot") from None
-    except BaseException:
-        copy.close()
+        if isinstance(exc, OSError):
+            raise storage_error(exc, "copying the snapshot") from None
         raise
     return copy
 

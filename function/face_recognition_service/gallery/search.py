@@ -82,7 +82,7 @@ def pq_index(vectors: np.ndarray) -> tuple[bytes, dict[str, Any]]:
     import faiss
 
     count, dim = vectors.shape
-    if count < max(PQ_MIN_ROWS, 2 * dim) or dim % SUBQUANTIZERS:
+    if not _indexable(count, dim) or dim % SUBQUANTIZERS:
         raise ValueError(f"a PQ index needs {PQ_MIN_ROWS} vectors of a multiple of {SUBQUANTIZERS} values")
     faiss.omp_set_num_threads(visible_cpus())  # a search on this thread set it to 1
     sample_rows = np.random.default_rng(TRAINING_SEED).choice(
@@ -116,9 +116,15 @@ def index_for(
 ) -> tuple[bytes | None, dict[str, Any] | None]:
     """The index section a snapshot of ``vectors`` carries and its header
     entry: a PQ index above ``exact_limit`` (and PQ_MIN_ROWS), else none."""
-    if len(vectors) > exact_limit and len(vectors) >= max(PQ_MIN_ROWS, 2 * vectors.shape[1]):
+    if len(vectors) > exact_limit and _indexable(*vectors.shape):
         return pq_index(vectors)
     return None, None
+
+
+def _indexable(count: int, dim: int) -> bool:
+    """Whether a PQ index can be learnt from ``count`` rows of ``dim`` values
+    (PQ_MIN_ROWS, and twice the dimension: faiss aborts on fewer than ``dim``)."""
+    return count >= max(PQ_MIN_ROWS, 2 * dim)
 
 
 class PQIndex:
