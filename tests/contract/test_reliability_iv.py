@@ -30,7 +30,7 @@ from face_recognition_service.gallery.build import build
 from face_recognition_service.gallery.format import MAGIC, write_snapshot
 from face_recognition_service.gallery.search import Searcher
 from face_recognition_service.matching import encode_embedding, expected_fpir
-from face_recognition_service.testing import FakeLambdaContext, sqs_record
+from face_recognition_service.testing import FakeLambdaContext, http_api_event, sqs_record
 from face_recognition_service.usecases import identify as identify_usecase
 from tests.support.galleries import (
     distractors,
@@ -549,13 +549,20 @@ def test_s3_without_credentials_is_storage_unavailable_with_a_retry_after(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     aws_clients.client.cache_clear()
+    request = {"gallery": "s3://galleries/staff.frg", "embedding": obama}
     try:
         with service(model_dir, model, gallery_s3_buckets="galleries", gallery_cache_dir=tmp_path) as client:
-            response = ask(client, "s3://galleries/staff.frg", embedding=obama)
+            response = ask(client, **request)
+        settings = make_settings(model_dir, gallery_s3_buckets="galleries", gallery_cache_dir=tmp_path)
+        handler = build_handler(settings, model, warm=False)
+        through_lambda = handler(http_api_event("POST", IDENTIFY, request), FakeLambdaContext())
     finally:
         aws_clients.client.cache_clear()
     body = assert_error(response, 503, "STORAGE_UNAVAILABLE")
     assert body["detail"] == "NoCredentialsError" and response.headers["retry-after"] == "5"
+    assert through_lambda["statusCode"] == 503
+    assert json.loads(through_lambda["body"]) == body
+    assert {k.lower(): v for k, v in through_lambda["headers"].items()}["retry-after"] == "5"
 
 
 # Finding 13: queue messages are parsed as the HTTP routes parse bodies.
