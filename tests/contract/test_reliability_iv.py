@@ -555,7 +555,7 @@ def test_s3_without_credentials_is_storage_unavailable_with_a_retry_after(
             response = ask(client, **request)
         settings = make_settings(model_dir, gallery_s3_buckets="galleries", gallery_cache_dir=tmp_path)
         handler = build_handler(settings, model, warm=False)
-        through_lambda = handler(http_api_event("POST", IDENTIFY, request), FakeLambdaContext())
+        through_lambda = handler(http_api_event("POST", IDENTIFY, request), FakeLambdaContext())  # type: ignore[arg-type]
     finally:
         aws_clients.client.cache_clear()
     body = assert_error(response, 503, "STORAGE_UNAVAILABLE")
